@@ -1,0 +1,166 @@
+/*  Frames of the wire protocol: the 4-byte header, the msgpack body built by
+    dpool_codec, and the optional payload frame that is carried opaque. Everything
+    that arrives here comes from the network, so every check ends in DPOOL_ERR_PROTO
+    with a reason, never in an assert. */
+#include "dpool_proto.h"
+#include "dpool_codec.h"
+
+#include <dpool/errors.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+dpool_msg_reset(dpool_msg_t *msg)
+{
+    if (!msg)
+        return;
+    free(msg->name);
+    free(msg->text);
+    for (size_t i = 0; i < msg->function_count; i++)
+        free(msg->functions[i]);
+    free(msg->functions);
+    zframe_destroy(&msg->payload);
+    memset(msg, 0, sizeof *msg);
+}
+
+const char *
+dpool_proto_command_name(int command)
+{
+    switch (command) {
+    case DPOOL_CMD_POOL_OPEN: return "POOL_OPEN";
+    case DPOOL_CMD_POOL_OPENED: return "POOL_OPENED";
+    case DPOOL_CMD_SUBMIT: return "SUBMIT";
+    case DPOOL_CMD_RESULT: return "RESULT";
+    case DPOOL_CMD_OUTPUT: return "OUTPUT";
+    case DPOOL_CMD_TERMINATE: return "TERMINATE";
+    case DPOOL_CMD_POOL_RELEASE: return "POOL_RELEASE";
+    case DPOOL_CMD_STATUS: return "STATUS";
+    case DPOOL_CMD_STATUS_REPLY: return "STATUS_REPLY";
+    case DPOOL_CMD_ERROR: return "ERROR";
+    case DPOOL_CMD_WORKER_HELLO: return "WORKER_HELLO";
+    case DPOOL_CMD_CREDIT: return "CREDIT";
+    case DPOOL_CMD_TASK: return "TASK";
+    case DPOOL_CMD_WORKER_RESULT: return "WORKER_RESULT";
+    case DPOOL_CMD_WORKER_OUTPUT: return "WORKER_OUTPUT";
+    case DPOOL_CMD_KILL: return "KILL";
+    case DPOOL_CMD_HEARTBEAT: return "HEARTBEAT";
+    case DPOOL_CMD_BYE: return "BYE";
+    default: return NULL;
+    }
+}
+
+zmsg_t *
+dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id)
+{
+    dpool_payload_rule_t rule;
+    if (!dpool_codec_known(msg->command, &rule))
+        return NULL;
+    if ((rule == DPOOL_PAYLOAD_REQUIRED && !msg->payload) ||
+        (rule == DPOOL_PAYLOAD_NONE && msg->payload))
+        return NULL;
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    zmsg_t *zmsg = NULL;
+    if (dpool_codec_encode(msg, &body) != DPOOL_OK)
+        goto fail;
+    zmsg = zmsg_new();
+    if (!zmsg)
+        goto fail;
+    const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
+                                                     (uint8_t)msg->command};
+    if ((routing_id && zmsg_addmem(zmsg, zframe_data(routing_id), zframe_size(routing_id))) ||
+        zmsg_addmem(zmsg, header, sizeof header) || zmsg_addmem(zmsg, body.data, body.size))
+        goto fail;
+    msgpack_sbuffer_destroy(&body);
+    if (msg->payload) {
+        // The payload frame moves as it is: no copy of task arguments or results.
+        dpool_msg_t *owner = (dpool_msg_t *)msg;
+        zmsg_append(zmsg, &owner->payload);
+    }
+    return zmsg;
+fail:
+    msgpack_sbuffer_destroy(&body);
+    zmsg_destroy(&zmsg);
+    return NULL;
+}
+
+int
+dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id)
+{
+    zmsg_t *zmsg = dpool_proto_build(msg, routing_id);
+    if (!zmsg)
+        return DPOOL_ERR_INVALID;
+    if (zmsg_send(&zmsg, sock) == 0)
+        return DPOOL_OK;
+    zmsg_destroy(&zmsg); // czmq leaves it with us on failure; it is gone all the same
+    return DPOOL_ERR_IO;
+}
+
+static int
+s_decode_header(zframe_t *header, dpool_msg_t *msg, dpool_payload_rule_t *rule, const char **why)
+{
+    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE) {
+        *why = "header frame is not 4 bytes";
+        return DPOOL_ERR_PROTO;
+    }
+    const uint8_t *bytes = zframe_data(header);
+    if (bytes[0] != 'D' || bytes[1] != 'P') {
+        *why = "header does not start with DP";
+        return DPOOL_ERR_PROTO;
+    }
+    if (bytes[2] != DPOOL_PROTO_VERSION) {
+        *why = "unsupported protocol version";
+        return DPOOL_ERR_PROTO;
+    }
+    if (!dpool_codec_known(bytes[3], rule)) {
+        *why = "unknown command";
+        return DPOOL_ERR_PROTO;
+    }
+    msg->command = (dpool_cmd_t)bytes[3];
+    return DPOOL_OK;
+}
+
+int
+dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_p,
+                   dpool_msg_t *msg, const char **why)
+{
+    zmsg_t *zmsg = *zmsg_p;
+    *zmsg_p = NULL;
+    int rc = DPOOL_ERR_PROTO;
+    if (with_routing_id && routing_id_p)
+        *routing_id_p = zmsg_pop(zmsg);
+    else if (with_routing_id) {
+        zframe_t *discarded = zmsg_pop(zmsg);
+        zframe_destroy(&discarded);
+    }
+    size_t frames = zmsg_size(zmsg);
+    if (frames < 2 || frames > 3) {
+        *why = "message does not have 2 or 3 frames after the routing id";
+        goto done;
+    }
+    dpool_payload_rule_t rule;
+    rc = s_decode_header(zmsg_first(zmsg), msg, &rule, why);
+    if (rc != DPOOL_OK)
+        goto done;
+    rc = DPOOL_ERR_PROTO;
+    if (frames == 3 && rule == DPOOL_PAYLOAD_NONE) {
+        *why = "payload frame on a command that takes none";
+        goto done;
+    }
+    if (frames == 2 && rule == DPOOL_PAYLOAD_REQUIRED) {
+        *why = "payload frame missing";
+        goto done;
+    }
+    zframe_t *body = zmsg_next(zmsg);
+    rc = dpool_codec_decode(zframe_data(body), zframe_size(body), msg, why);
+    if (rc == DPOOL_OK && frames == 3) {
+        zframe_t *header = zmsg_pop(zmsg);
+        zframe_destroy(&header);
+        zframe_t *body_frame = zmsg_pop(zmsg);
+        zframe_destroy(&body_frame);
+        msg->payload = zmsg_pop(zmsg);
+    }
+done:
+    zmsg_destroy(&zmsg);
+    return rc;
+}

@@ -1,0 +1,96 @@
+/*  dpool_proto: the wire protocol's frames, command ids and message struct.
+
+    Every message is a ZeroMQ multipart message (docs/PROTOCOL.md has the full text):
+        [routing id]   only on the broker's ROUTER side
+        header         4 bytes: 'D' 'P' version command
+        body           one msgpack array whose fields depend on the command
+        [payload]      raw msgpack bytes (task arguments, a result, a status map),
+                       carried opaque by the broker and never decoded there
+    dpool_msg_t is the decoded form of one message: one struct for every command, with
+    the fields that command does not use left zero. */
+#ifndef DPOOL_PROTO_H
+#define DPOOL_PROTO_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DPOOL_PROTO_VERSION 1
+#define DPOOL_PROTO_HEADER_SIZE 4
+
+// Default endpoint of the broker, and the variable clients and workers read it from.
+#define DPOOL_DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
+#define DPOOL_ENDPOINT_ENV "DPOOL_BROKER"
+
+// Names longer than this (functions, pools, hosts) are refused: they are identifiers,
+// and a bound keeps a hostile peer from making the broker hold megabytes of key.
+#define DPOOL_PROTO_NAME_MAX 255
+// A worker daemon offering more functions than this is refused for the same reason.
+#define DPOOL_PROTO_FUNCTIONS_MAX 1024
+
+typedef enum {
+    DPOOL_CMD_POOL_OPEN = 0x01,     // client -> broker
+    DPOOL_CMD_POOL_OPENED = 0x02,   // broker -> client
+    DPOOL_CMD_SUBMIT = 0x03,        // client -> broker
+    DPOOL_CMD_RESULT = 0x04,        // broker -> client
+    DPOOL_CMD_OUTPUT = 0x05,        // broker -> client
+    DPOOL_CMD_TERMINATE = 0x06,     // client -> broker
+    DPOOL_CMD_POOL_RELEASE = 0x07,  // client -> broker
+    DPOOL_CMD_STATUS = 0x08,        // client -> broker
+    DPOOL_CMD_STATUS_REPLY = 0x09,  // broker -> client
+    DPOOL_CMD_ERROR = 0x0A,         // broker -> any peer
+    DPOOL_CMD_WORKER_HELLO = 0x10,  // worker -> broker
+    DPOOL_CMD_CREDIT = 0x11,        // worker -> broker
+    DPOOL_CMD_TASK = 0x12,          // broker -> worker
+    DPOOL_CMD_WORKER_RESULT = 0x13, // worker -> broker
+    DPOOL_CMD_WORKER_OUTPUT = 0x14, // worker -> broker
+    DPOOL_CMD_KILL = 0x15,          // broker -> worker
+    DPOOL_CMD_HEARTBEAT = 0x20,     // any direction
+    DPOOL_CMD_BYE = 0x21,           // worker or client -> broker
+} dpool_cmd_t;
+
+// Output streams in OUTPUT / WORKER_OUTPUT.
+#define DPOOL_STREAM_STDOUT 1
+#define DPOOL_STREAM_STDERR 2
+
+typedef struct {
+    dpool_cmd_t command;
+    uint64_t task_id;
+    uint32_t pool_ref;
+    int32_t code;          // a dpool/errors.h code
+    uint32_t count;        // cap, credits, processes or stream, by command
+    uint32_t pid;
+    char *name;            // owned, NUL-terminated: function, pool name or host; may be NULL
+    char *text;            // owned, NUL-terminated: message or output bytes; may be NULL
+    size_t text_size;      // bytes in text, not counting the terminator
+    char **functions;      // owned array of owned strings (WORKER_HELLO)
+    size_t function_count;
+    zframe_t *payload;     // owned raw msgpack, or NULL
+} dpool_msg_t;
+
+// Frees what msg owns and zeroes it, so it can be filled again. NULL-safe.
+void dpool_msg_reset(dpool_msg_t *msg);
+
+// The command's name ("SUBMIT"), or NULL for a byte that is no command.
+const char *dpool_proto_command_name(int command);
+
+// Builds the ZeroMQ message for msg, prefixed by a copy of routing_id when it is not
+// NULL. Moves msg->payload into the message (msg->payload becomes NULL); everything
+// else in msg stays the caller's. Returns an owned zmsg_t, or NULL when msg breaks
+// the command's schema (a bug of ours) or memory runs out.
+zmsg_t *dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id);
+
+// Builds and sends msg on sock (see dpool_proto_build for what moves). Returns
+// DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its schema, or DPOOL_ERR_IO.
+int dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id);
+
+// Decodes *zmsg_p (consumed, always) into msg, which the caller has zeroed or reset.
+// When with_routing_id is true, the first frame is the peer's routing id and is
+// moved to *routing_id_p (owned by the caller; set even when decoding fails, so the
+// peer can be answered). Returns DPOOL_OK or DPOOL_ERR_PROTO with *why set to a
+// static text naming the fault; msg then holds nothing that needs freeing.
+int dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_p,
+                       dpool_msg_t *msg, const char **why);
+
+#endif
