@@ -1,0 +1,352 @@
+/*  The broker's socket, main loop and timers. One ROUTER; each loop turn reads every
+    message that is ready (up to DPOOL_BROKER_BATCH), hands each to the client or
+    host module by command, then lets the scheduler dispatch as many tasks as credits
+    and caps allow, then runs the timers (grace periods, heartbeats). A malformed
+    message is counted, logged at WARN and answered with ERROR; nothing that arrives
+    can stop the loop. */
+#include "dpool_broker_internal.h"
+#include "dpool_clock.h"
+#include "dpool_log.h"
+
+#include <dpool/errors.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+dpool_broker_config_defaults(dpool_broker_config_t *config)
+{
+    memset(config, 0, sizeof *config);
+    config->bind = DPOOL_DEFAULT_ENDPOINT;
+    config->grace_ms = 10000;
+}
+
+bool
+dpool_broker_endpoint_is_local(const char *endpoint)
+{
+    if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0)
+        return true;
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return false;
+    const char *host = endpoint + 6;
+    // "tcp://eth0;127.0.0.1:5555" names a source interface first; the bind is what counts.
+    const char *semicolon = strchr(host, ';');
+    if (semicolon)
+        host = semicolon + 1;
+    if (strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0 ||
+        strncmp(host, "[::1]:", 6) == 0)
+        return true;
+    return false;
+}
+
+size_t
+dpool_broker_frame_hash(const void *key)
+{
+    // FNV-1a over the routing id's bytes.
+    const zframe_t *frame = key;
+    const unsigned char *bytes = zframe_data((zframe_t *)frame);
+    size_t hash = 14695981039346656037ULL;
+    for (size_t i = 0; i < zframe_size((zframe_t *)frame); i++)
+        hash = (hash ^ bytes[i]) * 1099511628211ULL;
+    return hash;
+}
+
+int
+dpool_broker_frame_compare(const void *a, const void *b)
+{
+    zframe_t *left = (zframe_t *)a, *right = (zframe_t *)b;
+    size_t left_size = zframe_size(left), right_size = zframe_size(right);
+    if (left_size != right_size)
+        return left_size < right_size ? -1 : 1;
+    return memcmp(zframe_data(left), zframe_data(right), left_size);
+}
+
+static zhashx_t *
+s_peer_table(void)
+{
+    zhashx_t *table = zhashx_new();
+    if (!table)
+        return NULL;
+    // Keys are the records' own routing-id frames: no copy, freed with the record.
+    zhashx_set_key_hasher(table, dpool_broker_frame_hash);
+    zhashx_set_key_comparator(table, dpool_broker_frame_compare);
+    zhashx_set_key_duplicator(table, NULL);
+    zhashx_set_key_destructor(table, NULL);
+    return table;
+}
+
+static bool
+s_write_endpoint_file(const char *path, const char *endpoint)
+{
+    char temporary[4096];
+    snprintf(temporary, sizeof temporary, "%s.tmp", path);
+    FILE *file = fopen(temporary, "w");
+    if (!file)
+        return false;
+    bool written = fprintf(file, "%s\n", endpoint) > 0;
+    written = fclose(file) == 0 && written;
+    // rename makes the file appear whole: a test polling for it never reads half a line.
+    return written && rename(temporary, path) == 0;
+}
+
+static int
+s_bind(dpool_broker_t *self, char *why, size_t why_size)
+{
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router) {
+        snprintf(why, why_size, "cannot create a socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    // A peer that vanishes must not keep the broker's send queue growing for ever, and a
+    // message to a vanished peer is dropped rather than blocking the loop.
+    zsock_set_router_mandatory(self->router, 0);
+    zsock_set_sndhwm(self->router, 0);
+    zsock_set_rcvhwm(self->router, 0);
+    zsock_set_linger(self->router, 0);
+    if (zsock_bind(self->router, "%s", self->config.bind) < 0) {
+        snprintf(why, why_size, "cannot bind %s: %s", self->config.bind,
+                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    self->endpoint = zsock_last_endpoint(self->router);
+    if (!self->endpoint) {
+        snprintf(why, why_size, "cannot read the bound endpoint");
+        return -1;
+    }
+    if (self->config.endpoint_file && !s_write_endpoint_file(self->config.endpoint_file,
+                                                             self->endpoint)) {
+        snprintf(why, why_size, "cannot write %s: %s", self->config.endpoint_file,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+dpool_broker_t *
+dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size)
+{
+    if (!config->insecure && !dpool_broker_endpoint_is_local(config->bind)) {
+        snprintf(why, why_size,
+                 "%s is not a loopback address: binding it without CURVE needs --insecure",
+                 config->bind);
+        return NULL;
+    }
+    dpool_broker_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    self->config = *config;
+    self->sched = dpool_sched_new(config->grace_ms);
+    self->clients = s_peer_table();
+    self->hosts = s_peer_table();
+    self->named_pools = zhashx_new();
+    if (!self->sched || !self->clients || !self->hosts || !self->named_pools) {
+        snprintf(why, why_size, "out of memory");
+        goto fail;
+    }
+    if (s_bind(self, why, why_size) < 0)
+        goto fail;
+    self->started_ms = self->now_ms = dpool_clock_ms();
+    self->next_heartbeat_ms = self->now_ms + DPOOL_HEARTBEAT_MS;
+    return self;
+fail:
+    dpool_broker_destroy(&self);
+    return NULL;
+}
+
+static void
+s_free_task(void *ctx, uint64_t task_id, void *data)
+{
+    (void)ctx;
+    (void)task_id;
+    dpool_task_t *task = data;
+    if (task) {
+        zframe_destroy(&task->args);
+        free(task);
+    }
+}
+
+void
+dpool_broker_destroy(dpool_broker_t **self_p)
+{
+    dpool_broker_t *self = *self_p;
+    if (!self)
+        return;
+    *self_p = NULL;
+    if (self->sched)
+        dpool_sched_drain(self->sched, s_free_task, NULL);
+    if (self->hosts)
+        dpool_hosts_destroy_all(self);
+    if (self->clients)
+        dpool_clients_destroy_all(self);
+    zhashx_destroy(&self->hosts);
+    zhashx_destroy(&self->clients);
+    zhashx_destroy(&self->named_pools);
+    dpool_sched_destroy(&self->sched);
+    zsock_destroy(&self->router);
+    zstr_free(&self->endpoint);
+    free(self);
+}
+
+const char *
+dpool_broker_endpoint(const dpool_broker_t *self)
+{
+    return self->endpoint;
+}
+
+void
+dpool_broker_send(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
+{
+    int rc = dpool_proto_send(self->router, msg, routing_id);
+    if (rc != DPOOL_OK)
+        DPOOL_LOG_WARN("cannot send %s: %s", dpool_proto_command_name(msg->command),
+                       dpool_strerror(rc));
+}
+
+void
+dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int code, const char *text)
+{
+    dpool_msg_t msg = {.command = DPOOL_CMD_ERROR, .code = code, .text = (char *)text};
+    dpool_broker_send(self, routing_id, &msg);
+}
+
+void
+dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, const char *text,
+                         zframe_t **payload_p)
+{
+    dpool_client_t *client = task->client;
+    dpool_msg_t msg = {.command = DPOOL_CMD_RESULT,
+                       .task_id = task->client_task_id,
+                       .code = code,
+                       .text = (char *)text};
+    if (payload_p && code == DPOOL_OK) {
+        msg.payload = *payload_p;
+        *payload_p = NULL;
+    }
+    dpool_broker_send(self, client->routing_id, &msg);
+    zframe_destroy(&msg.payload);
+    zframe_destroy(&task->args);
+    free(task);
+    client->tasks--;
+    dpool_clients_release_if_idle(self, client);
+}
+
+static void
+s_dispatch(dpool_broker_t *self)
+{
+    uint64_t task_id;
+    void *task_data, *host_data;
+    while (dpool_sched_dispatch(self->sched, self->now_ms, &task_id, &task_data, &host_data)) {
+        dpool_task_t *task = task_data;
+        dpool_host_t *host = host_data;
+        dpool_msg_t msg = {.command = DPOOL_CMD_TASK,
+                           .task_id = task_id,
+                           .name = (char *)dpool_sched_task_function(self->sched, task_id),
+                           .payload = task->args};
+        task->args = NULL; // the arguments travel without a copy
+        dpool_broker_send(self, host->routing_id, &msg);
+    }
+}
+
+static void
+s_fail_expired(void *ctx, uint64_t task_id, void *data)
+{
+    dpool_broker_t *self = ctx;
+    dpool_task_t *task = data;
+    char text[DPOOL_PROTO_NAME_MAX + 96];
+    // The visitor runs before the scheduler frees the record, so the name is still there.
+    const char *function = dpool_sched_task_function(self->sched, task_id);
+    snprintf(text, sizeof text, "no worker offers function \"%s\" (waited %.1f s for one)",
+             function ? function : "?", (double)self->config.grace_ms / 1000.0);
+    dpool_broker_finish_task(self, task, DPOOL_ERR_NO_FUNCTION, text, NULL);
+}
+
+static void
+s_run_timers(dpool_broker_t *self)
+{
+    dpool_sched_expire(self->sched, self->now_ms, s_fail_expired, self);
+    if (self->now_ms >= self->next_heartbeat_ms) {
+        dpool_hosts_tick(self);
+        self->next_heartbeat_ms = self->now_ms + DPOOL_HEARTBEAT_MS;
+    }
+}
+
+static long
+s_poll_timeout(const dpool_broker_t *self)
+{
+    int64_t due = self->next_heartbeat_ms;
+    int64_t grace = dpool_sched_next_deadline(self->sched);
+    if (grace >= 0 && grace < due)
+        due = grace;
+    int64_t wait = due - dpool_clock_ms();
+    return wait < 0 ? 0 : (long)wait;
+}
+
+static bool
+s_is_client_command(dpool_cmd_t command)
+{
+    return command == DPOOL_CMD_POOL_OPEN || command == DPOOL_CMD_SUBMIT ||
+           command == DPOOL_CMD_TERMINATE || command == DPOOL_CMD_POOL_RELEASE ||
+           command == DPOOL_CMD_STATUS;
+}
+
+static void
+s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
+{
+    zframe_t *routing_id = NULL;
+    dpool_msg_t msg = {0};
+    const char *why = "unknown";
+    int rc = dpool_proto_decode(zmsg_p, true, &routing_id, &msg, &why);
+    if (rc != DPOOL_OK) {
+        self->malformed++;
+        DPOOL_LOG_WARN("dropped a malformed message: %s", why);
+        if (routing_id)
+            dpool_broker_send_error(self, routing_id, rc, why);
+    } else if (s_is_client_command(msg.command))
+        dpool_clients_on_message(self, routing_id, &msg);
+    else
+        dpool_hosts_on_message(self, routing_id, &msg);
+    dpool_msg_reset(&msg);
+    zframe_destroy(&routing_id);
+}
+
+// Reads every message that is ready, up to one batch. Returns -1 on a fatal socket error.
+static int
+s_drain(dpool_broker_t *self)
+{
+    for (int i = 0; i < DPOOL_BROKER_BATCH; i++) {
+        if (!(zsock_events(self->router) & ZMQ_POLLIN))
+            return 0;
+        zmsg_t *zmsg = zmsg_recv(self->router);
+        if (!zmsg)
+            return (zmq_errno() == EAGAIN || zmq_errno() == EINTR) ? 0 : -1;
+        s_handle(self, &zmsg);
+    }
+    return 0;
+}
+
+int
+dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
+{
+    DPOOL_LOG_INFO("listening on %s", self->endpoint);
+    zmq_pollitem_t item = {.socket = zsock_resolve(self->router), .events = ZMQ_POLLIN};
+    while (!*stop) {
+        int ready = zmq_poll(&item, 1, s_poll_timeout(self));
+        if (ready < 0 && zmq_errno() != EINTR) {
+            DPOOL_LOG_ERROR("poll failed: %s", zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        self->now_ms = dpool_clock_ms();
+        if (ready > 0 && s_drain(self) < 0) {
+            DPOOL_LOG_ERROR("receive failed: %s", zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        s_dispatch(self);
+        s_run_timers(self);
+        s_dispatch(self);
+    }
+    DPOOL_LOG_INFO("stopping");
+    return 0;
+}

@@ -1,0 +1,112 @@
+/*  The broker's records, shared by its modules (dpool_broker.c: socket, loop and
+    timers; dpool_clients.c: client commands; dpool_hosts.c: worker-daemon commands;
+    dpool_status.c: the status map). Not installed, not used outside broker/. */
+#ifndef DPOOL_BROKER_INTERNAL_H
+#define DPOOL_BROKER_INTERNAL_H
+
+#include "dpool_broker.h"
+#include "dpool_proto.h"
+#include "dpool_sched.h"
+
+#include <czmq.h>
+
+// Heartbeat interval, and how many silent intervals make a worker daemon lost: three,
+// not one, because a daemon busy forking a replacement can be late once without being
+// dead, and failing its tasks twice is worse than noticing a real loss 2 s later.
+#define DPOOL_HEARTBEAT_MS 1000
+#define DPOOL_HEARTBEAT_LIVENESS 3
+
+// How many messages one loop turn reads before dispatching: large enough to batch a
+// burst of submissions, small enough that results keep flowing under a flood.
+#define DPOOL_BROKER_BATCH 1024
+
+typedef struct s_pool s_pool_t;
+
+// A pool as the broker knows it: private to one client, or named and shared.
+struct s_pool {
+    char *name;                 // owned; NULL for a private pool
+    char *label;                // owned; shown in status
+    dpool_sched_pool_t *sched_pool;
+    size_t holders;             // clients that opened it and have not released it
+};
+
+typedef struct {
+    uint32_t ref;
+    s_pool_t *pool;
+} dpool_pool_ref_t;
+
+typedef struct {
+    zframe_t *routing_id;       // owned; also the key in broker->clients
+    dpool_pool_ref_t *refs;     // owned array
+    size_t ref_count;
+    size_t ref_capacity;
+    size_t tasks;               // tasks submitted and not yet answered
+} dpool_client_t;
+
+typedef struct {
+    zframe_t *routing_id;       // owned; also the key in broker->hosts
+    char *host;                 // owned
+    uint32_t pid;
+    uint32_t processes;
+    char **functions;           // owned (for status)
+    size_t function_count;
+    dpool_sched_host_t *sched_host;
+    int64_t expires_ms;         // lost when nothing arrives by then
+} dpool_host_t;
+
+// What the broker keeps per task while the scheduler holds it.
+typedef struct {
+    dpool_client_t *client;
+    uint64_t client_task_id;
+    zframe_t *args;             // owned until sent in a TASK
+} dpool_task_t;
+
+struct dpool_broker {
+    dpool_broker_config_t config;
+    zsock_t *router;
+    char *endpoint;
+    dpool_sched_t *sched;
+    zhashx_t *clients;          // routing id frame -> dpool_client_t
+    zhashx_t *hosts;            // routing id frame -> dpool_host_t
+    zhashx_t *named_pools;      // name -> s_pool_t
+    uint64_t malformed;         // malformed messages dropped
+    int64_t started_ms;
+    int64_t next_heartbeat_ms;
+    int64_t now_ms;             // read once per loop turn
+};
+
+// Sends msg to the peer with this routing id, logging a failure. msg->payload moves.
+void dpool_broker_send(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);
+
+// Answers a peer's bad message with ERROR [code, text].
+void dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int code,
+                             const char *text);
+
+// Sends RESULT [client_task_id, code, text] + payload (moved; may be NULL) to the task's
+// client, updates its counters and frees the task record (and its client record when
+// the client has nothing left).
+void dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, const char *text,
+                              zframe_t **payload_p);
+
+// Client commands (dpool_clients.c). Each takes the decoded message, owned by the caller.
+void dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);
+// Frees a client record once it holds no pool and no task.
+void dpool_clients_release_if_idle(dpool_broker_t *self, dpool_client_t *client);
+// Frees every client record and private pool (shutdown).
+void dpool_clients_destroy_all(dpool_broker_t *self);
+
+// Worker-daemon commands (dpool_hosts.c).
+void dpool_hosts_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);
+// Sends heartbeats and forgets daemons whose liveness ran out.
+void dpool_hosts_tick(dpool_broker_t *self);
+// Forgets every host (shutdown), without failing tasks.
+void dpool_hosts_destroy_all(dpool_broker_t *self);
+
+// The status map (dpool_status.c): an owned frame of msgpack, or NULL on out-of-memory.
+zframe_t *dpool_status_build(dpool_broker_t *self);
+
+// Hash-table callbacks keyed by routing-id frames (bytes compared, not pointers).
+size_t dpool_broker_frame_hash(const void *key);
+int dpool_broker_frame_compare(const void *a, const void *b);
+
+#endif

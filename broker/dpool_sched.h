@@ -1,0 +1,137 @@
+/*  dpool_sched: the broker's scheduler, a pure module (no sockets, no clock: time
+    comes in as a parameter), so it is tested directly and fast.
+
+    It owns pools, worker hosts and task records, and decides which task runs next on
+    which host:
+      - a pool's tasks leave in FIFO order, at most `cap` running at once (cap 0 = the
+        cluster's current number of worker processes);
+      - pools with work and room take turns (a round-robin ring);
+      - a task goes only to a host that offers its function and has a credit (one
+        credit = one idle process); a task whose function no host offers waits in an
+        orphan queue for grace_ms, then expires.
+    Every operation is O(1) per task, except the rare ones that say otherwise (a host
+    joining or leaving, terminate), which are O(affected items).
+
+    Tasks are named by a 64-bit id made here (slot index + generation), so a stale id
+    (a late result for a task already terminated) is recognised and ignored. Each task
+    and host carries an opaque pointer for its owner (the broker): the scheduler never
+    frees or reads it. */
+#ifndef DPOOL_SCHED_H
+#define DPOOL_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dpool_sched dpool_sched_t;
+typedef struct dpool_sched_pool dpool_sched_pool_t;
+typedef struct dpool_sched_host dpool_sched_host_t;
+
+// Called for each task a call hands back (expired, cancelled, lost with its host).
+// The task is gone from the scheduler when the visitor returns.
+typedef void(dpool_sched_visit_fn)(void *ctx, uint64_t task_id, void *task_data);
+
+// Pool counters for status.
+typedef struct {
+    uint32_t cap;           // as set; 0 = cluster size
+    uint32_t effective_cap; // the cap in force now
+    size_t queued;          // waiting, including those whose function nobody offers yet
+    size_t running;
+    uint64_t done;
+    uint64_t failed;
+} dpool_sched_pool_stats_t;
+
+// Creates a scheduler. grace_ms: how long a task may wait for a host offering its
+// function. Returns an owned scheduler or NULL on out-of-memory.
+dpool_sched_t *dpool_sched_new(int64_t grace_ms);
+
+// Destroys the scheduler with every pool, host and task record. The owner's data
+// pointers are not freed (free them first, e.g. with dpool_sched_drain). NULL-safe.
+void dpool_sched_destroy(dpool_sched_t **self_p);
+
+// Creates a pool with this cap. Returns a pool handle owned by the scheduler (valid
+// until dpool_sched_pool_remove) or NULL on out-of-memory.
+dpool_sched_pool_t *dpool_sched_pool_new(dpool_sched_t *self, uint32_t cap);
+
+// Removes a pool that has no queued or running task. Returns false (and keeps it)
+// when it still has tasks. Sets *pool_p to NULL on success.
+bool dpool_sched_pool_remove(dpool_sched_t *self, dpool_sched_pool_t **pool_p);
+
+// Fills *stats for pool.
+void dpool_sched_pool_stats(dpool_sched_t *self, const dpool_sched_pool_t *pool,
+                            dpool_sched_pool_stats_t *stats);
+
+// Queues a task for function in pool. The function name is copied. task_data is the
+// owner's, handed back by dispatch, complete, cancel and expire. Returns 0 and the
+// new task's id in *task_id, or -1 on out-of-memory.
+int dpool_sched_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function,
+                       void *task_data, int64_t now_ms, uint64_t *task_id);
+
+// Registers a worker host with `processes` slots offering these functions (copied),
+// with no credit yet. host_data is the owner's. Returns the host handle (owned by the
+// scheduler until dpool_sched_host_remove) or NULL on out-of-memory.
+dpool_sched_host_t *dpool_sched_host_add(dpool_sched_t *self, void *host_data, uint32_t processes,
+                                         const char *const *functions, size_t function_count);
+
+// Removes a host. Every task running on it is handed to visit (the owner fails or
+// re-submits it) and then freed. O(functions + running tasks of the host).
+void dpool_sched_host_remove(dpool_sched_t *self, dpool_sched_host_t **host_p,
+                             dpool_sched_visit_fn *visit, void *ctx);
+
+// Adds credits (idle processes) to host. Credits beyond its process count are ignored
+// (a confused or hostile peer cannot make the broker over-dispatch). Returns the
+// number of credits accepted.
+uint32_t dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint32_t credits);
+
+// Picks the next dispatch: a task whose pool is under its cap, for a host with a
+// credit that offers the function. Marks it running and consumes the credit. Returns
+// true with the task's id, its data and the host's data; false when nothing can run
+// now. Call it until it returns false after anything that may free capacity.
+bool dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id,
+                          void **task_data, void **host_data);
+
+// Ends a running task (its result arrived). success feeds the pool's counters.
+// Returns the task's data, or NULL when task_id is unknown, stale or not running
+// (the owner drops the late message). from_host, when not NULL, must be the host the
+// task ran on, or NULL is returned: a host cannot finish another host's task.
+void *dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host,
+                           bool success);
+
+// The function name of a queued or running task (borrowed, valid while the task is),
+// or NULL when task_id is unknown or stale.
+const char *dpool_sched_task_function(const dpool_sched_t *self, uint64_t task_id);
+
+// The data of a task running on from_host, or NULL when the id is unknown, stale, not
+// running or running on another host (output for it is then dropped).
+void *dpool_sched_task_data(const dpool_sched_t *self, uint64_t task_id,
+                            const dpool_sched_host_t *from_host);
+
+// Removes a queued or running task (terminate). Returns its data, or NULL when the id
+// is unknown. When it was running, *host_data is set to its host's data (so the owner
+// can tell the host to kill it), else to NULL.
+void *dpool_sched_cancel(dpool_sched_t *self, uint64_t task_id, void **host_data);
+
+// Hands every task of pool (queued and running) to visit without removing anything;
+// the visitor must not call into the scheduler. O(tasks of the pool).
+void dpool_sched_pool_foreach(dpool_sched_t *self, dpool_sched_pool_t *pool,
+                              dpool_sched_visit_fn *visit, void *ctx);
+
+// Hands every task whose grace ran out by now_ms (no host offers its function) to
+// visit, then frees them and counts them failed. Returns how many expired.
+size_t dpool_sched_expire(dpool_sched_t *self, int64_t now_ms, dpool_sched_visit_fn *visit,
+                          void *ctx);
+
+// The earliest grace deadline, or -1 when no task waits for a function.
+int64_t dpool_sched_next_deadline(const dpool_sched_t *self);
+
+// Hands every remaining task to visit and frees it (for shutdown).
+void dpool_sched_drain(dpool_sched_t *self, dpool_sched_visit_fn *visit, void *ctx);
+
+// Cluster figures for status.
+uint32_t dpool_sched_total_processes(const dpool_sched_t *self);
+uint32_t dpool_sched_host_running(const dpool_sched_host_t *host);
+uint32_t dpool_sched_host_credits(const dpool_sched_host_t *host);
+uint32_t dpool_sched_host_processes(const dpool_sched_host_t *host);
+size_t dpool_sched_task_count(const dpool_sched_t *self);
+
+#endif

@@ -1,0 +1,117 @@
+/*  dpool-broker: parses flags, builds the broker, runs it until SIGINT/SIGTERM. */
+#include "dpool_broker.h"
+#include "dpool_log.h"
+
+#include <czmq.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The one signal flag STYLE.md allows, set by the handler below.
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal(int signum)
+{
+    (void)signum;
+    s_stop = 1;
+}
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: dpool-broker [OPTION]...\n"
+            "Queues tasks of dpool pools and dispatches them to worker daemons.\n\n"
+            "  -b, --bind EP            endpoint to bind (default %s);\n"
+            "                           tcp://HOST:* picks a free port\n"
+            "      --insecure           allow binding a non-loopback address without CURVE\n"
+            "  -g, --grace SECONDS      how long a task waits for a worker offering its\n"
+            "                           function before it fails (default 10)\n"
+            "      --endpoint-file FILE write the bound endpoint to FILE once listening\n"
+            "  -l, --log-level LEVEL    error, warn, info (default) or debug\n"
+            "  -h, --help               show this help and exit\n"
+            "  -V, --version            show the version and exit\n",
+            "tcp://127.0.0.1:5555");
+}
+
+static int
+s_fail(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "dpool-broker: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+// Parses flags into config. Returns -1 to go on, or the exit code to stop with.
+static int
+s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t *level)
+{
+    enum { OPT_INSECURE = 256, OPT_ENDPOINT_FILE };
+    static const struct option options[] = {
+        {"bind", required_argument, NULL, 'b'},
+        {"insecure", no_argument, NULL, OPT_INSECURE},
+        {"grace", required_argument, NULL, 'g'},
+        {"endpoint-file", required_argument, NULL, OPT_ENDPOINT_FILE},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "b:g:l:hV", options, NULL)) != -1) {
+        char *end = NULL;
+        double seconds;
+        switch (opt) {
+        case 'b': config->bind = optarg; break;
+        case OPT_INSECURE: config->insecure = true; break;
+        case OPT_ENDPOINT_FILE: config->endpoint_file = optarg; break;
+        case 'g':
+            seconds = strtod(optarg, &end);
+            if (end == optarg || *end || !(seconds >= 0 && seconds <= 86400))
+                return s_fail("--grace needs seconds from 0 to 86400, not '%s'", optarg);
+            config->grace_ms = (int64_t)(seconds * 1000);
+            break;
+        case 'l':
+            if (!dpool_log_parse_level(optarg, level))
+                return s_fail("--log-level needs error, warn, info or debug, not '%s'", optarg);
+            break;
+        case 'h': s_usage(stdout); return 0;
+        case 'V': printf("dpool-broker %s\n", DPOOL_VERSION); return 0;
+        default: return s_fail("%s", "unknown option (see --help)");
+        }
+    }
+    if (optind < argc)
+        return s_fail("unexpected argument '%s' (see --help)", argv[optind]);
+    return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+    dpool_broker_config_t config;
+    dpool_broker_config_defaults(&config);
+    dpool_log_level_t level = DPOOL_LOG_LEVEL_INFO;
+    opterr = 0;
+    int rc = s_parse(argc, argv, &config, &level);
+    if (rc >= 0)
+        return rc;
+    dpool_log_setup("broker", level);
+    // czmq's own handler would swallow SIGINT into zsys_interrupted; ours sets s_stop.
+    zsys_handler_set(NULL);
+    struct sigaction action = {.sa_handler = s_on_signal};
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    char why[512];
+    dpool_broker_t *broker = dpool_broker_new(&config, why, sizeof why);
+    if (!broker) {
+        fprintf(stderr, "dpool-broker: %s\n", why);
+        return 1;
+    }
+    rc = dpool_broker_run(broker, &s_stop) == 0 ? 0 : 1;
+    dpool_broker_destroy(&broker);
+    return rc;
+}
