@@ -1,0 +1,148 @@
+/*  dpool-bench: the numbers the issues ask for, in one line each that the comparison
+    script parses.
+      tput N   N no-op tasks submitted back to back by one client, then every result
+               collected: tasks per second through broker and workers.
+      lat N    N no-op tasks one after another with the blocking apply: the round-trip
+               latency of one task, as percentiles. */
+#include <dpool/dpool.h>
+#include <dpool_clock.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+s_usage(FILE *out) {
+    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat) N\n\n"
+                 "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
+                 "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"
+                 "  lat N    run N no-op tasks one by one; prints\n"
+                 "           RESULT system=dpool mode=lat n=N p50_us=.. p99_us=.. "
+                 "p999_us=..\n\n"
+                 "  -b, --broker EP      broker endpoint (default $DPOOL_BROKER, else "
+                 "tcp://127.0.0.1:5555)\n"
+                 "  -n, --processes N    the pool's cap (default 0: every process)\n"
+                 "  -h, --help           this text\n"
+                 "  -V, --version        print the version\n");
+}
+
+static int
+s_fail(const char *what, const dpool_error_t *err) {
+    fprintf(stderr, "dpool-bench: %s: %s%s%s\n", what, dpool_strerror(err->code),
+            err->message[0] ? ": " : "", err->message);
+    return 1;
+}
+
+static int
+s_tput(dpool_t *pool, long count) {
+    dpool_result_t **results = calloc((size_t)count, sizeof *results);
+    if (!results)
+        return fprintf(stderr, "dpool-bench: out of memory\n"), 1;
+    dpool_error_t err = {0};
+    int code = 0;
+    int64_t start = dpool_clock_us();
+    for (long i = 0; i < count && code == 0; i++)
+        if (!(results[i] = dpool_apply_async(pool, "noop", NULL, &err)))
+            code = s_fail("submit", &err);
+    for (long i = 0; i < count && code == 0; i++)
+        if (dpool_result_get(results[i], -1, NULL, &err) != DPOOL_OK)
+            code = s_fail("task", &err);
+    double secs = (double)(dpool_clock_us() - start) / 1e6;
+    for (long i = 0; i < count; i++)
+        dpool_result_destroy(&results[i]);
+    free(results);
+    if (code == 0)
+        printf("RESULT system=dpool mode=tput n=%ld secs=%.3f rate=%.1f\n", count, secs,
+               (double)count / secs);
+    return code;
+}
+
+static int
+s_compare(const void *a, const void *b) {
+    int64_t left = *(const int64_t *)a, right = *(const int64_t *)b;
+    return left < right ? -1 : left > right;
+}
+
+static int64_t
+s_percentile(const int64_t *sorted, long count, double fraction) {
+    long index = (long)(fraction * (double)count);
+    return sorted[index < count ? index : count - 1];
+}
+
+static int
+s_lat(dpool_t *pool, long count) {
+    int64_t *micros = calloc((size_t)count, sizeof *micros);
+    if (!micros)
+        return fprintf(stderr, "dpool-bench: out of memory\n"), 1;
+    dpool_error_t err = {0};
+    for (long i = 0; i < count; i++) {
+        int64_t start = dpool_clock_us();
+        if (dpool_apply(pool, "noop", NULL, NULL, &err) != DPOOL_OK) {
+            free(micros);
+            return s_fail("task", &err);
+        }
+        micros[i] = dpool_clock_us() - start;
+    }
+    qsort(micros, (size_t)count, sizeof *micros, s_compare);
+    printf("RESULT system=dpool mode=lat n=%ld p50_us=%lld p99_us=%lld p999_us=%lld\n", count,
+           (long long)s_percentile(micros, count, 0.5),
+           (long long)s_percentile(micros, count, 0.99),
+           (long long)s_percentile(micros, count, 0.999));
+    free(micros);
+    return 0;
+}
+
+static bool
+s_parse_count(const char *text, long *count) {
+    char *end = NULL;
+    errno = 0;
+    *count = strtol(text, &end, 10);
+    return !errno && end != text && !*end && *count > 0;
+}
+
+int
+main(int argc, char **argv) {
+    static const struct option options[] = {
+        {"broker", required_argument, NULL, 'b'},
+        {"processes", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    dpool_opts_t opts = {0};
+    long processes = 0;
+    int option;
+    while ((option = getopt_long(argc, argv, "b:n:hV", options, NULL)) != -1) {
+        switch (option) {
+        case 'b':
+            opts.broker = optarg;
+            break;
+        case 'n':
+            if (!s_parse_count(optarg, &processes) || processes > 1000000)
+                return fprintf(stderr, "dpool-bench: bad --processes \"%s\"\n", optarg), 2;
+            opts.processes = (int)processes;
+            break;
+        case 'h':
+            return s_usage(stdout), 0;
+        case 'V':
+            return printf("dpool-bench %s\n", DPOOL_VERSION), 0;
+        default:
+            return s_usage(stderr), 2;
+        }
+    }
+    long count = 0;
+    bool tput = optind < argc && strcmp(argv[optind], "tput") == 0;
+    bool lat = optind < argc && strcmp(argv[optind], "lat") == 0;
+    if ((!tput && !lat) || optind + 2 != argc || !s_parse_count(argv[optind + 1], &count))
+        return s_usage(stderr), 2;
+    dpool_error_t err = {0};
+    dpool_t *pool = dpool_new_opts(&opts, &err);
+    if (!pool)
+        return s_fail("cannot open the pool", &err);
+    int code = tput ? s_tput(pool, count) : s_lat(pool, count);
+    dpool_close(pool);
+    dpool_join(pool);
+    dpool_destroy(&pool);
+    return code;
+}

@@ -1,0 +1,43 @@
+/*  dpool_io: a pool's background I/O thread (a zactor). It owns the pool's only
+    ZeroMQ socket, a DEALER to the broker: it opens the pool, forwards what user
+    threads send it over the actor pipe, hands OUTPUT to the output handler and RESULT
+    to the pending table, and fails pending tasks when the broker stays lost. */
+#ifndef DPOOL_IO_H
+#define DPOOL_IO_H
+
+#include "dpool_pending.h"
+
+#include <dpool_proto.h>
+
+// The one pool_ref a pool uses: each pool has its own connection (and routing id).
+#define DPOOL_IO_POOL_REF 1
+
+typedef struct {
+    const char *endpoint;    // broker endpoint
+    const char *pool_name;   // NULL = private pool
+    uint32_t cap;            // 0 = the cluster's process count
+    double connect_timeout;  // seconds, > 0
+    dpool_output_fn *output; // never NULL
+    void *output_arg;
+    dpool_pending_t *pending; // borrowed: must outlive the dpool_io_t
+} dpool_io_config_t;
+
+typedef struct _dpool_io_t dpool_io_t;
+
+// Starts the thread, connects and opens the pool (config is copied). Returns an owned
+// dpool_io_t once the broker answered POOL_OPENED with success, *cap_p set to the cap
+// in force; else NULL with *err filled (DPOOL_ERR_UNREACHABLE when no answer came
+// within the connect timeout, the broker's code and message when it refused,
+// DPOOL_ERR_INVALID for a bad endpoint, DPOOL_ERR_NOMEM).
+dpool_io_t *dpool_io_new(const dpool_io_config_t *config, uint32_t *cap_p, dpool_error_t *err);
+
+// Hands msg to the I/O thread, which sends it to the broker unchanged (msg->payload
+// moves; the rest stays the caller's). Not thread-safe: callers serialise. Returns
+// DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema) or DPOOL_ERR_IO.
+int dpool_io_send(dpool_io_t *self, dpool_msg_t *msg);
+
+// Stops the thread after it has forwarded everything sent before, closes the socket
+// and frees self. NULL-safe; sets *self_p to NULL.
+void dpool_io_destroy(dpool_io_t **self_p);
+
+#endif

@@ -1,0 +1,310 @@
+/*  The pool: Python's multiprocessing.Pool over a broker. A pool owns a pending-task
+    table and an I/O thread (dpool_io) that owns its socket. Submitting takes the pool
+    lock, gives the task the next id, records its handle in the table and pushes a
+    SUBMIT into the I/O thread's pipe, all under the lock so ids reach the broker in
+    order and close / terminate cannot slip between a check and a send. The I/O thread
+    never takes this lock, so a full pipe only slows submitters down. */
+#include "dpool_io.h"
+#include "dpool_pending.h"
+#include "dpool_result.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Connect timeouts beyond this are "forever" and would overflow poll timeouts.
+#define S_CONNECT_TIMEOUT_MAX 86400.0
+
+struct _dpool_t {
+    pthread_mutex_t lock;   // guards the fields below and serialises sends to the I/O thread
+    bool closed;            // dpool_close or dpool_terminate was called
+    bool terminated;        // dpool_terminate was called
+    uint64_t last_task_id;  // ids count from 1
+    uint32_t cap;           // fixed at open
+    double connect_timeout; // seconds
+    dpool_pending_t *pending;
+    dpool_io_t *io;
+};
+
+static void
+s_default_output(void *arg, uint64_t task_id, int stream, const char *data, size_t size) {
+    (void)arg;
+    (void)task_id;
+    FILE *out = stream == DPOOL_STREAM_STDERR ? stderr : stdout;
+    fwrite(data, 1, size, out);
+    fflush(out);
+}
+
+void
+dpool_opts_init(dpool_opts_t *opts) {
+    if (opts)
+        memset(opts, 0, sizeof *opts);
+}
+
+static const char *
+s_endpoint(const dpool_opts_t *opts) {
+    if (opts->broker && *opts->broker)
+        return opts->broker;
+    const char *env = getenv(DPOOL_ENDPOINT_ENV);
+    return env && *env ? env : DPOOL_DEFAULT_ENDPOINT;
+}
+
+static int
+s_check_opts(const dpool_opts_t *opts, dpool_error_t *err) {
+    if (opts->processes < 0) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "processes must be 0 or more, not %d",
+                        opts->processes);
+        return DPOOL_ERR_INVALID;
+    }
+    size_t name_size = opts->name ? strlen(opts->name) : 1;
+    if (name_size == 0 || name_size > DPOOL_PROTO_NAME_MAX) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "a pool name has 1 to %d bytes",
+                        DPOOL_PROTO_NAME_MAX);
+        return DPOOL_ERR_INVALID;
+    }
+    return DPOOL_OK;
+}
+
+dpool_t *
+dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err) {
+    dpool_opts_t defaults = {0};
+    opts = opts ? opts : &defaults;
+    if (s_check_opts(opts, err) != DPOOL_OK)
+        return NULL;
+    // CZMQ would otherwise catch SIGINT/SIGTERM for the whole program on first use.
+    zsys_handler_set(NULL);
+    dpool_t *self = calloc(1, sizeof *self);
+    if (!self || pthread_mutex_init(&self->lock, NULL) != 0) {
+        free(self);
+        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    double timeout =
+        opts->connect_timeout > 0 ? opts->connect_timeout : DPOOL_DEFAULT_CONNECT_TIMEOUT;
+    self->connect_timeout = timeout < S_CONNECT_TIMEOUT_MAX ? timeout : S_CONNECT_TIMEOUT_MAX;
+    self->pending = dpool_pending_new();
+    if (!self->pending) {
+        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    dpool_io_config_t config = {
+        .endpoint = s_endpoint(opts),
+        .pool_name = opts->name,
+        .cap = (uint32_t)opts->processes,
+        .connect_timeout = self->connect_timeout,
+        .output = opts->output ? opts->output : s_default_output,
+        .output_arg = opts->output ? opts->output_arg : NULL,
+        .pending = self->pending,
+    };
+    self->io = dpool_io_new(&config, &self->cap, err);
+    if (!self->io)
+        goto fail;
+    return self;
+fail:
+    dpool_pending_destroy(&self->pending);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    return NULL;
+}
+
+dpool_t *
+dpool_new(const char *broker, int processes) {
+    dpool_opts_t opts = {.broker = broker, .processes = processes};
+    return dpool_new_opts(&opts, NULL);
+}
+
+int
+dpool_cap(const dpool_t *self) {
+    return self ? (int)self->cap : DPOOL_ERR_INVALID;
+}
+
+// A msgpack array starts with a fixarray byte (0x90-0x9f), array 16 or array 32.
+static bool
+s_is_array(const dpool_buf_t *args) {
+    if (!args->data || args->size == 0)
+        return false;
+    unsigned char first = (unsigned char)args->data[0];
+    return (first & 0xf0) == 0x90 || first == 0xdc || first == 0xdd;
+}
+
+static int
+s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err) {
+    size_t size = function ? strlen(function) : 0;
+    if (size == 0 || size > DPOOL_PROTO_NAME_MAX) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "a function name has 1 to %d bytes",
+                        DPOOL_PROTO_NAME_MAX);
+        return DPOOL_ERR_INVALID;
+    }
+    if (args && !s_is_array(args)) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "arguments must be one msgpack array");
+        return DPOOL_ERR_INVALID;
+    }
+    return DPOOL_OK;
+}
+
+// Under self->lock: numbers, records and sends one task. Returns an owned handle.
+static dpool_result_t *
+s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool_error_t *err) {
+    if (self->closed) {
+        zframe_destroy(payload_p);
+        dpool_error_set(err, DPOOL_ERR_CLOSED, "cannot submit \"%s\": the pool was %s", function,
+                        self->terminated ? "terminated" : "closed");
+        return NULL;
+    }
+    uint64_t task_id = ++self->last_task_id;
+    dpool_result_t *result = dpool_result_new(task_id);
+    if (!result || dpool_pending_add(self->pending, result) != DPOOL_OK) {
+        zframe_destroy(payload_p);
+        dpool_result_destroy(&result);
+        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    dpool_msg_t msg = {.command = DPOOL_CMD_SUBMIT,
+                       .pool_ref = DPOOL_IO_POOL_REF,
+                       .task_id = task_id,
+                       .name = (char *)function,
+                       .payload = *payload_p};
+    *payload_p = NULL;
+    int rc = dpool_io_send(self->io, &msg);
+    zframe_destroy(&msg.payload);
+    if (rc != DPOOL_OK) {
+        dpool_pending_complete(self->pending, task_id, rc, "cannot pass the task on", NULL);
+        dpool_result_destroy(&result);
+        dpool_error_set(err, rc, "cannot pass task %llu to the I/O thread",
+                        (unsigned long long)task_id);
+    }
+    return result;
+}
+
+dpool_result_t *
+dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args,
+                  dpool_error_t *err) {
+    if (!self) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "pool is NULL");
+        return NULL;
+    }
+    if (s_check_call(function, args, err) != DPOOL_OK)
+        return NULL;
+    static const char no_args = (char)0x90; // the empty array
+    // Copied before taking the lock, so submitters overlap in everything but the send.
+    zframe_t *payload = args ? zframe_new(args->data, args->size) : zframe_new(&no_args, 1);
+    if (!payload) {
+        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_lock(&self->lock);
+    dpool_result_t *result = s_submit_locked(self, function, &payload, err);
+    pthread_mutex_unlock(&self->lock);
+    return result;
+}
+
+dpool_result_t *
+dpool_apply_asyncf(dpool_t *self, const char *function, const char *fmt, ...) {
+    dpool_buf_t args = {0};
+    dpool_error_t err = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = dpool_vpack(&args, fmt, ap);
+    va_end(ap);
+    dpool_result_t *result = NULL;
+    if (rc == DPOOL_OK)
+        result = dpool_apply_async(self, function, &args, &err);
+    else
+        dpool_error_set(&err, rc, "cannot pack the arguments of \"%s\" from format \"%s\"",
+                        function ? function : "(null)", fmt ? fmt : "(null)");
+    dpool_buf_free(&args);
+    if (result)
+        return result;
+    // A failed future: the one-liner has nowhere else to report the error.
+    result = dpool_result_new(0);
+    if (result)
+        dpool_result_complete(result, err.code, err.message, NULL);
+    return result;
+}
+
+int
+dpool_apply(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_buf_t *value,
+            dpool_error_t *err) {
+    if (value) {
+        value->data = NULL;
+        value->size = 0;
+    }
+    dpool_error_t local = {0};
+    err = err ? err : &local;
+    dpool_result_t *result = dpool_apply_async(self, function, args, err);
+    if (!result)
+        return err->code;
+    int rc = dpool_result_get(result, -1, value, err);
+    dpool_result_destroy(&result);
+    return rc;
+}
+
+int
+dpool_close(dpool_t *self) {
+    if (!self)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    self->closed = true;
+    pthread_mutex_unlock(&self->lock);
+    return DPOOL_OK;
+}
+
+int
+dpool_join(dpool_t *self) {
+    if (!self)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    bool closed = self->closed;
+    pthread_mutex_unlock(&self->lock);
+    if (!closed)
+        return DPOOL_ERR_STATE;
+    return dpool_pending_wait_empty(self->pending, -1);
+}
+
+// Under self->lock: sends a command that names only the pool (TERMINATE, POOL_RELEASE).
+static int
+s_send_pool_command_locked(dpool_t *self, dpool_cmd_t command) {
+    dpool_msg_t msg = {.command = command, .pool_ref = DPOOL_IO_POOL_REF};
+    return dpool_io_send(self->io, &msg);
+}
+
+int
+dpool_terminate(dpool_t *self) {
+    if (!self)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    self->closed = true;
+    self->terminated = true;
+    int rc = s_send_pool_command_locked(self, DPOOL_CMD_TERMINATE);
+    pthread_mutex_unlock(&self->lock);
+    // The broker answers RESULT -13 for each task; wait for them so that every handle
+    // is final when terminate returns, but not for ever on a broker that is gone.
+    if (rc == DPOOL_OK)
+        rc = dpool_pending_wait_empty(self->pending, self->connect_timeout);
+    if (rc != DPOOL_OK) {
+        char why[128];
+        snprintf(why, sizeof why, "terminated (the broker did not confirm within %.1f s)",
+                 self->connect_timeout);
+        dpool_pending_fail_all(self->pending, DPOOL_ERR_TERMINATED, why);
+        rc = DPOOL_ERR_TIMEOUT;
+    }
+    return rc;
+}
+
+void
+dpool_destroy(dpool_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    dpool_t *self = *self_p;
+    *self_p = NULL;
+    if (dpool_pending_count(self->pending) > 0)
+        dpool_terminate(self);
+    pthread_mutex_lock(&self->lock);
+    s_send_pool_command_locked(self, DPOOL_CMD_POOL_RELEASE);
+    pthread_mutex_unlock(&self->lock);
+    dpool_io_destroy(&self->io);
+    dpool_pending_destroy(&self->pending);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+}

@@ -1,0 +1,210 @@
+/*  Result handles: one outcome per task, waited for with a condition variable on the
+    monotonic clock (a wall-clock jump must not stretch or cut a get's timeout). The
+    outcome is written once by the pool's I/O thread (or by terminate / destroy when
+    the broker is gone) and read by any number of user threads. */
+#include "dpool_result.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct _dpool_result_t {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int refs;   // under lock
+    bool ready; // under lock; once true, code, message and value never change
+    int code;
+    char message[sizeof(((dpool_error_t *)0)->message)];
+    zframe_t *value;  // the result's msgpack bytes when code == DPOOL_OK
+    uint64_t task_id; // fixed at birth
+};
+
+void
+dpool_error_set(dpool_error_t *err, int code, const char *fmt, ...) {
+    if (!err)
+        return;
+    err->code = code;
+    err->message[0] = '\0';
+    if (!fmt)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+void
+dpool_deadline_in(double timeout, struct timespec *deadline) {
+    // Clamped so the nanosecond arithmetic cannot overflow: 30 years is "forever" too.
+    int64_t nanos = (int64_t)((timeout < 1e9 ? timeout : 1e9) * 1e9);
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    nanos += deadline->tv_nsec;
+    deadline->tv_sec += (time_t)(nanos / 1000000000);
+    deadline->tv_nsec = (long)(nanos % 1000000000);
+}
+
+bool
+dpool_cond_init_monotonic(pthread_cond_t *cond) {
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return false;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc == 0;
+}
+
+dpool_result_t *
+dpool_result_new(uint64_t task_id) {
+    dpool_result_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    if (!dpool_cond_init_monotonic(&self->done))
+        goto fail_free;
+    if (pthread_mutex_init(&self->lock, NULL) != 0)
+        goto fail_cond;
+    self->refs = 1;
+    self->task_id = task_id;
+    return self;
+fail_cond:
+    pthread_cond_destroy(&self->done);
+fail_free:
+    free(self);
+    return NULL;
+}
+
+dpool_result_t *
+dpool_result_ref(dpool_result_t *self) {
+    pthread_mutex_lock(&self->lock);
+    self->refs++;
+    pthread_mutex_unlock(&self->lock);
+    return self;
+}
+
+void
+dpool_result_destroy(dpool_result_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    dpool_result_t *self = *self_p;
+    *self_p = NULL;
+    pthread_mutex_lock(&self->lock);
+    int refs = --self->refs;
+    pthread_mutex_unlock(&self->lock);
+    if (refs > 0)
+        return;
+    zframe_destroy(&self->value);
+    pthread_cond_destroy(&self->done);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+}
+
+void
+dpool_result_complete(dpool_result_t *self, int code, const char *message, zframe_t **payload_p) {
+    pthread_mutex_lock(&self->lock);
+    if (!self->ready) {
+        self->ready = true;
+        self->code = code;
+        snprintf(self->message, sizeof self->message, "%s", message ? message : "");
+        if (code == DPOOL_OK && payload_p) {
+            self->value = *payload_p;
+            *payload_p = NULL;
+        }
+        pthread_cond_broadcast(&self->done);
+    }
+    pthread_mutex_unlock(&self->lock);
+    if (payload_p)
+        zframe_destroy(payload_p);
+}
+
+// Waits with self->lock held until ready or the timeout runs out; returns ready.
+static bool
+s_wait_locked(dpool_result_t *self, double timeout) {
+    if (self->ready || timeout == 0)
+        return self->ready;
+    if (timeout < 0) {
+        while (!self->ready)
+            pthread_cond_wait(&self->done, &self->lock);
+        return true;
+    }
+    struct timespec deadline;
+    dpool_deadline_in(timeout, &deadline);
+    while (!self->ready)
+        if (pthread_cond_timedwait(&self->done, &self->lock, &deadline) == ETIMEDOUT)
+            break;
+    return self->ready;
+}
+
+int
+dpool_result_wait(dpool_result_t *self, double timeout) {
+    if (!self)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    bool ready = s_wait_locked(self, timeout);
+    pthread_mutex_unlock(&self->lock);
+    return ready ? DPOOL_OK : DPOOL_ERR_TIMEOUT;
+}
+
+// Copies the successful value into *value; nil when the broker sent no payload.
+static int
+s_copy_value(const dpool_result_t *self, dpool_buf_t *value) {
+    static const char nil = (char)0xc0;
+    const char *bytes = self->value ? (const char *)zframe_data(self->value) : &nil;
+    size_t size = self->value ? zframe_size(self->value) : 1;
+    value->data = malloc(size ? size : 1);
+    if (!value->data)
+        return DPOOL_ERR_NOMEM;
+    memcpy(value->data, bytes, size);
+    value->size = size;
+    return DPOOL_OK;
+}
+
+int
+dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool_error_t *err) {
+    if (value) {
+        value->data = NULL;
+        value->size = 0;
+    }
+    if (!self) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "result handle is NULL");
+        return DPOOL_ERR_INVALID;
+    }
+    pthread_mutex_lock(&self->lock);
+    int rc = DPOOL_ERR_TIMEOUT;
+    if (!s_wait_locked(self, timeout))
+        dpool_error_set(err, rc, "task %llu has no result after %.3f s",
+                        (unsigned long long)self->task_id, timeout);
+    else if (self->code != DPOOL_OK)
+        dpool_error_set(err, rc = self->code, "%s", self->message);
+    else if ((rc = value ? s_copy_value(self, value) : DPOOL_OK) != DPOOL_OK)
+        dpool_error_set(err, rc, "cannot copy a result of %zu bytes", zframe_size(self->value));
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+bool
+dpool_result_ready(dpool_result_t *self) {
+    if (!self)
+        return false;
+    pthread_mutex_lock(&self->lock);
+    bool ready = self->ready;
+    pthread_mutex_unlock(&self->lock);
+    return ready;
+}
+
+int
+dpool_result_successful(dpool_result_t *self) {
+    if (!self)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    int rc = !self->ready ? DPOOL_ERR_NOT_READY : self->code == DPOOL_OK ? 1 : 0;
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+uint64_t
+dpool_result_task_id(const dpool_result_t *self) {
+    return self ? self->task_id : 0;
+}

@@ -1,0 +1,201 @@
+/*  dpool/dpool.h: the client API of dpool, a distributed process pool.
+
+    A dpool_t is Python's multiprocessing.Pool whose processes live on every worker
+    host of a cluster: the broker caps how many of its tasks run at once across all of
+    them. Functions are named ("demo.worker"); arguments and results are msgpack bytes
+    (the arguments always one msgpack array). docs/API.md has an example per call.
+
+    Ownership follows one rule: a function that returns a pointer from _new, _apply_async
+    or fills a dpool_buf_t gives the caller ownership; free it with the matching
+    _destroy / dpool_buf_free. A `T **` parameter takes ownership and NULLs the caller's
+    pointer. Everything else is borrowed for the duration of the call.
+
+    Errors: calls return DPOOL_OK (0) or a negative code from <dpool/errors.h>; calls
+    that can fail for a reason worth explaining also fill a caller-supplied dpool_error_t
+    (which may be NULL) with the code and a message: the broker's text for task
+    outcomes (it names the host, pid or signal), or the library's own. The library never
+    logs, never aborts the process, and never waits forever on a broker that is gone.
+
+    THREAD SAFETY
+    - Every call on a dpool_t may be made from any thread, concurrently, except
+      dpool_destroy: the caller must make sure no other call on that pool is running or
+      starts once destroy begins.
+    - Every call on a dpool_result_t may be made from any thread, concurrently, except
+      dpool_result_destroy, which the holder calls once, when no other thread uses it.
+      A result stays valid after its pool is destroyed (it then holds its outcome,
+      DPOOL_ERR_TERMINATED for tasks that had not finished).
+    - Each pool runs one background I/O thread that owns the pool's only ZeroMQ socket.
+      The output handler runs on that thread: it must return promptly and must not call
+      any dpool_* function of the same pool (the thread it would wait for is its own).
+    - Making a pool turns off CZMQ's default SIGINT/SIGTERM handler
+      (zsys_handler_set(NULL)), so the program keeps its own signal behaviour: Ctrl-C
+      still ends a program that did not ask otherwise. A program that wants CZMQ's
+      handler installs it again after its last dpool_new.
+    - Destroy every pool before the program exits: CZMQ tears its context down at exit. */
+#ifndef DPOOL_DPOOL_H
+#define DPOOL_DPOOL_H
+
+#include <dpool/errors.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DPOOL_CLIENT_VERSION "0.1.0"
+
+// Default connect timeout: how long dpool_new waits for the broker's POOL_OPENED, and
+// how long a lost connection may stay lost before pending tasks fail as unreachable.
+#define DPOOL_DEFAULT_CONNECT_TIMEOUT 5.0
+
+typedef struct _dpool_t dpool_t;
+typedef struct _dpool_result_t dpool_result_t;
+
+// What went wrong: code is a <dpool/errors.h> code, message a NUL-terminated text
+// (empty when there is nothing to add to dpool_strerror(code)).
+typedef struct {
+    int code;
+    char message[256];
+} dpool_error_t;
+
+// An owned buffer of msgpack bytes (arguments or a result). data is malloc'd and owned
+// by whoever holds the struct; release it with dpool_buf_free. A zeroed struct is empty.
+typedef struct {
+    char *data;
+    size_t size;
+} dpool_buf_t;
+
+// Receives what a task wrote: stream is 1 (stdout) or 2 (stderr); data is not
+// NUL-terminated and is only borrowed for the call. Runs on the pool's I/O thread, in
+// the order written, always before the task's result becomes visible.
+typedef void(dpool_output_fn)(void *arg, uint64_t task_id, int stream, const char *data,
+                              size_t size);
+
+// Options for dpool_new_opts. Zero-initialise (or call dpool_opts_init) and set what
+// you need: every zero field means its default. Later versions add fields at the end.
+typedef struct {
+    const char *broker;      // endpoint; NULL = $DPOOL_BROKER, else tcp://127.0.0.1:5555
+    int processes;           // the pool's cap; 0 = the cluster's current process count
+    const char *name;        // NULL = a private pool; else a named pool shared by clients
+    double connect_timeout;  // seconds; <= 0 = DPOOL_DEFAULT_CONNECT_TIMEOUT
+    dpool_output_fn *output; // NULL = write to this process's stdout / stderr and flush
+    void *output_arg;        // passed to output, borrowed: must outlive the pool
+} dpool_opts_t;
+
+/* ---- Building arguments ---------------------------------------------------------- */
+
+// Frees buf->data and empties buf. NULL-safe.
+void dpool_buf_free(dpool_buf_t *buf);
+
+// Packs a msgpack array with one element per letter of fmt, taking the values from the
+// variable arguments:
+//   i int           I int64_t        u unsigned       U uint64_t
+//   d double        s const char * (NULL packs nil)  b bool (passed as int)
+//   n nil (takes no argument)        y bytes: const void *, size_t (packed as bin)
+//   m raw msgpack: const dpool_buf_t * holding exactly one value, copied verbatim
+// On success *buf holds the new bytes (owned by the caller; whatever buf held before is
+// not freed). Returns DPOOL_OK, DPOOL_ERR_INVALID for an unknown letter or a NULL
+// argument (buf is then left empty), DPOOL_ERR_NOMEM.
+int dpool_pack(dpool_buf_t *buf, const char *fmt, ...);
+
+// dpool_pack with a va_list.
+int dpool_vpack(dpool_buf_t *buf, const char *fmt, va_list ap);
+
+/* ---- Pools ----------------------------------------------------------------------- */
+
+// Fills opts with the defaults (all zero).
+void dpool_opts_init(dpool_opts_t *opts);
+
+// Opens a private pool of `processes` (0 = the cluster's current process count) on
+// broker (NULL = $DPOOL_BROKER, else tcp://127.0.0.1:5555). Returns an owned pool, or
+// NULL when the broker refused, did not answer within DPOOL_DEFAULT_CONNECT_TIMEOUT,
+// or memory ran out; use dpool_new_opts to learn why.
+dpool_t *dpool_new(const char *broker, int processes);
+
+// Opens a pool as opts says (opts is borrowed; NULL = all defaults). Returns an owned
+// pool, or NULL with *err filled (err may be NULL): DPOOL_ERR_INVALID (negative
+// processes, bad name or endpoint), DPOOL_ERR_UNREACHABLE (no POOL_OPENED within the
+// connect timeout), the broker's refusal code and message, DPOOL_ERR_NOMEM.
+dpool_t *dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err);
+
+// The cap in force when the pool was opened (for processes = 0, the cluster's process
+// count then; a named pool's existing cap if another client opened it first).
+int dpool_cap(const dpool_t *self);
+
+// Submits function(args...) and returns at once. args is a msgpack array (borrowed,
+// copied; NULL = no arguments). Returns an owned result handle, or NULL with *err
+// filled: DPOOL_ERR_CLOSED after dpool_close / dpool_terminate, DPOOL_ERR_INVALID (bad
+// function name, args not an array), DPOOL_ERR_NOMEM, DPOOL_ERR_IO.
+dpool_result_t *dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args,
+                                  dpool_error_t *err);
+
+// One-line dpool_apply_async: the arguments are packed from fmt as dpool_pack does. A
+// submission that fails (closed pool, bad format) still returns a handle, already
+// ready and unsuccessful, so dpool_result_get reports the error (a failed future).
+// Returns NULL only when memory runs out.
+dpool_result_t *dpool_apply_asyncf(dpool_t *self, const char *function, const char *fmt, ...);
+
+// Submits function(args...) and waits for its result. On DPOOL_OK *value (may be NULL
+// to discard) holds the result's msgpack bytes, owned by the caller. Otherwise returns
+// the submission's error or the task's outcome code (DPOOL_ERR_TASK_FAILED,
+// DPOOL_ERR_NO_FUNCTION, DPOOL_ERR_WORKER_LOST, DPOOL_ERR_TERMINATED,
+// DPOOL_ERR_UNREACHABLE, ...) with *err filled.
+int dpool_apply(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_buf_t *value,
+                dpool_error_t *err);
+
+// No more submissions: later apply / apply_async fail with DPOOL_ERR_CLOSED. Tasks
+// already submitted run on. Returns DPOOL_OK (DPOOL_ERR_INVALID for NULL).
+int dpool_close(dpool_t *self);
+
+// Waits until every task submitted to this pool has its result. Returns DPOOL_OK, or
+// DPOOL_ERR_STATE when the pool was neither closed nor terminated (as Python's join).
+// Tasks whose broker connection is lost for longer than the connect timeout fail as
+// DPOOL_ERR_UNREACHABLE, so join returns then too.
+int dpool_join(dpool_t *self);
+
+// Stops the pool: no more submissions; every task without a result is dropped from
+// the broker's queue or killed where it runs, and its result becomes
+// DPOOL_ERR_TERMINATED. Waits until the broker has confirmed each one (bounded by the
+// connect timeout; unconfirmed ones are then failed here). Returns DPOOL_OK, or
+// DPOOL_ERR_TIMEOUT when the broker did not confirm in time.
+int dpool_terminate(dpool_t *self);
+
+// Terminates outstanding tasks (as leaving Python's `with Pool()` block does),
+// releases the pool at the broker, stops the I/O thread and frees the pool. Result
+// handles stay valid. NULL-safe; sets *self_p to NULL.
+void dpool_destroy(dpool_t **self_p);
+
+/* ---- Results --------------------------------------------------------------------- */
+
+// Waits up to timeout seconds (negative = no limit, 0 = just look) for the outcome.
+// DPOOL_OK: *value (may be NULL) receives a copy of the result's msgpack bytes, owned
+// by the caller; unpack it with msgpack_unpack / msgpack_unpacked (one value). Else
+// returns DPOOL_ERR_TIMEOUT (not ready; the task goes on), or the task's outcome code
+// with *err filled with the broker's message. May be called again: each call copies.
+int dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool_error_t *err);
+
+// Waits up to timeout seconds (negative = no limit) for the outcome. Returns DPOOL_OK
+// when it is ready, DPOOL_ERR_TIMEOUT otherwise.
+int dpool_result_wait(dpool_result_t *self, double timeout);
+
+// True when the outcome is in (success or failure).
+bool dpool_result_ready(dpool_result_t *self);
+
+// 1 when the task succeeded, 0 when it failed, DPOOL_ERR_NOT_READY when the outcome
+// is not in yet (Python raises ValueError there).
+int dpool_result_successful(dpool_result_t *self);
+
+// The task id this client gave the task (counting from 1 per pool; 0 for a handle of
+// a submission that failed).
+uint64_t dpool_result_task_id(const dpool_result_t *self);
+
+// Drops the caller's handle. The task itself goes on. NULL-safe; sets *self_p to NULL.
+void dpool_result_destroy(dpool_result_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

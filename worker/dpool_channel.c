@@ -1,0 +1,238 @@
+/*  Frames on the daemon <-> worker process socketpair. One buffer per channel
+    holds bytes read but not yet taken; a taken frame is discarded lazily, at the
+    next call, so the body pointer handed out stays valid until then. */
+#include "dpool_channel.h"
+
+#include <dpool/errors.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define S_HEADER_SIZE 5
+// A RESULT body starts with an int32 code and a uint32 message length.
+#define S_RESULT_HEAD_SIZE 8
+
+struct dpool_channel_t {
+    int fd;
+    uint8_t *data;
+    size_t size;  // bytes held
+    size_t taken; // bytes at the front that belong to frames already handed out
+    size_t capacity;
+};
+
+dpool_channel_t *
+dpool_channel_new(int fd) {
+    dpool_channel_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        close(fd);
+        return NULL;
+    }
+    self->fd = fd;
+    return self;
+}
+
+void
+dpool_channel_destroy(dpool_channel_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    dpool_channel_t *self = *self_p;
+    if (self->fd >= 0)
+        close(self->fd);
+    free(self->data);
+    free(self);
+    *self_p = NULL;
+}
+
+int
+dpool_channel_fd(const dpool_channel_t *self) {
+    return self->fd;
+}
+
+// Writes every byte of the iovecs, riding out partial writes and signals.
+static int
+s_write_all(int fd, struct iovec *iov, int count) {
+    while (count > 0) {
+        struct msghdr hdr = {.msg_iov = iov, .msg_iovlen = (size_t)count};
+        // MSG_NOSIGNAL: a process that died must cost an error, not the daemon's life.
+        ssize_t written = sendmsg(fd, &hdr, MSG_NOSIGNAL);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            poll(&pfd, 1, 1000);
+            continue;
+        }
+        if (written < 0)
+            return DPOOL_ERR_IO;
+        size_t left = (size_t)written;
+        while (count > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++, count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return DPOOL_OK;
+}
+
+int
+dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t head_size,
+                   const void *tail, size_t tail_size) {
+    if (head_size + tail_size > DPOOL_CHANNEL_FRAME_MAX)
+        return DPOOL_ERR_INVALID;
+    uint32_t length = (uint32_t)(head_size + tail_size);
+    uint8_t header[S_HEADER_SIZE];
+    memcpy(header, &length, sizeof length);
+    header[4] = kind;
+    struct iovec iov[3] = {
+        {header, sizeof header}, {(void *)head, head_size}, {(void *)tail, tail_size}};
+    return s_write_all(self->fd, iov, 3);
+}
+
+// Drops taken frames and makes room for at least want more bytes.
+static int
+s_make_room(dpool_channel_t *self, size_t want) {
+    if (self->taken) {
+        memmove(self->data, self->data + self->taken, self->size - self->taken);
+        self->size -= self->taken;
+        self->taken = 0;
+    }
+    if (self->capacity - self->size >= want)
+        return DPOOL_OK;
+    size_t capacity = self->capacity ? self->capacity : 4096;
+    while (capacity - self->size < want)
+        capacity *= 2;
+    uint8_t *grown = realloc(self->data, capacity);
+    if (!grown)
+        return DPOOL_ERR_NOMEM;
+    self->data = grown;
+    self->capacity = capacity;
+    return DPOOL_OK;
+}
+
+// One read of up to want bytes (or more, if there is room). Returns bytes read,
+// 0 when none were available (non-blocking), or DPOOL_ERR_IO at end of file.
+static int
+s_read(dpool_channel_t *self, size_t want, bool block) {
+    if (s_make_room(self, want < 65536 ? 65536 : want) != DPOOL_OK)
+        return DPOOL_ERR_NOMEM;
+    for (;;) {
+        ssize_t got = recv(self->fd, self->data + self->size, self->capacity - self->size,
+                           block ? 0 : MSG_DONTWAIT);
+        if (got > 0) {
+            self->size += (size_t)got;
+            return 1;
+        }
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && !block && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return DPOOL_ERR_IO;
+    }
+}
+
+int
+dpool_channel_fill(dpool_channel_t *self) {
+    int rc = s_read(self, 1, false);
+    return rc < 0 ? rc : DPOOL_OK;
+}
+
+int
+dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8_t **body,
+                   size_t *size) {
+    for (;;) {
+        size_t held = self->size - self->taken;
+        uint8_t *start = self->data + self->taken;
+        uint32_t length = 0;
+        if (held >= S_HEADER_SIZE) {
+            memcpy(&length, start, sizeof length);
+            if (length > DPOOL_CHANNEL_FRAME_MAX)
+                return DPOOL_ERR_PROTO;
+            if (held >= S_HEADER_SIZE + (size_t)length) {
+                *kind = start[4];
+                *body = start + S_HEADER_SIZE;
+                *size = length;
+                self->taken += S_HEADER_SIZE + length;
+                return 1;
+            }
+        }
+        if (!block)
+            return 0;
+        size_t want = held >= S_HEADER_SIZE ? S_HEADER_SIZE + length - held : S_HEADER_SIZE;
+        int rc = s_read(self, want, true);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int
+dpool_channel_send_task(dpool_channel_t *self, const char *function, const void *args,
+                        size_t args_size) {
+    return dpool_channel_send(self, DPOOL_CHANNEL_TASK, function, strlen(function) + 1, args,
+                              args_size);
+}
+
+bool
+dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function,
+                         const uint8_t **args, size_t *args_size) {
+    const uint8_t *end = memchr(body, '\0', size);
+    if (!end || end == body)
+        return false;
+    *function = (const char *)body;
+    *args = end + 1;
+    *args_size = size - (size_t)(end + 1 - body);
+    return true;
+}
+
+int
+dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, const void *result,
+                          size_t result_size) {
+    size_t message_size = message ? strlen(message) : 0;
+    if (message_size > DPOOL_CHANNEL_FRAME_MAX)
+        message_size = DPOOL_CHANNEL_FRAME_MAX; // the frame check then refuses it
+    uint8_t *head = malloc(S_RESULT_HEAD_SIZE + message_size);
+    if (!head)
+        return DPOOL_ERR_NOMEM;
+    int32_t code32 = code;
+    uint32_t message_size32 = (uint32_t)message_size;
+    memcpy(head, &code32, sizeof code32);
+    memcpy(head + sizeof code32, &message_size32, sizeof message_size32);
+    if (message_size)
+        memcpy(head + S_RESULT_HEAD_SIZE, message, message_size);
+    int rc =
+        dpool_channel_send(self, DPOOL_CHANNEL_RESULT, head, S_RESULT_HEAD_SIZE + message_size,
+                           code == DPOOL_OK ? result : NULL, code == DPOOL_OK ? result_size : 0);
+    free(head);
+    return rc;
+}
+
+bool
+dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, char **message_p,
+                           const uint8_t **result, size_t *result_size) {
+    int32_t code32;
+    uint32_t message_size;
+    *message_p = NULL;
+    if (size < S_RESULT_HEAD_SIZE)
+        return false;
+    memcpy(&code32, body, sizeof code32);
+    memcpy(&message_size, body + sizeof code32, sizeof message_size);
+    if (message_size > size - S_RESULT_HEAD_SIZE)
+        return false;
+    if (message_size) {
+        *message_p = malloc((size_t)message_size + 1);
+        if (!*message_p)
+            return false;
+        memcpy(*message_p, body + S_RESULT_HEAD_SIZE, message_size);
+        (*message_p)[message_size] = '\0';
+    }
+    *code = code32;
+    *result = body + S_RESULT_HEAD_SIZE + message_size;
+    *result_size = size - S_RESULT_HEAD_SIZE - message_size;
+    return true;
+}

@@ -1,0 +1,77 @@
+/*  dpool_channel: length-prefixed frames over the stream socketpair between the
+    worker daemon and one of its worker processes.
+
+    A frame is a 4-byte length (host order: both ends are the same machine), one
+    kind byte and that many bytes of body. The daemon reads without blocking and
+    parses what has arrived; a worker process reads blocking, one frame at a time.
+    Writes block until the whole frame is written: the peer is always reading when
+    it is written to (an idle process waits for a task; the daemon polls). */
+#ifndef DPOOL_CHANNEL_H
+#define DPOOL_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Frame kinds.
+#define DPOOL_CHANNEL_READY 'R' // process -> daemon: started, waiting for a task; no body
+#define DPOOL_CHANNEL_TASK 'T'  // daemon -> process: function name, NUL, argument bytes
+#define DPOOL_CHANNEL_RESULT                                                                       \
+    'D' // process -> daemon: int32 code, uint32 n, n bytes of
+        // message, then the result bytes
+
+// Frames larger than this are refused by a reader: the length prefix comes from
+// another process, and a corrupt one must not become a 4 GB allocation.
+#define DPOOL_CHANNEL_FRAME_MAX (1024u * 1024u * 1024u)
+
+typedef struct dpool_channel_t dpool_channel_t;
+
+// Wraps fd, which the channel then owns (closed on destroy). Returns an owned
+// object, or NULL when memory runs out (fd is closed then too).
+dpool_channel_t *dpool_channel_new(int fd);
+
+// Closes the fd and frees the buffer. NULL-safe; sets *self_p to NULL.
+void dpool_channel_destroy(dpool_channel_t **self_p);
+
+// The fd, for poll (borrowed).
+int dpool_channel_fd(const dpool_channel_t *self);
+
+// Writes one frame whose body is head followed by tail (both borrowed, either may
+// be empty). Blocks until written. Returns DPOOL_OK, DPOOL_ERR_INVALID for a body
+// over the limit, or DPOOL_ERR_IO when the peer is gone.
+int dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t head_size,
+                       const void *tail, size_t tail_size);
+
+// Reads what is available without blocking. Returns DPOOL_OK, or DPOOL_ERR_IO at
+// end of file or on an error (the peer has gone or closed its end).
+int dpool_channel_fill(dpool_channel_t *self);
+
+// Takes the next complete frame read so far, blocking until there is one when
+// block is true. *body (borrowed) stays valid until the next call on self. Returns
+// 1 with a frame, 0 when none is complete yet (non-blocking only), DPOOL_ERR_IO at
+// end of file or on an error, DPOOL_ERR_PROTO for an oversized length.
+int dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8_t **body,
+                       size_t *size);
+
+// Sends a TASK frame: function (borrowed, NUL-terminated), then args_size bytes
+// of args (borrowed). Returns what dpool_channel_send returns.
+int dpool_channel_send_task(dpool_channel_t *self, const char *function, const void *args,
+                            size_t args_size);
+
+// Splits a TASK frame's body into the function name and the argument bytes (both
+// borrowed from body). Returns false when the body holds no NUL-terminated name.
+bool dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function,
+                              const uint8_t **args, size_t *args_size);
+
+// Sends a RESULT frame: code, message (borrowed, may be NULL) and, for DPOOL_OK,
+// result_size bytes of result (borrowed). Returns what dpool_channel_send returns.
+int dpool_channel_send_result(dpool_channel_t *self, int code, const char *message,
+                              const void *result, size_t result_size);
+
+// Splits a RESULT frame's body. *message_p receives an owned copy of the message, or
+// NULL when it was empty; *result points into body (borrowed). Returns false for a
+// body too short for what its lengths claim.
+bool dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, char **message_p,
+                                const uint8_t **result, size_t *result_size);
+
+#endif

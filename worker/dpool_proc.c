@@ -1,0 +1,222 @@
+/*  Forking, watching and reaping one worker process.
+
+    The daemon holds a ZeroMQ context with I/O threads by the time it respawns a
+    process, and a context does not survive fork. So the child touches nothing of
+    the daemon's past the fork: it moves its three descriptors to 1, 2 and 3, closes
+    every other one (the context's sockets and eventfds among them), runs main_fn and
+    leaves with _exit, so no atexit handler (czmq's shutdown, LeakSanitizer's check)
+    ever runs in it. */
+#define _GNU_SOURCE // pipe2, close_range and prctl with C11 on
+#include "dpool_proc.h"
+
+#include "dpool_log.h"
+#include "dpool_proto.h"
+
+#include <dpool/errors.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define S_CHANNEL_FD 3
+
+struct dpool_proc_t {
+    pid_t pid;
+    bool reaped;
+    int status; // waitpid's, once reaped
+    dpool_channel_t *channel;
+    int output_fds[2]; // stdout, stderr read ends; -1 when closed
+};
+
+static void
+s_close(int *fd) {
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+// Runs in the child right after fork; never returns.
+static void
+s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn *main_fn,
+        void *arg) {
+    // A process outliving its daemon would hold a slot nobody supervises.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1); // the daemon died before prctl took effect
+    struct sigaction action = {.sa_handler = SIG_DFL};
+    const int reset[] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD};
+    for (size_t i = 0; i < sizeof reset / sizeof reset[0]; i++)
+        sigaction(reset[i], &action, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+        dup2(err_fd, STDERR_FILENO) < 0 || dup2(channel_fd, S_CHANNEL_FD) < 0)
+        _exit(71);
+    if (close_range(S_CHANNEL_FD + 1, ~0U, 0) != 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = S_CHANNEL_FD + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+            close((int)fd);
+    }
+    // Output reaches the client while the task runs, a line at a time, instead of
+    // in one block when the task ends.
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    main_fn(arg, S_CHANNEL_FD);
+    _exit(70);
+}
+
+// Makes sure fds 0..2 are open, so no pipe made here lands on one of them and is
+// overwritten by the child's dup2 onto its standard streams.
+static void
+s_hold_std_fds(void) {
+    int fd = open("/dev/null", O_RDWR);
+    while (fd >= 0 && fd <= STDERR_FILENO)
+        fd = open("/dev/null", O_RDWR);
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
+dpool_proc_t *
+dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg) {
+    s_hold_std_fds();
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, chan[2] = {-1, -1};
+    dpool_proc_t *self = calloc(1, sizeof *self);
+    if (!self || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan))
+        goto fail;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        goto fail;
+    if (pid == 0)
+        s_child(parent, out[1], err[1], chan[1], main_fn, arg);
+    self->pid = pid;
+    s_close(&out[1]);
+    s_close(&err[1]);
+    s_close(&chan[1]);
+    // Output is read whenever poll says so, and drained until EAGAIN before a
+    // result is forwarded: these reads must never block.
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    self->output_fds[0] = out[0];
+    self->output_fds[1] = err[0];
+    self->channel = dpool_channel_new(chan[0]);
+    if (!self->channel) {
+        dpool_proc_destroy(&self);
+        return NULL;
+    }
+    return self;
+fail:
+    DPOOL_LOG_ERROR("cannot start a worker process: %s", strerror(errno));
+    for (int i = 0; i < 2; i++) {
+        s_close(&out[i]);
+        s_close(&err[i]);
+        s_close(&chan[i]);
+    }
+    free(self);
+    return NULL;
+}
+
+void
+dpool_proc_destroy(dpool_proc_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    dpool_proc_t *self = *self_p;
+    char why[256];
+    dpool_proc_reap(self, "", why, sizeof why);
+    dpool_channel_destroy(&self->channel);
+    s_close(&self->output_fds[0]);
+    s_close(&self->output_fds[1]);
+    free(self);
+    *self_p = NULL;
+}
+
+pid_t
+dpool_proc_pid(const dpool_proc_t *self) {
+    return self->pid;
+}
+
+dpool_channel_t *
+dpool_proc_channel(dpool_proc_t *self) {
+    return self->channel;
+}
+
+int
+dpool_proc_output_fd(const dpool_proc_t *self, int stream) {
+    return self->output_fds[stream == DPOOL_STREAM_STDERR];
+}
+
+ssize_t
+dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size) {
+    int *fd = &self->output_fds[stream == DPOOL_STREAM_STDERR];
+    if (*fd < 0)
+        return -1;
+    for (;;) {
+        ssize_t got = read(*fd, buffer, size);
+        if (got > 0)
+            return got;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        s_close(fd);
+        return -1;
+    }
+}
+
+// The name of the signals a task can plausibly die of; NULL for the rest.
+static const char *
+s_signal_name(int signal_number) {
+    static const struct {
+        int number;
+        const char *name;
+    } names[] = {
+        {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
+        {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+        {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"},
+        {SIGXFSZ, "SIGXFSZ"}, {SIGSYS, "SIGSYS"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].number == signal_number)
+            return names[i].name;
+    return NULL;
+}
+
+static void
+s_describe(const dpool_proc_t *self, const char *host, char *why, size_t why_size) {
+    int status = self->status;
+    if (WIFSIGNALED(status)) {
+        const char *name = s_signal_name(WTERMSIG(status));
+        snprintf(why, why_size, "worker process %d on %s killed by signal %d (%s)", (int)self->pid,
+                 host, WTERMSIG(status), name ? name : strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(why, why_size, "worker process %d on %s exited with status %d", (int)self->pid,
+                 host, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+}
+
+int
+dpool_proc_reap(dpool_proc_t *self, const char *host, char *why, size_t why_size) {
+    if (!self->reaped) {
+        // Harmless on a process that already died: its status stays the one it
+        // died with. It matters for one that only closed its channel.
+        kill(self->pid, SIGKILL);
+        while (waitpid(self->pid, &self->status, 0) < 0) {
+            if (errno != EINTR) {
+                snprintf(why, why_size, "worker process %d on %s: waitpid failed: %s",
+                         (int)self->pid, host, strerror(errno));
+                return DPOOL_ERR_IO;
+            }
+        }
+        self->reaped = true;
+    }
+    s_describe(self, host, why, why_size);
+    return DPOOL_OK;
+}

@@ -1,0 +1,50 @@
+/*  dpool_proc: one forked worker process as the daemon sees it: its pid, the
+    channel to it, and the read ends of its stdout and stderr pipes.
+
+    The process starts in a clean state: it dies with the daemon (PR_SET_PDEATHSIG),
+    has /dev/null as stdin, the pipes as stdout and stderr, the channel as fd 3 and
+    no other inherited descriptor (in particular none of ZeroMQ's), default signal
+    handlers, and it never returns into the daemon's code: it ends with _exit. */
+#ifndef DPOOL_PROC_H
+#define DPOOL_PROC_H
+
+#include "dpool_channel.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+// What the new process runs: main_fn(arg, channel_fd). It must not return; if it
+// does, the process exits with status 70.
+typedef void dpool_proc_main_fn(void *arg, int channel_fd);
+
+typedef struct dpool_proc_t dpool_proc_t;
+
+// Forks a process running main_fn(arg, ...). arg is borrowed: the child sees its
+// copy of the daemon's memory. Returns an owned object, or NULL (logged) when
+// pipes or fork fail.
+dpool_proc_t *dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg);
+
+// Kills the process (SIGKILL) if it has not been reaped, reaps it, closes every
+// fd. NULL-safe; sets *self_p to NULL.
+void dpool_proc_destroy(dpool_proc_t **self_p);
+
+pid_t dpool_proc_pid(const dpool_proc_t *self);
+
+// The channel to the process (borrowed from self).
+dpool_channel_t *dpool_proc_channel(dpool_proc_t *self);
+
+// The read end of stream (DPOOL_STREAM_STDOUT or _STDERR), or -1 once closed.
+int dpool_proc_output_fd(const dpool_proc_t *self, int stream);
+
+// Reads what the process wrote to stream, without blocking, into buffer (size
+// bytes, caller-owned). Returns the byte count, 0 when nothing is waiting, or -1
+// at end of file, where the pipe is closed and its fd becomes -1.
+ssize_t dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size);
+
+// Makes sure the process is dead (SIGKILL; harmless if it already died), reaps it
+// and writes how it ended into why, e.g. "worker process 4242 on myhost killed by
+// signal 11 (SIGSEGV)" or "... exited with status 3". host is borrowed. Returns
+// DPOOL_OK, or DPOOL_ERR_IO if waitpid fails. Idempotent.
+int dpool_proc_reap(dpool_proc_t *self, const char *host, char *why, size_t why_size);
+
+#endif

@@ -1,0 +1,90 @@
+/*  The DEALER to the broker. Everything it receives comes from the network, so a
+    message that does not decode is dropped with a WARN and never reaches the
+    daemon's handlers. Sends use a zero send timeout: with the broker away for long
+    enough to fill the queue, a heartbeat is better lost than the loop that
+    supervises the worker processes stalled. */
+#define _GNU_SOURCE // getrandom with C11 on
+#include "dpool_uplink.h"
+
+#include "dpool_log.h"
+
+#include <dpool/errors.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+struct dpool_uplink_t {
+    zsock_t *sock;
+    char id[18];
+};
+
+dpool_uplink_t *
+dpool_uplink_new(const char *endpoint) {
+    dpool_uplink_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    uint8_t random[8] = {0};
+    if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random)
+        DPOOL_LOG_WARN("getrandom failed; the routing id is less random");
+    snprintf(self->id, sizeof self->id, "W%02x%02x%02x%02x%02x%02x%02x%02x", random[0], random[1],
+             random[2], random[3], random[4], random[5], random[6], random[7]);
+    self->sock = zsock_new(ZMQ_DEALER);
+    if (!self->sock) {
+        DPOOL_LOG_ERROR("cannot create the broker socket");
+        goto fail;
+    }
+    zsock_set_identity(self->sock, self->id); // ZMQ_IDENTITY is ZMQ_ROUTING_ID's old name
+    zsock_set_sndtimeo(self->sock, 0);
+    zsock_set_linger(self->sock, 1000); // time for the BYE to leave
+    if (zsock_connect(self->sock, "%s", endpoint) != 0) {
+        DPOOL_LOG_ERROR("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    return self;
+fail:
+    dpool_uplink_destroy(&self);
+    return NULL;
+}
+
+void
+dpool_uplink_destroy(dpool_uplink_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    zsock_destroy(&(*self_p)->sock);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+const char *
+dpool_uplink_id(const dpool_uplink_t *self) {
+    return self->id;
+}
+
+void *
+dpool_uplink_handle(dpool_uplink_t *self) {
+    return zsock_resolve(self->sock);
+}
+
+int
+dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg) {
+    int rc = dpool_proto_send(self->sock, msg, NULL);
+    zframe_destroy(&msg->payload); // left with us when the message broke its schema
+    if (rc != DPOOL_OK)
+        DPOOL_LOG_WARN("cannot send %s to the broker: %s", dpool_proto_command_name(msg->command),
+                       dpool_strerror(rc));
+    return rc;
+}
+
+bool
+dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg) {
+    while (zsock_events(self->sock) & ZMQ_POLLIN) {
+        zmsg_t *zmsg = zmsg_recv(self->sock);
+        if (!zmsg)
+            return false;
+        const char *why = "";
+        if (dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK)
+            return true;
+        DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);
+    }
+    return false;
+}

@@ -1,0 +1,36 @@
+/*  dpool_uplink: the worker daemon's one DEALER connection to the broker. It picks
+    the routing id ("W" + 16 random hex digits), sends dpool_msg_t messages without
+    ever blocking the daemon's loop, and receives decoded ones, dropping (with a
+    WARN) whatever is malformed. */
+#ifndef DPOOL_UPLINK_H
+#define DPOOL_UPLINK_H
+
+#include "dpool_proto.h"
+
+typedef struct dpool_uplink_t dpool_uplink_t;
+
+// Creates the DEALER and connects it to endpoint (borrowed). Returns an owned
+// object, or NULL (logged) when the socket cannot be made or the endpoint is bad.
+dpool_uplink_t *dpool_uplink_new(const char *endpoint);
+
+// Closes the connection, giving queued messages (a BYE) up to a second to leave.
+// NULL-safe; sets *self_p to NULL.
+void dpool_uplink_destroy(dpool_uplink_t **self_p);
+
+// The routing id (borrowed from self).
+const char *dpool_uplink_id(const dpool_uplink_t *self);
+
+// The socket handle for zmq_poll (borrowed from self).
+void *dpool_uplink_handle(dpool_uplink_t *self);
+
+// Sends msg; its payload, if any, is consumed whatever happens; the rest stays the
+// caller's. A send that would block (broker away, queue full) fails at once.
+// Returns DPOOL_OK or a negative code (logged at WARN).
+int dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg);
+
+// Takes the next well-formed message, without blocking, into msg (which the
+// caller has zeroed or reset, and resets after use). Malformed messages are logged
+// and skipped. Returns true with a message, false when none is waiting.
+bool dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg);
+
+#endif

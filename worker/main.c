@@ -1,0 +1,153 @@
+/*  dpool-worker: parses the command line, builds the daemon, runs it until SIGTERM
+    or SIGINT, destroys it. Everything else lives in dpool_worker. */
+#include "dpool_log.h"
+#include "dpool_proto.h"
+#include "dpool_worker.h"
+
+#include <dpool/errors.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// The one piece of mutable state STYLE.md allows here: set by the signal handler.
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal(int signal_number) {
+    (void)signal_number;
+    s_stop = 1;
+}
+
+static void
+s_usage(FILE *out) {
+    fprintf(out,
+            "usage: dpool-worker [--broker EP] [--processes N] [--module FILE.so]...\n"
+            "                    [--maxtasksperchild N] [--log-level L] [--help] [--version]\n"
+            "\n"
+            "  -b, --broker EP           broker endpoint (default $%s or %s)\n"
+            "  -p, --processes N         worker processes, 1..%d (default: CPU count)\n"
+            "  -m, --module FILE.so      load a task module (repeatable)\n"
+            "  -t, --maxtasksperchild N  replace a process after N tasks (default: never)\n"
+            "  -l, --log-level L         error, warn, info or debug (default info)\n"
+            "  -h, --help                show this help\n"
+            "  -V, --version             show the version\n",
+            DPOOL_ENDPOINT_ENV, DPOOL_DEFAULT_ENDPOINT, DPOOL_WORKER_PROCESSES_MAX);
+}
+
+// Parses a whole number in [min, max]; false for anything else.
+static bool
+s_parse_count(const char *text, unsigned long min, unsigned long max, unsigned *value) {
+    char *end = NULL;
+    errno = 0;
+    if (!text || !*text || *text == '-' || *text == '+')
+        return false;
+    unsigned long parsed = strtoul(text, &end, 10);
+    if (errno || *end || parsed < min || parsed > max)
+        return false;
+    *value = (unsigned)parsed;
+    return true;
+}
+
+static int
+s_fail(const char *message) {
+    fprintf(stderr, "dpool-worker: %s\n", message);
+    return EXIT_FAILURE;
+}
+
+static unsigned
+s_cpu_count(void) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        return 1;
+    return cpus > DPOOL_WORKER_PROCESSES_MAX ? DPOOL_WORKER_PROCESSES_MAX : (unsigned)cpus;
+}
+
+int
+main(int argc, char *argv[]) {
+    static const struct option options[] = {
+        {"broker", required_argument, NULL, 'b'},
+        {"processes", required_argument, NULL, 'p'},
+        {"module", required_argument, NULL, 'm'},
+        {"maxtasksperchild", required_argument, NULL, 't'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *env = getenv(DPOOL_ENDPOINT_ENV);
+    dpool_worker_config_t config = {
+        .endpoint = env && *env ? env : DPOOL_DEFAULT_ENDPOINT,
+        .processes = s_cpu_count(),
+    };
+    dpool_log_level_t level = DPOOL_LOG_LEVEL_INFO;
+    // At most argc modules: an array sized once, so parsing needs no cleanup path.
+    const char **modules = calloc((size_t)argc, sizeof *modules);
+    if (!modules)
+        return s_fail("out of memory");
+    config.modules = modules;
+    opterr = 0;
+    int option;
+    while ((option = getopt_long(argc, argv, ":b:p:m:t:l:hV", options, NULL)) != -1) {
+        switch (option) {
+        case 'b':
+            config.endpoint = optarg;
+            break;
+        case 'p':
+            if (!s_parse_count(optarg, 1, DPOOL_WORKER_PROCESSES_MAX, &config.processes))
+                return free(modules), s_fail("--processes needs a whole number from 1 to 1024");
+            break;
+        case 'm':
+            modules[config.module_count++] = optarg;
+            break;
+        case 't':
+            if (!s_parse_count(optarg, 0, 1000000000, &config.max_tasks_per_child))
+                return free(modules), s_fail("--maxtasksperchild needs a whole number (0 = never)");
+            break;
+        case 'l':
+            if (!dpool_log_parse_level(optarg, &level))
+                return free(modules), s_fail("--log-level needs error, warn, info or debug");
+            break;
+        case 'h':
+            s_usage(stdout);
+            return free(modules), EXIT_SUCCESS;
+        case 'V':
+            printf("dpool-worker %s\n", DPOOL_VERSION);
+            return free(modules), EXIT_SUCCESS;
+        case ':':
+            fprintf(stderr, "dpool-worker: %s needs a value (try --help)\n", argv[optind - 1]);
+            return free(modules), EXIT_FAILURE;
+        default:
+            fprintf(stderr, "dpool-worker: unknown option %s (try --help)\n", argv[optind - 1]);
+            return free(modules), EXIT_FAILURE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dpool-worker: unexpected argument %s (try --help)\n", argv[optind]);
+        return free(modules), EXIT_FAILURE;
+    }
+    if (!strstr(config.endpoint, "://"))
+        return free(modules), s_fail("--broker needs an endpoint like tcp://host:5555");
+    dpool_log_setup("worker", level);
+    char error[512] = "";
+    dpool_worker_t *worker = dpool_worker_new(&config, error, sizeof error);
+    free(modules);
+    if (!worker)
+        return s_fail(error);
+    // czmq would install its own SIGINT/SIGTERM handlers at its first socket; ours
+    // must win, so the loop sees the stop and says BYE.
+    zsys_handler_set(NULL);
+    struct sigaction action = {.sa_handler = s_on_signal};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = dpool_worker_run(worker, &s_stop);
+    dpool_worker_destroy(&worker);
+    if (rc != DPOOL_OK)
+        return s_fail(dpool_strerror(rc));
+    return EXIT_SUCCESS;
+}
