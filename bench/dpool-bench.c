@@ -13,7 +13,8 @@
 #include <string.h>
 
 static void
-s_usage(FILE *out) {
+s_usage(FILE *out)
+{
     fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat) N\n\n"
                  "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
                  "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"
@@ -28,14 +29,16 @@ s_usage(FILE *out) {
 }
 
 static int
-s_fail(const char *what, const dpool_error_t *err) {
+s_fail(const char *what, const dpool_error_t *err)
+{
     fprintf(stderr, "dpool-bench: %s: %s%s%s\n", what, dpool_strerror(err->code),
             err->message[0] ? ": " : "", err->message);
     return 1;
 }
 
 static int
-s_tput(dpool_t *pool, long count) {
+s_tput(dpool_t *pool, long count)
+{
     dpool_result_t **results = calloc((size_t)count, sizeof *results);
     if (!results)
         return fprintf(stderr, "dpool-bench: out of memory\n"), 1;
@@ -59,19 +62,22 @@ s_tput(dpool_t *pool, long count) {
 }
 
 static int
-s_compare(const void *a, const void *b) {
+s_compare(const void *a, const void *b)
+{
     int64_t left = *(const int64_t *)a, right = *(const int64_t *)b;
     return left < right ? -1 : left > right;
 }
 
 static int64_t
-s_percentile(const int64_t *sorted, long count, double fraction) {
+s_percentile(const int64_t *sorted, long count, double fraction)
+{
     long index = (long)(fraction * (double)count);
     return sorted[index < count ? index : count - 1];
 }
 
 static int
-s_lat(dpool_t *pool, long count) {
+s_lat(dpool_t *pool, long count)
+{
     int64_t *micros = calloc((size_t)count, sizeof *micros);
     if (!micros)
         return fprintf(stderr, "dpool-bench: out of memory\n"), 1;
@@ -94,7 +100,8 @@ s_lat(dpool_t *pool, long count) {
 }
 
 static bool
-s_parse_count(const char *text, long *count) {
+s_parse_count(const char *text, long *count)
+{
     char *end = NULL;
     errno = 0;
     *count = strtol(text, &end, 10);
@@ -102,7 +109,8 @@ s_parse_count(const char *text, long *count) {
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     static const struct option options[] = {
         {"broker", required_argument, NULL, 'b'},
         {"processes", required_argument, NULL, 'n'},

@@ -105,8 +105,7 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     zsock_set_rcvhwm(self->router, 0);
     zsock_set_linger(self->router, 0);
     if (zsock_bind(self->router, "%s", self->config.bind) < 0) {
-        snprintf(why, why_size, "cannot bind %s: %s", self->config.bind,
-                 zmq_strerror(zmq_errno()));
+        snprintf(why, why_size, "cannot bind %s: %s", self->config.bind, zmq_strerror(zmq_errno()));
         return -1;
     }
     self->endpoint = zsock_last_endpoint(self->router);
@@ -114,10 +113,9 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
         snprintf(why, why_size, "cannot read the bound endpoint");
         return -1;
     }
-    if (self->config.endpoint_file && !s_write_endpoint_file(self->config.endpoint_file,
-                                                             self->endpoint)) {
-        snprintf(why, why_size, "cannot write %s: %s", self->config.endpoint_file,
-                 strerror(errno));
+    if (self->config.endpoint_file &&
+        !s_write_endpoint_file(self->config.endpoint_file, self->endpoint)) {
+        snprintf(why, why_size, "cannot write %s: %s", self->config.endpoint_file, strerror(errno));
         return -1;
     }
     return 0;

@@ -24,10 +24,10 @@ typedef struct s_pool s_pool_t;
 
 // A pool as the broker knows it: private to one client, or named and shared.
 struct s_pool {
-    char *name;                 // owned; NULL for a private pool
-    char *label;                // owned; shown in status
+    char *name;  // owned; NULL for a private pool
+    char *label; // owned; shown in status
     dpool_sched_pool_t *sched_pool;
-    size_t holders;             // clients that opened it and have not released it
+    size_t holders; // clients that opened it and have not released it
 };
 
 typedef struct {
@@ -36,29 +36,29 @@ typedef struct {
 } dpool_pool_ref_t;
 
 typedef struct {
-    zframe_t *routing_id;       // owned; also the key in broker->clients
-    dpool_pool_ref_t *refs;     // owned array
+    zframe_t *routing_id;   // owned; also the key in broker->clients
+    dpool_pool_ref_t *refs; // owned array
     size_t ref_count;
     size_t ref_capacity;
-    size_t tasks;               // tasks submitted and not yet answered
+    size_t tasks; // tasks submitted and not yet answered
 } dpool_client_t;
 
 typedef struct {
-    zframe_t *routing_id;       // owned; also the key in broker->hosts
-    char *host;                 // owned
+    zframe_t *routing_id; // owned; also the key in broker->hosts
+    char *host;           // owned
     uint32_t pid;
     uint32_t processes;
-    char **functions;           // owned (for status)
+    char **functions; // owned (for status)
     size_t function_count;
     dpool_sched_host_t *sched_host;
-    int64_t expires_ms;         // lost when nothing arrives by then
+    int64_t expires_ms; // lost when nothing arrives by then
 } dpool_host_t;
 
 // What the broker keeps per task while the scheduler holds it.
 typedef struct {
     dpool_client_t *client;
     uint64_t client_task_id;
-    zframe_t *args;             // owned until sent in a TASK
+    zframe_t *args; // owned until sent in a TASK
 } dpool_task_t;
 
 struct dpool_broker {
@@ -66,13 +66,13 @@ struct dpool_broker {
     zsock_t *router;
     char *endpoint;
     dpool_sched_t *sched;
-    zhashx_t *clients;          // routing id frame -> dpool_client_t
-    zhashx_t *hosts;            // routing id frame -> dpool_host_t
-    zhashx_t *named_pools;      // name -> s_pool_t
-    uint64_t malformed;         // malformed messages dropped
+    zhashx_t *clients;     // routing id frame -> dpool_client_t
+    zhashx_t *hosts;       // routing id frame -> dpool_host_t
+    zhashx_t *named_pools; // name -> s_pool_t
+    uint64_t malformed;    // malformed messages dropped
     int64_t started_ms;
     int64_t next_heartbeat_ms;
-    int64_t now_ms;             // read once per loop turn
+    int64_t now_ms; // read once per loop turn
 };
 
 // Sends msg to the peer with this routing id, logging a failure. msg->payload moves.

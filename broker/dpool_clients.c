@@ -284,12 +284,23 @@ dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t
         return;
     }
     switch (msg->command) {
-    case DPOOL_CMD_POOL_OPEN: s_on_pool_open(self, client, msg); break;
-    case DPOOL_CMD_SUBMIT: s_on_submit(self, client, msg); break;
-    case DPOOL_CMD_TERMINATE: s_on_terminate(self, client, msg); break;
-    case DPOOL_CMD_POOL_RELEASE: s_on_release(self, client, msg); break;
-    case DPOOL_CMD_STATUS: s_on_status(self, client); break;
-    default: break;
+    case DPOOL_CMD_POOL_OPEN:
+        s_on_pool_open(self, client, msg);
+        break;
+    case DPOOL_CMD_SUBMIT:
+        s_on_submit(self, client, msg);
+        break;
+    case DPOOL_CMD_TERMINATE:
+        s_on_terminate(self, client, msg);
+        break;
+    case DPOOL_CMD_POOL_RELEASE:
+        s_on_release(self, client, msg);
+        break;
+    case DPOOL_CMD_STATUS:
+        s_on_status(self, client);
+        break;
+    default:
+        break;
     }
     dpool_clients_release_if_idle(self, client);
 }

@@ -72,9 +72,9 @@ s_on_hello(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
     host->pid = msg->pid;
     host->processes = msg->count;
     host->expires_ms = self->now_ms + DPOOL_HEARTBEAT_MS * DPOOL_HEARTBEAT_LIVENESS;
-    host->sched_host = dpool_sched_host_add(self->sched, host, host->processes,
-                                            (const char *const *)host->functions,
-                                            host->function_count);
+    host->sched_host =
+        dpool_sched_host_add(self->sched, host, host->processes,
+                             (const char *const *)host->functions, host->function_count);
     if (!host->routing_id || !host->sched_host) {
         dpool_sched_host_remove(self->sched, &host->sched_host, NULL, NULL);
         s_host_free(host);
@@ -130,11 +130,20 @@ dpool_hosts_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *
     }
     host->expires_ms = self->now_ms + DPOOL_HEARTBEAT_MS * DPOOL_HEARTBEAT_LIVENESS;
     switch (msg->command) {
-    case DPOOL_CMD_CREDIT: dpool_sched_credit(self->sched, host->sched_host, msg->count); break;
-    case DPOOL_CMD_WORKER_RESULT: s_on_result(self, host, msg); break;
-    case DPOOL_CMD_WORKER_OUTPUT: s_on_output(self, host, msg); break;
-    case DPOOL_CMD_HEARTBEAT: break;
-    case DPOOL_CMD_BYE: s_host_remove(self, host, "left"); break;
+    case DPOOL_CMD_CREDIT:
+        dpool_sched_credit(self->sched, host->sched_host, msg->count);
+        break;
+    case DPOOL_CMD_WORKER_RESULT:
+        s_on_result(self, host, msg);
+        break;
+    case DPOOL_CMD_WORKER_OUTPUT:
+        s_on_output(self, host, msg);
+        break;
+    case DPOOL_CMD_HEARTBEAT:
+        break;
+    case DPOOL_CMD_BYE:
+        s_host_remove(self, host, "left");
+        break;
     default:
         self->malformed++;
         DPOOL_LOG_WARN("dropped %s from a worker daemon: not a worker command",

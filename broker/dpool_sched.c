@@ -43,8 +43,8 @@ typedef struct {
 
 struct s_function {
     char *name;
-    size_t refs;             // tasks naming it + hosts offering it
-    uint32_t offered_by;     // hosts offering it
+    size_t refs;              // tasks naming it + hosts offering it
+    uint32_t offered_by;      // hosts offering it
     dpool_link_t free_offers; // offers whose host has a credit, in round-robin order
     dpool_link_t parked;      // pools waiting for a free offer
 };
@@ -63,6 +63,7 @@ struct dpool_sched_host {
     s_offer_t *offers;
     size_t offer_count;
     dpool_link_t running_tasks;
+    dpool_link_t all_link;
 };
 
 struct dpool_sched_pool {
@@ -85,6 +86,7 @@ struct dpool_sched {
     dpool_link_t ring;
     dpool_link_t pools;
     dpool_link_t orphans;
+    dpool_link_t hosts;
     uint32_t total_processes;
     s_task_t **chunks;
     size_t chunk_count;
@@ -227,6 +229,7 @@ dpool_sched_new(int64_t grace_ms)
     dpool_list_init(&self->ring);
     dpool_list_init(&self->pools);
     dpool_list_init(&self->orphans);
+    dpool_list_init(&self->hosts);
     return self;
 }
 
@@ -248,6 +251,12 @@ dpool_sched_destroy(dpool_sched_t **self_p)
     dpool_link_t *link;
     while ((link = dpool_list_front(&self->pools)))
         s_pool_destroy(S_POOL_OF(link, all_link));
+    while ((link = dpool_list_front(&self->hosts))) {
+        dpool_list_remove(link);
+        dpool_sched_host_t *host = DPOOL_CONTAINER_OF(link, dpool_sched_host_t, all_link);
+        free(host->offers);
+        free(host);
+    }
     zhashx_destroy(&self->functions);
     for (size_t i = 0; i < self->chunk_count; i++)
         free(self->chunks[i]);
@@ -420,6 +429,7 @@ dpool_sched_host_add(dpool_sched_t *self, void *host_data, uint32_t processes,
     host->data = host_data;
     host->processes = processes;
     dpool_list_init(&host->running_tasks);
+    dpool_list_push_back(&self->hosts, &host->all_link);
     for (size_t i = 0; i < function_count; i++) {
         s_function_t *function = s_function_get(self, functions[i]);
         if (!function)
@@ -452,7 +462,8 @@ s_host_offers_withdraw(dpool_sched_host_t *host)
 uint32_t
 dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint32_t credits)
 {
-    uint32_t room = host->processes - host->credits;
+    uint32_t busy = host->credits + host->running;
+    uint32_t room = host->processes > busy ? host->processes - busy : 0;
     uint32_t accepted = credits < room ? credits : room;
     if (accepted == 0)
         return 0;
@@ -497,14 +508,22 @@ dpool_sched_host_remove(dpool_sched_t *self, dpool_sched_host_t **host_p,
         s_task_free(self, task);
         s_pool_refile(self, pool);
     }
+    bool lost_function = false;
     for (size_t i = 0; i < host->offer_count; i++) {
         s_function_t *function = host->offers[i].function;
+        lost_function = lost_function || function->offered_by == 1;
         function->offered_by--;
         // Parked pools re-check: with no host left, their oldest task becomes an orphan.
         s_function_wake(self, function);
         s_function_unref(self, function);
     }
     self->total_processes -= host->processes;
+    for (link = self->pools.next; lost_function && link != &self->pools; link = link->next) {
+        dpool_sched_pool_t *pool = S_POOL_OF(link, all_link);
+        if (!pool->parked_on && !dpool_list_linked(&pool->ring_link) && pool->queue_length)
+            dpool_list_push_back(&self->ring, &pool->ring_link);
+    }
+    dpool_list_remove(&host->all_link);
     s_host_free(host);
 }
 
@@ -541,17 +560,20 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id, voi
     while ((link = dpool_list_front(&self->ring))) {
         dpool_sched_pool_t *pool = S_POOL_OF(link, ring_link);
         dpool_link_t *head = dpool_list_front(&pool->queue);
-        if (!head || !s_has_room(self, pool)) {
+        if (!head) {
             dpool_list_remove(link);
             continue;
         }
         s_task_t *task = S_TASK_OF(head, link);
         s_function_t *function = task->function;
         if (function->offered_by == 0) {
-            // Its last host left while it queued: it waits out the grace period again.
             dpool_list_remove(head);
             pool->queue_length--;
             s_make_orphan(self, task, now_ms);
+            continue;
+        }
+        if (!s_has_room(self, pool)) {
+            dpool_list_remove(link);
             continue;
         }
         dpool_link_t *free_offer = dpool_list_front(&function->free_offers);
@@ -620,7 +642,12 @@ dpool_sched_cancel(dpool_sched_t *self, uint64_t task_id, void **host_data)
         *host_data = task->host->data;
         s_unlink_running(task);
     } else {
+        bool was_head = dpool_list_front(&pool->queue) == &task->link;
         dpool_list_remove(&task->link);
+        if (was_head && pool->parked_on) {
+            dpool_list_remove(&pool->ring_link);
+            pool->parked_on = NULL;
+        }
         if (task->state == S_QUEUED)
             pool->queue_length--;
         else
@@ -645,8 +672,8 @@ s_visit_list(dpool_sched_t *self, const dpool_link_t *head, const dpool_sched_po
 }
 
 void
-dpool_sched_pool_foreach(dpool_sched_t *self, dpool_sched_pool_t *pool,
-                         dpool_sched_visit_fn *visit, void *ctx)
+dpool_sched_pool_foreach(dpool_sched_t *self, dpool_sched_pool_t *pool, dpool_sched_visit_fn *visit,
+                         void *ctx)
 {
     s_visit_list(self, &pool->queue, NULL, visit, ctx);
     s_visit_list(self, &pool->running, NULL, visit, ctx);

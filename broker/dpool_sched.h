@@ -87,15 +87,15 @@ uint32_t dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint3
 // credit that offers the function. Marks it running and consumes the credit. Returns
 // true with the task's id, its data and the host's data; false when nothing can run
 // now. Call it until it returns false after anything that may free capacity.
-bool dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id,
-                          void **task_data, void **host_data);
+bool dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id, void **task_data,
+                          void **host_data);
 
 // Ends a running task (its result arrived). success feeds the pool's counters.
 // Returns the task's data, or NULL when task_id is unknown, stale or not running
 // (the owner drops the late message). from_host, when not NULL, must be the host the
 // task ran on, or NULL is returned: a host cannot finish another host's task.
-void *dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host,
-                           bool success);
+void *dpool_sched_complete(dpool_sched_t *self, uint64_t task_id,
+                           const dpool_sched_host_t *from_host, bool success);
 
 // The function name of a queued or running task (borrowed, valid while the task is),
 // or NULL when task_id is unknown or stale.

@@ -66,9 +66,15 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
         char *end = NULL;
         double seconds;
         switch (opt) {
-        case 'b': config->bind = optarg; break;
-        case OPT_INSECURE: config->insecure = true; break;
-        case OPT_ENDPOINT_FILE: config->endpoint_file = optarg; break;
+        case 'b':
+            config->bind = optarg;
+            break;
+        case OPT_INSECURE:
+            config->insecure = true;
+            break;
+        case OPT_ENDPOINT_FILE:
+            config->endpoint_file = optarg;
+            break;
         case 'g':
             seconds = strtod(optarg, &end);
             if (end == optarg || *end || !(seconds >= 0 && seconds <= 86400))
@@ -79,9 +85,14 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
             if (!dpool_log_parse_level(optarg, level))
                 return s_fail("--log-level needs error, warn, info or debug, not '%s'", optarg);
             break;
-        case 'h': s_usage(stdout); return 0;
-        case 'V': printf("dpool-broker %s\n", DPOOL_VERSION); return 0;
-        default: return s_fail("%s", "unknown option (see --help)");
+        case 'h':
+            s_usage(stdout);
+            return 0;
+        case 'V':
+            printf("dpool-broker %s\n", DPOOL_VERSION);
+            return 0;
+        default:
+            return s_fail("%s", "unknown option (see --help)");
         }
     }
     if (optind < argc)

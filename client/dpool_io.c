@@ -44,12 +44,14 @@ struct _dpool_io_t {
 
 // The open handshake's outcome, reported to dpool_io_new over the pipe.
 static void
-s_report(zsock_t *pipe, int code, uint32_t cap, const char *message) {
+s_report(zsock_t *pipe, int code, uint32_t cap, const char *message)
+{
     zsock_send(pipe, "i4s", code, cap, message ? message : "");
 }
 
 static int
-s_setup_sockets(s_state_t *self, char *why, size_t why_size) {
+s_setup_sockets(s_state_t *self, char *why, size_t why_size)
+{
     self->dealer = zsock_new(ZMQ_DEALER);
     if (!self->dealer)
         return snprintf(why, why_size, "cannot create a socket"), DPOOL_ERR_IO;
@@ -76,7 +78,8 @@ s_setup_sockets(s_state_t *self, char *why, size_t why_size) {
 }
 
 static void
-s_on_monitor(s_state_t *self) {
+s_on_monitor(s_state_t *self)
+{
     zmsg_t *event = zmsg_recv(self->monitor);
     zframe_t *head = event ? zmsg_first(event) : NULL;
     if (head && zframe_size(head) >= 2) {
@@ -93,7 +96,8 @@ s_on_monitor(s_state_t *self) {
 // Receives one message from the broker into msg; false when it is malformed (dropped:
 // nothing from the network may stop this thread).
 static bool
-s_recv(s_state_t *self, dpool_msg_t *msg) {
+s_recv(s_state_t *self, dpool_msg_t *msg)
+{
     zmsg_t *zmsg = zmsg_recv(self->dealer);
     if (!zmsg)
         return false;
@@ -105,7 +109,8 @@ s_recv(s_state_t *self, dpool_msg_t *msg) {
 // Waits for POOL_OPENED until the connect timeout. Returns DPOOL_OK with *cap_p, or a
 // failure code with why filled; DPOOL_ERR_STATE when the owner gave up ($TERM).
 static int
-s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size) {
+s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size)
+{
     dpool_msg_t open = {.command = DPOOL_CMD_POOL_OPEN,
                         .pool_ref = DPOOL_IO_POOL_REF,
                         .name = self->pool_name,
@@ -146,7 +151,8 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
 }
 
 static void
-s_on_broker(s_state_t *self) {
+s_on_broker(s_state_t *self)
+{
     for (int i = 0; i < S_BATCH && (zsock_events(self->dealer) & ZMQ_POLLIN); i++) {
         dpool_msg_t msg;
         if (!s_recv(self, &msg))
@@ -163,7 +169,8 @@ s_on_broker(s_state_t *self) {
 
 // Forwards user messages to the broker; returns false on $TERM.
 static bool
-s_on_pipe(s_state_t *self, zsock_t *pipe) {
+s_on_pipe(s_state_t *self, zsock_t *pipe)
+{
     for (int i = 0; i < S_BATCH && (zsock_events(pipe) & ZMQ_POLLIN); i++) {
         zmsg_t *zmsg = zmsg_recv(pipe);
         if (!zmsg)
@@ -180,7 +187,8 @@ s_on_pipe(s_state_t *self, zsock_t *pipe) {
 }
 
 static int
-s_poll_timeout(const s_state_t *self) {
+s_poll_timeout(const s_state_t *self)
+{
     if (self->lost_since == 0)
         return -1;
     int64_t left = self->lost_since + self->timeout_ms - dpool_clock_ms();
@@ -188,7 +196,8 @@ s_poll_timeout(const s_state_t *self) {
 }
 
 static void
-s_check_lost(s_state_t *self) {
+s_check_lost(s_state_t *self)
+{
     if (self->lost_since == 0 || dpool_clock_ms() - self->lost_since < self->timeout_ms)
         return;
     if (dpool_pending_count(self->pending) == 0)
@@ -200,7 +209,8 @@ s_check_lost(s_state_t *self) {
 }
 
 static void
-s_run(s_state_t *self, zsock_t *pipe) {
+s_run(s_state_t *self, zsock_t *pipe)
+{
     zpoller_t *poller = zpoller_new(pipe, self->dealer, self->monitor, NULL);
     if (!poller)
         return;
@@ -222,7 +232,8 @@ s_run(s_state_t *self, zsock_t *pipe) {
 
 // After a failed open: nothing to do but wait for the owner's $TERM.
 static void
-s_wait_term(zsock_t *pipe) {
+s_wait_term(zsock_t *pipe)
+{
     while (true) {
         char *command = zstr_recv(pipe);
         bool term = !command || streq(command, "$TERM");
@@ -233,7 +244,8 @@ s_wait_term(zsock_t *pipe) {
 }
 
 static void
-s_actor(zsock_t *pipe, void *args) {
+s_actor(zsock_t *pipe, void *args)
+{
     s_state_t *self = args;
     zsock_signal(pipe, 0);
     char why[256] = "";
@@ -258,13 +270,15 @@ s_actor(zsock_t *pipe, void *args) {
 }
 
 static void
-s_state_free(s_state_t *state) {
+s_state_free(s_state_t *state)
+{
     free(state->endpoint);
     free(state->pool_name);
 }
 
 static int
-s_state_init(s_state_t *state, const dpool_io_config_t *config) {
+s_state_init(s_state_t *state, const dpool_io_config_t *config)
+{
     state->endpoint = strdup(config->endpoint);
     state->pool_name = config->pool_name ? strdup(config->pool_name) : NULL;
     if (!state->endpoint || (config->pool_name && !state->pool_name))
@@ -285,7 +299,8 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config) {
 // Reads the open outcome; the thread reports within the connect timeout, the slack is
 // for a machine too loaded to schedule it.
 static int
-s_await_open(dpool_io_t *self, uint32_t *cap_p, dpool_error_t *err) {
+s_await_open(dpool_io_t *self, uint32_t *cap_p, dpool_error_t *err)
+{
     zpoller_t *poller = zpoller_new(self->actor, NULL);
     int wait_ms = (int)self->state.timeout_ms + 5000;
     if (!poller || zpoller_wait(poller, wait_ms) != self->actor) {
@@ -307,7 +322,8 @@ s_await_open(dpool_io_t *self, uint32_t *cap_p, dpool_error_t *err) {
 }
 
 dpool_io_t *
-dpool_io_new(const dpool_io_config_t *config, uint32_t *cap_p, dpool_error_t *err) {
+dpool_io_new(const dpool_io_config_t *config, uint32_t *cap_p, dpool_error_t *err)
+{
     dpool_io_t *self = calloc(1, sizeof *self);
     if (!self) {
         dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
@@ -331,12 +347,14 @@ fail:
 }
 
 int
-dpool_io_send(dpool_io_t *self, dpool_msg_t *msg) {
+dpool_io_send(dpool_io_t *self, dpool_msg_t *msg)
+{
     return dpool_proto_send(zactor_sock(self->actor), msg, NULL);
 }
 
 void
-dpool_io_destroy(dpool_io_t **self_p) {
+dpool_io_destroy(dpool_io_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_io_t *self = *self_p;

@@ -2,6 +2,7 @@
     directions recurse over the value; msgpack's unpacker already bounds nesting, and
     the explicit depth limit keeps a hand-made value from exhausting the stack. */
 #include "dpool_json.h"
+#include "dpool_msgpack_check.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -12,19 +13,22 @@
 #define S_DEPTH_MAX 512
 
 static int
-s_ok(int packed) {
+s_ok(int packed)
+{
     return packed == 0 ? DPOOL_OK : DPOOL_ERR_NOMEM;
 }
 
 static int s_pack(msgpack_packer *pk, const json_t *value, int depth);
 
 static int
-s_pack_object(msgpack_packer *pk, const json_t *value, int depth) {
+s_pack_object(msgpack_packer *pk, const json_t *value, int depth)
+{
     int rc = s_ok(msgpack_pack_map(pk, json_object_size(value)));
     const char *key;
     json_t *member;
     // json_object_foreach takes a non-const object; iteration does not modify it
-    json_object_foreach((json_t *)value, key, member) {
+    json_object_foreach((json_t *)value, key, member)
+    {
         size_t size = strlen(key);
         if (rc == DPOOL_OK)
             rc = s_ok(msgpack_pack_str(pk, size) || msgpack_pack_str_body(pk, key, size));
@@ -35,7 +39,8 @@ s_pack_object(msgpack_packer *pk, const json_t *value, int depth) {
 }
 
 static int
-s_pack(msgpack_packer *pk, const json_t *value, int depth) {
+s_pack(msgpack_packer *pk, const json_t *value, int depth)
+{
     if (depth > S_DEPTH_MAX)
         return DPOOL_ERR_INVALID;
     switch (json_typeof(value)) {
@@ -68,7 +73,8 @@ s_pack(msgpack_packer *pk, const json_t *value, int depth) {
 }
 
 int
-dpool_json_to_msgpack(const json_t *value, dpool_buf_t *out) {
+dpool_json_to_msgpack(const json_t *value, dpool_buf_t *out)
+{
     if (!out)
         return DPOOL_ERR_INVALID;
     out->data = NULL;
@@ -90,7 +96,8 @@ dpool_json_to_msgpack(const json_t *value, dpool_buf_t *out) {
 }
 
 static json_t *
-s_base64(const char *data, size_t size) {
+s_base64(const char *data, size_t size)
+{
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t length = (size + 2) / 3 * 4;
@@ -117,7 +124,8 @@ s_base64(const char *data, size_t size) {
 
 // Text as a JSON string when it is valid UTF-8 (json_stringn checks), else base64.
 static json_t *
-s_text(const char *data, size_t size) {
+s_text(const char *data, size_t size)
+{
     json_t *value = json_stringn(data ? data : "", size);
     return value ? value : s_base64(data, size);
 }
@@ -125,7 +133,8 @@ s_text(const char *data, size_t size) {
 static json_t *s_convert(const msgpack_object *obj, int depth);
 
 static char *
-s_key_text(const msgpack_object *key, int depth, size_t *size) {
+s_key_text(const msgpack_object *key, int depth, size_t *size)
+{
     if (key->type == MSGPACK_OBJECT_STR &&
         memchr(key->via.str.ptr, '\0', key->via.str.size) == NULL) {
         char *text = strndup(key->via.str.ptr, key->via.str.size);
@@ -140,7 +149,8 @@ s_key_text(const msgpack_object *key, int depth, size_t *size) {
 }
 
 static json_t *
-s_convert_map(const msgpack_object *obj, int depth) {
+s_convert_map(const msgpack_object *obj, int depth)
+{
     json_t *object = json_object();
     for (uint32_t i = 0; object && i < obj->via.map.size; i++) {
         const msgpack_object_kv *pair = &obj->via.map.ptr[i];
@@ -158,7 +168,8 @@ s_convert_map(const msgpack_object *obj, int depth) {
 }
 
 static json_t *
-s_convert(const msgpack_object *obj, int depth) {
+s_convert(const msgpack_object *obj, int depth)
+{
     if (depth > S_DEPTH_MAX)
         return NULL;
     switch (obj->type) {
@@ -198,7 +209,8 @@ s_convert(const msgpack_object *obj, int depth) {
 }
 
 int
-dpool_json_from_msgpack(const void *data, size_t size, json_t **value_p) {
+dpool_json_from_msgpack(const void *data, size_t size, json_t **value_p)
+{
     if (!value_p)
         return DPOOL_ERR_INVALID;
     *value_p = NULL;
@@ -210,7 +222,10 @@ dpool_json_from_msgpack(const void *data, size_t size, json_t **value_p) {
     msgpack_object root;
     size_t offset = 0;
     int rc = DPOOL_ERR_PROTO;
-    msgpack_unpack_return unpacked = msgpack_unpack(data, size, &offset, &zone, &root);
+    // Results come from workers the client does not control: sizes are checked first.
+    msgpack_unpack_return unpacked = dpool_codec_sizes_fit(data, size)
+                                         ? msgpack_unpack(data, size, &offset, &zone, &root)
+                                         : MSGPACK_UNPACK_PARSE_ERROR;
     if (unpacked == MSGPACK_UNPACK_NOMEM_ERROR)
         rc = DPOOL_ERR_NOMEM;
     else if (unpacked == MSGPACK_UNPACK_SUCCESS && offset == size) {
@@ -222,7 +237,8 @@ dpool_json_from_msgpack(const void *data, size_t size, json_t **value_p) {
 }
 
 json_t *
-dpool_json_parse_arg(const char *text) {
+dpool_json_parse_arg(const char *text)
+{
     if (!text)
         return NULL;
     json_error_t error;
@@ -231,7 +247,8 @@ dpool_json_parse_arg(const char *text) {
 }
 
 int
-dpool_json_pack_args(int count, char *const *args, dpool_buf_t *out) {
+dpool_json_pack_args(int count, char *const *args, dpool_buf_t *out)
+{
     json_t *array = json_array();
     int rc = array ? DPOOL_OK : DPOOL_ERR_NOMEM;
     for (int i = 0; i < count && rc == DPOOL_OK; i++) {

@@ -8,7 +8,8 @@
 #include <string.h>
 
 void
-dpool_buf_free(dpool_buf_t *buf) {
+dpool_buf_free(dpool_buf_t *buf)
+{
     if (!buf)
         return;
     free(buf->data);
@@ -19,7 +20,8 @@ dpool_buf_free(dpool_buf_t *buf) {
 // A raw value must be exactly one complete msgpack value: anything else would shift
 // every later argument and the worker would see garbage.
 static bool
-s_is_one_value(const dpool_buf_t *raw) {
+s_is_one_value(const dpool_buf_t *raw)
+{
     if (!raw || !raw->data || raw->size == 0)
         return false;
     msgpack_zone zone;
@@ -34,12 +36,14 @@ s_is_one_value(const dpool_buf_t *raw) {
 
 // msgpack's packers return 0 or -1, and -1 only when the buffer cannot grow.
 static int
-s_ok(int packed) {
+s_ok(int packed)
+{
     return packed == 0 ? DPOOL_OK : DPOOL_ERR_NOMEM;
 }
 
 static int
-s_pack_bytes(msgpack_packer *pk, char letter, va_list *ap) {
+s_pack_bytes(msgpack_packer *pk, char letter, va_list *ap)
+{
     if (letter == 's') {
         const char *text = va_arg(*ap, const char *);
         if (!text)
@@ -61,7 +65,8 @@ s_pack_bytes(msgpack_packer *pk, char letter, va_list *ap) {
 }
 
 static int
-s_pack_one(msgpack_packer *pk, char letter, va_list *ap) {
+s_pack_one(msgpack_packer *pk, char letter, va_list *ap)
+{
     switch (letter) {
     case 'i':
         return s_ok(msgpack_pack_int64(pk, va_arg(*ap, int)));
@@ -87,7 +92,8 @@ s_pack_one(msgpack_packer *pk, char letter, va_list *ap) {
 }
 
 int
-dpool_vpack(dpool_buf_t *buf, const char *fmt, va_list ap) {
+dpool_vpack(dpool_buf_t *buf, const char *fmt, va_list ap)
+{
     if (!buf || !fmt)
         return DPOOL_ERR_INVALID;
     buf->data = NULL;
@@ -112,7 +118,8 @@ dpool_vpack(dpool_buf_t *buf, const char *fmt, va_list ap) {
 }
 
 int
-dpool_pack(dpool_buf_t *buf, const char *fmt, ...) {
+dpool_pack(dpool_buf_t *buf, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     int rc = dpool_vpack(buf, fmt, ap);

@@ -20,7 +20,8 @@ typedef struct {
 } s_entry_t;
 
 static size_t
-s_hash_id(const void *key) {
+s_hash_id(const void *key)
+{
     // splitmix64's finaliser: ids count up from 1, which a plain modulo would bunch
     uint64_t x = *(const uint64_t *)key;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -29,13 +30,15 @@ s_hash_id(const void *key) {
 }
 
 static int
-s_compare_id(const void *a, const void *b) {
+s_compare_id(const void *a, const void *b)
+{
     uint64_t left = *(const uint64_t *)a, right = *(const uint64_t *)b;
     return left < right ? -1 : left > right;
 }
 
 static void
-s_entry_destroy(void **item_p) {
+s_entry_destroy(void **item_p)
+{
     s_entry_t *entry = *item_p;
     if (!entry)
         return;
@@ -45,7 +48,8 @@ s_entry_destroy(void **item_p) {
 }
 
 dpool_pending_t *
-dpool_pending_new(void) {
+dpool_pending_new(void)
+{
     dpool_pending_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
@@ -72,7 +76,8 @@ fail_free:
 }
 
 void
-dpool_pending_destroy(dpool_pending_t **self_p) {
+dpool_pending_destroy(dpool_pending_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_pending_t *self = *self_p;
@@ -85,7 +90,8 @@ dpool_pending_destroy(dpool_pending_t **self_p) {
 }
 
 int
-dpool_pending_add(dpool_pending_t *self, dpool_result_t *result) {
+dpool_pending_add(dpool_pending_t *self, dpool_result_t *result)
+{
     s_entry_t *entry = malloc(sizeof *entry);
     if (!entry)
         return DPOOL_ERR_NOMEM;
@@ -104,7 +110,8 @@ dpool_pending_add(dpool_pending_t *self, dpool_result_t *result) {
 
 bool
 dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
-                       zframe_t **payload_p) {
+                       zframe_t **payload_p)
+{
     pthread_mutex_lock(&self->lock);
     s_entry_t *entry = zhashx_lookup(self->tasks, &task_id);
     if (entry) {
@@ -120,7 +127,8 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
 }
 
 size_t
-dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message) {
+dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message)
+{
     pthread_mutex_lock(&self->lock);
     size_t count = zhashx_size(self->tasks);
     for (s_entry_t *entry = zhashx_first(self->tasks); entry; entry = zhashx_next(self->tasks))
@@ -132,7 +140,8 @@ dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message) {
 }
 
 size_t
-dpool_pending_count(dpool_pending_t *self) {
+dpool_pending_count(dpool_pending_t *self)
+{
     pthread_mutex_lock(&self->lock);
     size_t count = zhashx_size(self->tasks);
     pthread_mutex_unlock(&self->lock);
@@ -140,7 +149,8 @@ dpool_pending_count(dpool_pending_t *self) {
 }
 
 int
-dpool_pending_wait_empty(dpool_pending_t *self, double timeout) {
+dpool_pending_wait_empty(dpool_pending_t *self, double timeout)
+{
     struct timespec deadline;
     if (timeout >= 0)
         dpool_deadline_in(timeout, &deadline);

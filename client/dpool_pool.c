@@ -28,7 +28,8 @@ struct _dpool_t {
 };
 
 static void
-s_default_output(void *arg, uint64_t task_id, int stream, const char *data, size_t size) {
+s_default_output(void *arg, uint64_t task_id, int stream, const char *data, size_t size)
+{
     (void)arg;
     (void)task_id;
     FILE *out = stream == DPOOL_STREAM_STDERR ? stderr : stdout;
@@ -37,13 +38,15 @@ s_default_output(void *arg, uint64_t task_id, int stream, const char *data, size
 }
 
 void
-dpool_opts_init(dpool_opts_t *opts) {
+dpool_opts_init(dpool_opts_t *opts)
+{
     if (opts)
         memset(opts, 0, sizeof *opts);
 }
 
 static const char *
-s_endpoint(const dpool_opts_t *opts) {
+s_endpoint(const dpool_opts_t *opts)
+{
     if (opts->broker && *opts->broker)
         return opts->broker;
     const char *env = getenv(DPOOL_ENDPOINT_ENV);
@@ -51,7 +54,8 @@ s_endpoint(const dpool_opts_t *opts) {
 }
 
 static int
-s_check_opts(const dpool_opts_t *opts, dpool_error_t *err) {
+s_check_opts(const dpool_opts_t *opts, dpool_error_t *err)
+{
     if (opts->processes < 0) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "processes must be 0 or more, not %d",
                         opts->processes);
@@ -67,7 +71,8 @@ s_check_opts(const dpool_opts_t *opts, dpool_error_t *err) {
 }
 
 dpool_t *
-dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err) {
+dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
+{
     dpool_opts_t defaults = {0};
     opts = opts ? opts : &defaults;
     if (s_check_opts(opts, err) != DPOOL_OK)
@@ -109,19 +114,22 @@ fail:
 }
 
 dpool_t *
-dpool_new(const char *broker, int processes) {
+dpool_new(const char *broker, int processes)
+{
     dpool_opts_t opts = {.broker = broker, .processes = processes};
     return dpool_new_opts(&opts, NULL);
 }
 
 int
-dpool_cap(const dpool_t *self) {
+dpool_cap(const dpool_t *self)
+{
     return self ? (int)self->cap : DPOOL_ERR_INVALID;
 }
 
 // A msgpack array starts with a fixarray byte (0x90-0x9f), array 16 or array 32.
 static bool
-s_is_array(const dpool_buf_t *args) {
+s_is_array(const dpool_buf_t *args)
+{
     if (!args->data || args->size == 0)
         return false;
     unsigned char first = (unsigned char)args->data[0];
@@ -129,7 +137,8 @@ s_is_array(const dpool_buf_t *args) {
 }
 
 static int
-s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err) {
+s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err)
+{
     size_t size = function ? strlen(function) : 0;
     if (size == 0 || size > DPOOL_PROTO_NAME_MAX) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "a function name has 1 to %d bytes",
@@ -145,7 +154,8 @@ s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err) 
 
 // Under self->lock: numbers, records and sends one task. Returns an owned handle.
 static dpool_result_t *
-s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool_error_t *err) {
+s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool_error_t *err)
+{
     if (self->closed) {
         zframe_destroy(payload_p);
         dpool_error_set(err, DPOOL_ERR_CLOSED, "cannot submit \"%s\": the pool was %s", function,
@@ -178,8 +188,8 @@ s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool
 }
 
 dpool_result_t *
-dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args,
-                  dpool_error_t *err) {
+dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_error_t *err)
+{
     if (!self) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "pool is NULL");
         return NULL;
@@ -200,7 +210,8 @@ dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args,
 }
 
 dpool_result_t *
-dpool_apply_asyncf(dpool_t *self, const char *function, const char *fmt, ...) {
+dpool_apply_asyncf(dpool_t *self, const char *function, const char *fmt, ...)
+{
     dpool_buf_t args = {0};
     dpool_error_t err = {0};
     va_list ap;
@@ -225,7 +236,8 @@ dpool_apply_asyncf(dpool_t *self, const char *function, const char *fmt, ...) {
 
 int
 dpool_apply(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_buf_t *value,
-            dpool_error_t *err) {
+            dpool_error_t *err)
+{
     if (value) {
         value->data = NULL;
         value->size = 0;
@@ -241,7 +253,8 @@ dpool_apply(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_
 }
 
 int
-dpool_close(dpool_t *self) {
+dpool_close(dpool_t *self)
+{
     if (!self)
         return DPOOL_ERR_INVALID;
     pthread_mutex_lock(&self->lock);
@@ -251,7 +264,8 @@ dpool_close(dpool_t *self) {
 }
 
 int
-dpool_join(dpool_t *self) {
+dpool_join(dpool_t *self)
+{
     if (!self)
         return DPOOL_ERR_INVALID;
     pthread_mutex_lock(&self->lock);
@@ -264,13 +278,15 @@ dpool_join(dpool_t *self) {
 
 // Under self->lock: sends a command that names only the pool (TERMINATE, POOL_RELEASE).
 static int
-s_send_pool_command_locked(dpool_t *self, dpool_cmd_t command) {
+s_send_pool_command_locked(dpool_t *self, dpool_cmd_t command)
+{
     dpool_msg_t msg = {.command = command, .pool_ref = DPOOL_IO_POOL_REF};
     return dpool_io_send(self->io, &msg);
 }
 
 int
-dpool_terminate(dpool_t *self) {
+dpool_terminate(dpool_t *self)
+{
     if (!self)
         return DPOOL_ERR_INVALID;
     pthread_mutex_lock(&self->lock);
@@ -293,7 +309,8 @@ dpool_terminate(dpool_t *self) {
 }
 
 void
-dpool_destroy(dpool_t **self_p) {
+dpool_destroy(dpool_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_t *self = *self_p;

@@ -23,7 +23,8 @@ struct _dpool_result_t {
 };
 
 void
-dpool_error_set(dpool_error_t *err, int code, const char *fmt, ...) {
+dpool_error_set(dpool_error_t *err, int code, const char *fmt, ...)
+{
     if (!err)
         return;
     err->code = code;
@@ -37,7 +38,8 @@ dpool_error_set(dpool_error_t *err, int code, const char *fmt, ...) {
 }
 
 void
-dpool_deadline_in(double timeout, struct timespec *deadline) {
+dpool_deadline_in(double timeout, struct timespec *deadline)
+{
     // Clamped so the nanosecond arithmetic cannot overflow: 30 years is "forever" too.
     int64_t nanos = (int64_t)((timeout < 1e9 ? timeout : 1e9) * 1e9);
     clock_gettime(CLOCK_MONOTONIC, deadline);
@@ -47,7 +49,8 @@ dpool_deadline_in(double timeout, struct timespec *deadline) {
 }
 
 bool
-dpool_cond_init_monotonic(pthread_cond_t *cond) {
+dpool_cond_init_monotonic(pthread_cond_t *cond)
+{
     pthread_condattr_t attr;
     if (pthread_condattr_init(&attr) != 0)
         return false;
@@ -58,7 +61,8 @@ dpool_cond_init_monotonic(pthread_cond_t *cond) {
 }
 
 dpool_result_t *
-dpool_result_new(uint64_t task_id) {
+dpool_result_new(uint64_t task_id)
+{
     dpool_result_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
@@ -77,7 +81,8 @@ fail_free:
 }
 
 dpool_result_t *
-dpool_result_ref(dpool_result_t *self) {
+dpool_result_ref(dpool_result_t *self)
+{
     pthread_mutex_lock(&self->lock);
     self->refs++;
     pthread_mutex_unlock(&self->lock);
@@ -85,7 +90,8 @@ dpool_result_ref(dpool_result_t *self) {
 }
 
 void
-dpool_result_destroy(dpool_result_t **self_p) {
+dpool_result_destroy(dpool_result_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_result_t *self = *self_p;
@@ -102,7 +108,8 @@ dpool_result_destroy(dpool_result_t **self_p) {
 }
 
 void
-dpool_result_complete(dpool_result_t *self, int code, const char *message, zframe_t **payload_p) {
+dpool_result_complete(dpool_result_t *self, int code, const char *message, zframe_t **payload_p)
+{
     pthread_mutex_lock(&self->lock);
     if (!self->ready) {
         self->ready = true;
@@ -121,7 +128,8 @@ dpool_result_complete(dpool_result_t *self, int code, const char *message, zfram
 
 // Waits with self->lock held until ready or the timeout runs out; returns ready.
 static bool
-s_wait_locked(dpool_result_t *self, double timeout) {
+s_wait_locked(dpool_result_t *self, double timeout)
+{
     if (self->ready || timeout == 0)
         return self->ready;
     if (timeout < 0) {
@@ -138,7 +146,8 @@ s_wait_locked(dpool_result_t *self, double timeout) {
 }
 
 int
-dpool_result_wait(dpool_result_t *self, double timeout) {
+dpool_result_wait(dpool_result_t *self, double timeout)
+{
     if (!self)
         return DPOOL_ERR_INVALID;
     pthread_mutex_lock(&self->lock);
@@ -149,7 +158,8 @@ dpool_result_wait(dpool_result_t *self, double timeout) {
 
 // Copies the successful value into *value; nil when the broker sent no payload.
 static int
-s_copy_value(const dpool_result_t *self, dpool_buf_t *value) {
+s_copy_value(const dpool_result_t *self, dpool_buf_t *value)
+{
     static const char nil = (char)0xc0;
     const char *bytes = self->value ? (const char *)zframe_data(self->value) : &nil;
     size_t size = self->value ? zframe_size(self->value) : 1;
@@ -162,7 +172,8 @@ s_copy_value(const dpool_result_t *self, dpool_buf_t *value) {
 }
 
 int
-dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool_error_t *err) {
+dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool_error_t *err)
+{
     if (value) {
         value->data = NULL;
         value->size = 0;
@@ -185,7 +196,8 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
 }
 
 bool
-dpool_result_ready(dpool_result_t *self) {
+dpool_result_ready(dpool_result_t *self)
+{
     if (!self)
         return false;
     pthread_mutex_lock(&self->lock);
@@ -195,7 +207,8 @@ dpool_result_ready(dpool_result_t *self) {
 }
 
 int
-dpool_result_successful(dpool_result_t *self) {
+dpool_result_successful(dpool_result_t *self)
+{
     if (!self)
         return DPOOL_ERR_INVALID;
     pthread_mutex_lock(&self->lock);
@@ -205,6 +218,7 @@ dpool_result_successful(dpool_result_t *self) {
 }
 
 uint64_t
-dpool_result_task_id(const dpool_result_t *self) {
+dpool_result_task_id(const dpool_result_t *self)
+{
     return self ? self->task_id : 0;
 }

@@ -13,6 +13,7 @@
       b  text            bin or string (task output bytes)
       f  functions       array of strings                                        */
 #include "dpool_codec.h"
+#include "dpool_msgpack_check.h"
 
 #include <dpool/errors.h>
 #include <stdlib.h>
@@ -78,18 +79,27 @@ static int
 s_pack_field(msgpack_packer *pk, char field, const dpool_msg_t *msg)
 {
     switch (field) {
-    case 't': return msgpack_pack_uint64(pk, msg->task_id), DPOOL_OK;
-    case 'p': return msgpack_pack_uint32(pk, msg->pool_ref), DPOOL_OK;
-    case 'c': return msgpack_pack_int32(pk, msg->code), DPOOL_OK;
-    case 'n': return msgpack_pack_uint32(pk, msg->count), DPOOL_OK;
-    case 'i': return msgpack_pack_uint32(pk, msg->pid), DPOOL_OK;
+    case 't':
+        return msgpack_pack_uint64(pk, msg->task_id), DPOOL_OK;
+    case 'p':
+        return msgpack_pack_uint32(pk, msg->pool_ref), DPOOL_OK;
+    case 'c':
+        return msgpack_pack_int32(pk, msg->code), DPOOL_OK;
+    case 'n':
+        return msgpack_pack_uint32(pk, msg->count), DPOOL_OK;
+    case 'i':
+        return msgpack_pack_uint32(pk, msg->pid), DPOOL_OK;
     case 's':
-        if (!msg->name)
+        if (!msg->name || !msg->name[0] || strlen(msg->name) > DPOOL_PROTO_NAME_MAX)
             return DPOOL_ERR_INVALID;
         s_pack_string(pk, msg->name, strlen(msg->name));
         return DPOOL_OK;
-    case 'S': s_pack_string(pk, msg->name, msg->name ? strlen(msg->name) : 0); return DPOOL_OK;
-    case 'm': s_pack_string(pk, msg->text, msg->text ? strlen(msg->text) : 0); return DPOOL_OK;
+    case 'S':
+        s_pack_string(pk, msg->name, msg->name ? strlen(msg->name) : 0);
+        return DPOOL_OK;
+    case 'm':
+        s_pack_string(pk, msg->text, msg->text ? strlen(msg->text) : 0);
+        return DPOOL_OK;
     case 'b':
         msgpack_pack_bin(pk, msg->text_size);
         msgpack_pack_bin_body(pk, msg->text, msg->text_size);
@@ -97,9 +107,13 @@ s_pack_field(msgpack_packer *pk, char field, const dpool_msg_t *msg)
     case 'f':
         msgpack_pack_array(pk, msg->function_count);
         for (size_t i = 0; i < msg->function_count; i++)
+            if (!msg->functions[i])
+                return DPOOL_ERR_INVALID;
+        for (size_t i = 0; i < msg->function_count; i++)
             s_pack_string(pk, msg->functions[i], strlen(msg->functions[i]));
         return DPOOL_OK;
-    default: return DPOOL_ERR_INVALID;
+    default:
+        return DPOOL_ERR_INVALID;
     }
 }
 
@@ -231,17 +245,20 @@ s_decode_field(const msgpack_object *obj, char field, dpool_msg_t *msg, const ch
             return msg->code = (int32_t)obj->via.i64, DPOOL_OK;
         return *why = "code is not a 32-bit integer", DPOOL_ERR_PROTO;
     case 's':
-    case 'S': return s_decode_name(obj, field, msg, why);
+    case 'S':
+        return s_decode_name(obj, field, msg, why);
     case 'm':
-    case 'b': return s_decode_text(obj, field, msg, why);
-    case 'f': return s_decode_functions(obj, msg, why);
-    default: return *why = "internal schema error", DPOOL_ERR_PROTO;
+    case 'b':
+        return s_decode_text(obj, field, msg, why);
+    case 'f':
+        return s_decode_functions(obj, msg, why);
+    default:
+        return *why = "internal schema error", DPOOL_ERR_PROTO;
     }
 }
 
 static int
-s_decode_fields(const msgpack_object *root, const char *schema, dpool_msg_t *msg,
-                const char **why)
+s_decode_fields(const msgpack_object *root, const char *schema, dpool_msg_t *msg, const char **why)
 {
     size_t fields = strlen(schema);
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != fields) {
@@ -270,10 +287,13 @@ dpool_codec_decode(const void *body, size_t size, dpool_msg_t *msg, const char *
     msgpack_object root;
     size_t offset = 0;
     int rc = DPOOL_ERR_PROTO;
+    if (!dpool_codec_sizes_fit(body, size)) {
+        *why = "body declares more than it holds";
+        msgpack_zone_destroy(&zone);
+        return DPOOL_ERR_PROTO;
+    }
     msgpack_unpack_return unpacked = msgpack_unpack(body, size, &offset, &zone, &root);
-    if (unpacked == MSGPACK_UNPACK_NOMEM_ERROR)
-        rc = DPOOL_ERR_NOMEM;
-    else if (unpacked != MSGPACK_UNPACK_SUCCESS)
+    if (unpacked != MSGPACK_UNPACK_SUCCESS)
         *why = "body is not one complete msgpack value";
     else
         rc = s_decode_fields(&root, schema->schema, msg, why);

@@ -49,9 +49,10 @@ dpool_log_write(dpool_log_level_t level, const char *fmt, ...)
     struct tm utc;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &utc);
-    int used = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d]: ",
-                        utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                        utc.tm_sec, now.tv_nsec / 1000000, tags[level], s_component, (int)getpid());
+    int used = snprintf(line, sizeof line,
+                        "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d]: ", utc.tm_year + 1900,
+                        utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                        now.tv_nsec / 1000000, tags[level], s_component, (int)getpid());
     va_list args;
     va_start(args, fmt);
     int more = vsnprintf(line + used, sizeof line - (size_t)used - 1, fmt, args);

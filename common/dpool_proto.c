@@ -27,25 +27,44 @@ const char *
 dpool_proto_command_name(int command)
 {
     switch (command) {
-    case DPOOL_CMD_POOL_OPEN: return "POOL_OPEN";
-    case DPOOL_CMD_POOL_OPENED: return "POOL_OPENED";
-    case DPOOL_CMD_SUBMIT: return "SUBMIT";
-    case DPOOL_CMD_RESULT: return "RESULT";
-    case DPOOL_CMD_OUTPUT: return "OUTPUT";
-    case DPOOL_CMD_TERMINATE: return "TERMINATE";
-    case DPOOL_CMD_POOL_RELEASE: return "POOL_RELEASE";
-    case DPOOL_CMD_STATUS: return "STATUS";
-    case DPOOL_CMD_STATUS_REPLY: return "STATUS_REPLY";
-    case DPOOL_CMD_ERROR: return "ERROR";
-    case DPOOL_CMD_WORKER_HELLO: return "WORKER_HELLO";
-    case DPOOL_CMD_CREDIT: return "CREDIT";
-    case DPOOL_CMD_TASK: return "TASK";
-    case DPOOL_CMD_WORKER_RESULT: return "WORKER_RESULT";
-    case DPOOL_CMD_WORKER_OUTPUT: return "WORKER_OUTPUT";
-    case DPOOL_CMD_KILL: return "KILL";
-    case DPOOL_CMD_HEARTBEAT: return "HEARTBEAT";
-    case DPOOL_CMD_BYE: return "BYE";
-    default: return NULL;
+    case DPOOL_CMD_POOL_OPEN:
+        return "POOL_OPEN";
+    case DPOOL_CMD_POOL_OPENED:
+        return "POOL_OPENED";
+    case DPOOL_CMD_SUBMIT:
+        return "SUBMIT";
+    case DPOOL_CMD_RESULT:
+        return "RESULT";
+    case DPOOL_CMD_OUTPUT:
+        return "OUTPUT";
+    case DPOOL_CMD_TERMINATE:
+        return "TERMINATE";
+    case DPOOL_CMD_POOL_RELEASE:
+        return "POOL_RELEASE";
+    case DPOOL_CMD_STATUS:
+        return "STATUS";
+    case DPOOL_CMD_STATUS_REPLY:
+        return "STATUS_REPLY";
+    case DPOOL_CMD_ERROR:
+        return "ERROR";
+    case DPOOL_CMD_WORKER_HELLO:
+        return "WORKER_HELLO";
+    case DPOOL_CMD_CREDIT:
+        return "CREDIT";
+    case DPOOL_CMD_TASK:
+        return "TASK";
+    case DPOOL_CMD_WORKER_RESULT:
+        return "WORKER_RESULT";
+    case DPOOL_CMD_WORKER_OUTPUT:
+        return "WORKER_OUTPUT";
+    case DPOOL_CMD_KILL:
+        return "KILL";
+    case DPOOL_CMD_HEARTBEAT:
+        return "HEARTBEAT";
+    case DPOOL_CMD_BYE:
+        return "BYE";
+    default:
+        return NULL;
     }
 }
 
@@ -121,8 +140,8 @@ s_decode_header(zframe_t *header, dpool_msg_t *msg, dpool_payload_rule_t *rule, 
 }
 
 int
-dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_p,
-                   dpool_msg_t *msg, const char **why)
+dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_p, dpool_msg_t *msg,
+                   const char **why)
 {
     zmsg_t *zmsg = *zmsg_p;
     *zmsg_p = NULL;

@@ -58,15 +58,15 @@ typedef struct {
     dpool_cmd_t command;
     uint64_t task_id;
     uint32_t pool_ref;
-    int32_t code;          // a dpool/errors.h code
-    uint32_t count;        // cap, credits, processes or stream, by command
+    int32_t code;   // a dpool/errors.h code
+    uint32_t count; // cap, credits, processes or stream, by command
     uint32_t pid;
-    char *name;            // owned, NUL-terminated: function, pool name or host; may be NULL
-    char *text;            // owned, NUL-terminated: message or output bytes; may be NULL
-    size_t text_size;      // bytes in text, not counting the terminator
-    char **functions;      // owned array of owned strings (WORKER_HELLO)
+    char *name;       // owned, NUL-terminated: function, pool name or host; may be NULL
+    char *text;       // owned, NUL-terminated: message or output bytes; may be NULL
+    size_t text_size; // bytes in text, not counting the terminator
+    char **functions; // owned array of owned strings (WORKER_HELLO)
     size_t function_count;
-    zframe_t *payload;     // owned raw msgpack, or NULL
+    zframe_t *payload; // owned raw msgpack, or NULL
 } dpool_msg_t;
 
 // Frees what msg owns and zeroes it, so it can be filled again. NULL-safe.

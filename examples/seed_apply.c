@@ -17,14 +17,16 @@
 #define TASKS 10
 
 static int
-s_fail(const char *what, const dpool_error_t *err) {
+s_fail(const char *what, const dpool_error_t *err)
+{
     fprintf(stderr, "seed_apply: %s: %s%s%s\n", what, dpool_strerror(err->code),
             err->message[0] ? ": " : "", err->message);
     return EXIT_FAILURE;
 }
 
 int
-main(void) {
+main(void)
+{
     dpool_error_t err = {0};
     dpool_opts_t opts = {.processes = 3};
     dpool_t *pool = dpool_new_opts(&opts, &err);

@@ -8,12 +8,14 @@
 static msgpack_unpacked unpacked;
 
 static void
-setup(void) {
+setup(void)
+{
     msgpack_unpacked_init(&unpacked);
 }
 
 static void
-teardown(void) {
+teardown(void)
+{
     msgpack_unpacked_destroy(&unpacked);
 }
 
@@ -21,7 +23,8 @@ TestSuite(args, .init = setup, .fini = teardown, .timeout = 5);
 
 // Unpacks buf, checks it is exactly one array of count elements, returns them.
 static msgpack_object *
-s_unpack_array(const dpool_buf_t *buf, uint32_t count) {
+s_unpack_array(const dpool_buf_t *buf, uint32_t count)
+{
     size_t offset = 0;
     cr_assert_eq(msgpack_unpack_next(&unpacked, buf->data, buf->size, &offset),
                  MSGPACK_UNPACK_SUCCESS);
@@ -31,7 +34,8 @@ s_unpack_array(const dpool_buf_t *buf, uint32_t count) {
     return unpacked.data.via.array.ptr;
 }
 
-Test(args, packs_every_scalar_letter) {
+Test(args, packs_every_scalar_letter)
+{
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_pack(&buf, "iIuUdsbbn", -5, (int64_t)INT64_MIN, 7u, (uint64_t)UINT64_MAX,
                             2.5, "hello", 1, 0),
@@ -58,7 +62,8 @@ Test(args, packs_every_scalar_letter) {
     cr_assert_eq(buf.size, 0);
 }
 
-Test(args, packs_the_brief_example) {
+Test(args, packs_the_brief_example)
+{
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_pack(&buf, "isd", 1, "x", 2.5), DPOOL_OK);
     msgpack_object *items = s_unpack_array(&buf, 3);
@@ -69,14 +74,16 @@ Test(args, packs_the_brief_example) {
     dpool_buf_free(&buf);
 }
 
-Test(args, null_string_packs_nil) {
+Test(args, null_string_packs_nil)
+{
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_pack(&buf, "s", (const char *)NULL), DPOOL_OK);
     cr_assert_eq(s_unpack_array(&buf, 1)[0].type, MSGPACK_OBJECT_NIL);
     dpool_buf_free(&buf);
 }
 
-Test(args, packs_bytes_as_bin) {
+Test(args, packs_bytes_as_bin)
+{
     dpool_buf_t buf = {0};
     const char bytes[3] = {0, 1, 2};
     cr_assert_eq(dpool_pack(&buf, "y", bytes, sizeof bytes), DPOOL_OK);
@@ -87,7 +94,8 @@ Test(args, packs_bytes_as_bin) {
     dpool_buf_free(&buf);
 }
 
-Test(args, raw_msgpack_is_inserted_verbatim) {
+Test(args, raw_msgpack_is_inserted_verbatim)
+{
     dpool_buf_t inner = {0}, buf = {0};
     cr_assert_eq(dpool_pack(&inner, "ii", 1, 2), DPOOL_OK);
     cr_assert_eq(dpool_pack(&buf, "mi", &inner, 3), DPOOL_OK);
@@ -100,7 +108,8 @@ Test(args, raw_msgpack_is_inserted_verbatim) {
     dpool_buf_free(&buf);
 }
 
-Test(args, raw_msgpack_must_be_exactly_one_value) {
+Test(args, raw_msgpack_must_be_exactly_one_value)
+{
     dpool_buf_t buf = {0};
     char two[2] = {0x01, 0x02}; // two fixints
     dpool_buf_t raw = {two, sizeof two};
@@ -112,7 +121,8 @@ Test(args, raw_msgpack_must_be_exactly_one_value) {
     cr_assert_eq(dpool_pack(&buf, "m", (dpool_buf_t *)NULL), DPOOL_ERR_INVALID);
 }
 
-Test(args, empty_format_packs_an_empty_array) {
+Test(args, empty_format_packs_an_empty_array)
+{
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_pack(&buf, ""), DPOOL_OK);
     cr_assert_eq(buf.size, 1);
@@ -121,7 +131,8 @@ Test(args, empty_format_packs_an_empty_array) {
     dpool_buf_free(&buf);
 }
 
-Test(args, unknown_letter_is_invalid_and_leaves_buf_empty) {
+Test(args, unknown_letter_is_invalid_and_leaves_buf_empty)
+{
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_pack(&buf, "iZ", 1, 2), DPOOL_ERR_INVALID);
     cr_assert_null(buf.data);
@@ -130,7 +141,8 @@ Test(args, unknown_letter_is_invalid_and_leaves_buf_empty) {
     cr_assert_eq(dpool_pack(NULL, "i", 1), DPOOL_ERR_INVALID);
 }
 
-Test(args, large_arrays_use_the_long_header) {
+Test(args, large_arrays_use_the_long_header)
+{
     dpool_buf_t buf = {0};
     char fmt[21];
     memset(fmt, 'n', 20);
@@ -141,7 +153,8 @@ Test(args, large_arrays_use_the_long_header) {
     dpool_buf_free(&buf);
 }
 
-Test(args, buf_free_is_null_safe) {
+Test(args, buf_free_is_null_safe)
+{
     dpool_buf_free(NULL);
     dpool_buf_t empty = {0};
     dpool_buf_free(&empty);

@@ -107,7 +107,7 @@ Test(cli, apply_of_a_failing_task_exits_1_with_its_message_on_one_line)
     cr_assert_eq(r.status, 1);
     cr_assert(one_line(r.err), "stderr: %s", r.err);
     cr_assert(strstr(r.err, "out of cheese"), "stderr: %s", r.err);
-    cr_assert_str_eq(r.out, "");
+    cr_assert_str_eq(r.out, "", "stdout: [%s]", r.out);
     run_free(&r);
 }
 

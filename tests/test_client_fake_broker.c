@@ -43,13 +43,15 @@ typedef struct {
 static fake_t *fake;
 
 static void
-s_send(server_t *self, zframe_t *peer, dpool_msg_t *msg) {
+s_send(server_t *self, zframe_t *peer, dpool_msg_t *msg)
+{
     cr_assert_eq(dpool_proto_send(self->router, msg, peer), DPOOL_OK);
 }
 
 static void
 s_result(server_t *self, zframe_t *peer, uint64_t task_id, int code, const char *text,
-         zframe_t *payload) {
+         zframe_t *payload)
+{
     dpool_msg_t msg = {.command = DPOOL_CMD_RESULT,
                        .task_id = task_id,
                        .code = code,
@@ -59,13 +61,15 @@ s_result(server_t *self, zframe_t *peer, uint64_t task_id, int code, const char 
 }
 
 static void
-s_hold(server_t *self, zframe_t *peer, uint64_t task_id, int64_t due_ms) {
+s_hold(server_t *self, zframe_t *peer, uint64_t task_id, int64_t due_ms)
+{
     cr_assert_lt(self->held_count, MAX_HELD);
     self->held[self->held_count++] = (held_t){task_id, due_ms, zframe_dup(peer)};
 }
 
 static void
-s_release_held(server_t *self, bool terminate) {
+s_release_held(server_t *self, bool terminate)
+{
     size_t kept = 0;
     for (size_t i = 0; i < self->held_count; i++) {
         held_t *held = &self->held[i];
@@ -83,7 +87,8 @@ s_release_held(server_t *self, bool terminate) {
 }
 
 static void
-s_on_submit(server_t *self, zframe_t *peer, dpool_msg_t *msg) {
+s_on_submit(server_t *self, zframe_t *peer, dpool_msg_t *msg)
+{
     const char *function = msg->name;
     if (streq(function, "echo"))
         s_result(self, peer, msg->task_id, DPOOL_OK, NULL, zframe_dup(msg->payload));
@@ -106,7 +111,8 @@ s_on_submit(server_t *self, zframe_t *peer, dpool_msg_t *msg) {
 }
 
 static void
-s_on_message(server_t *self, zframe_t *peer, dpool_msg_t *msg) {
+s_on_message(server_t *self, zframe_t *peer, dpool_msg_t *msg)
+{
     pthread_mutex_lock(&self->fake->lock);
     self->fake->counts[msg->command]++;
     bool answer_open = self->fake->answer_open;
@@ -133,7 +139,8 @@ s_on_message(server_t *self, zframe_t *peer, dpool_msg_t *msg) {
 }
 
 static void
-s_server(zsock_t *pipe, void *args) {
+s_server(zsock_t *pipe, void *args)
+{
     server_t self = {.fake = args};
     self.router = zsock_new(ZMQ_ROUTER);
     int port = zsock_bind(self.router, "tcp://127.0.0.1:*");
@@ -164,7 +171,8 @@ s_server(zsock_t *pipe, void *args) {
 }
 
 static int
-s_count(int command) {
+s_count(int command)
+{
     pthread_mutex_lock(&fake->lock);
     int count = fake->counts[command];
     pthread_mutex_unlock(&fake->lock);
@@ -172,7 +180,8 @@ s_count(int command) {
 }
 
 static void
-setup(void) {
+setup(void)
+{
     fake = calloc(1, sizeof *fake);
     pthread_mutex_init(&fake->lock, NULL);
     fake->answer_open = true;
@@ -181,14 +190,16 @@ setup(void) {
 }
 
 static void
-teardown(void) {
+teardown(void)
+{
     zactor_destroy(&fake->actor);
     pthread_mutex_destroy(&fake->lock);
     free(fake);
 }
 
 static dpool_t *
-s_open(const char *name, int processes, dpool_output_fn *output, void *output_arg) {
+s_open(const char *name, int processes, dpool_output_fn *output, void *output_arg)
+{
     dpool_opts_t opts = {.broker = fake->endpoint,
                          .processes = processes,
                          .name = name,
@@ -203,7 +214,8 @@ s_open(const char *name, int processes, dpool_output_fn *output, void *output_ar
 
 TestSuite(client_fake_broker, .init = setup, .fini = teardown, .timeout = 20);
 
-Test(client_fake_broker, new_sends_pool_open_and_succeeds_on_pool_opened) {
+Test(client_fake_broker, new_sends_pool_open_and_succeeds_on_pool_opened)
+{
     dpool_t *pool = s_open("shared", 3, NULL, NULL);
     cr_assert_eq(s_count(DPOOL_CMD_POOL_OPEN), 1);
     cr_assert_eq(fake->open_cap, 3);
@@ -213,7 +225,8 @@ Test(client_fake_broker, new_sends_pool_open_and_succeeds_on_pool_opened) {
     cr_assert_null(pool);
 }
 
-Test(client_fake_broker, new_with_zero_processes_takes_cluster_cap) {
+Test(client_fake_broker, new_with_zero_processes_takes_cluster_cap)
+{
     dpool_t *pool = s_open(NULL, 0, NULL, NULL);
     cr_assert_eq(fake->open_cap, 0);
     cr_assert_str_eq(fake->open_name, "", "a private pool sends a nil name");
@@ -221,7 +234,8 @@ Test(client_fake_broker, new_with_zero_processes_takes_cluster_cap) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, new_fails_unreachable_when_broker_is_silent) {
+Test(client_fake_broker, new_fails_unreachable_when_broker_is_silent)
+{
     pthread_mutex_lock(&fake->lock);
     fake->answer_open = false;
     pthread_mutex_unlock(&fake->lock);
@@ -237,7 +251,8 @@ Test(client_fake_broker, new_fails_unreachable_when_broker_is_silent) {
     cr_assert_lt(elapsed, 2000);
 }
 
-Test(client_fake_broker, new_fails_unreachable_when_nobody_listens) {
+Test(client_fake_broker, new_fails_unreachable_when_nobody_listens)
+{
     zsock_t *probe = zsock_new(ZMQ_ROUTER);
     int port = zsock_bind(probe, "tcp://127.0.0.1:*");
     zsock_destroy(&probe); // the port is free again: connections are refused
@@ -251,7 +266,8 @@ Test(client_fake_broker, new_fails_unreachable_when_nobody_listens) {
     cr_assert_lt(dpool_clock_ms() - start, 2000);
 }
 
-Test(client_fake_broker, new_reports_the_broker_refusal) {
+Test(client_fake_broker, new_reports_the_broker_refusal)
+{
     dpool_opts_t opts = {.broker = fake->endpoint, .name = "refuse"};
     dpool_error_t err = {0};
     cr_assert_null(dpool_new_opts(&opts, &err));
@@ -259,7 +275,8 @@ Test(client_fake_broker, new_reports_the_broker_refusal) {
     cr_assert_str_eq(err.message, "key of peer not authorised");
 }
 
-Test(client_fake_broker, new_rejects_negative_processes) {
+Test(client_fake_broker, new_rejects_negative_processes)
+{
     dpool_opts_t opts = {.broker = fake->endpoint, .processes = -1};
     dpool_error_t err = {0};
     cr_assert_null(dpool_new_opts(&opts, &err));
@@ -267,7 +284,8 @@ Test(client_fake_broker, new_rejects_negative_processes) {
     cr_assert_eq(s_count(DPOOL_CMD_POOL_OPEN), 0);
 }
 
-Test(client_fake_broker, apply_returns_the_result_payload) {
+Test(client_fake_broker, apply_returns_the_result_payload)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_buf_t args = {0}, value = {0};
     cr_assert_eq(dpool_pack(&args, "isd", 1, "x", 2.5), DPOOL_OK);
@@ -281,7 +299,8 @@ Test(client_fake_broker, apply_returns_the_result_payload) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, async_result_reports_ready_and_successful) {
+Test(client_fake_broker, async_result_reports_ready_and_successful)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_result_t *result = dpool_apply_asyncf(pool, "delay", "i", 7);
     cr_assert_not_null(result);
@@ -302,7 +321,8 @@ Test(client_fake_broker, async_result_reports_ready_and_successful) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, get_times_out_when_the_broker_never_answers) {
+Test(client_fake_broker, get_times_out_when_the_broker_never_answers)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_result_t *result = dpool_apply_asyncf(pool, "never", "");
     dpool_error_t err = {0};
@@ -317,7 +337,8 @@ Test(client_fake_broker, get_times_out_when_the_broker_never_answers) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, task_failure_gives_code_and_message) {
+Test(client_fake_broker, task_failure_gives_code_and_message)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_error_t err = {0};
     dpool_buf_t value = {0};
@@ -341,7 +362,8 @@ typedef struct {
 } captured_t;
 
 static void
-s_capture(void *arg, uint64_t task_id, int stream, const char *data, size_t size) {
+s_capture(void *arg, uint64_t task_id, int stream, const char *data, size_t size)
+{
     captured_t *captured = arg;
     pthread_mutex_lock(&captured->lock);
     strncat(captured->text, data, size);
@@ -352,7 +374,8 @@ s_capture(void *arg, uint64_t task_id, int stream, const char *data, size_t size
     pthread_mutex_unlock(&captured->lock);
 }
 
-Test(client_fake_broker, output_reaches_the_handler_before_get_returns) {
+Test(client_fake_broker, output_reaches_the_handler_before_get_returns)
+{
     captured_t captured = {.lock = PTHREAD_MUTEX_INITIALIZER};
     dpool_t *pool = s_open(NULL, 2, s_capture, &captured);
     dpool_result_t *result = dpool_apply_asyncf(pool, "print", "s", "hi");
@@ -368,7 +391,8 @@ Test(client_fake_broker, output_reaches_the_handler_before_get_returns) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, submit_after_close_fails_closed) {
+Test(client_fake_broker, submit_after_close_fails_closed)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     cr_assert_eq(dpool_close(pool), DPOOL_OK);
     dpool_error_t err = {0};
@@ -384,7 +408,8 @@ Test(client_fake_broker, submit_after_close_fails_closed) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, join_before_close_is_a_state_error) {
+Test(client_fake_broker, join_before_close_is_a_state_error)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_result_t *results[3];
     for (int i = 0; i < 3; i++)
@@ -399,7 +424,8 @@ Test(client_fake_broker, join_before_close_is_a_state_error) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, terminate_completes_when_broker_confirms_each_task) {
+Test(client_fake_broker, terminate_completes_when_broker_confirms_each_task)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_result_t *results[3];
     for (int i = 0; i < 3; i++)
@@ -419,7 +445,8 @@ Test(client_fake_broker, terminate_completes_when_broker_confirms_each_task) {
     dpool_destroy(&pool);
 }
 
-Test(client_fake_broker, destroy_terminates_and_sends_pool_release) {
+Test(client_fake_broker, destroy_terminates_and_sends_pool_release)
+{
     dpool_t *pool = s_open(NULL, 2, NULL, NULL);
     dpool_result_t *result = dpool_apply_asyncf(pool, "never", "");
     dpool_destroy(&pool);
@@ -433,7 +460,8 @@ Test(client_fake_broker, destroy_terminates_and_sends_pool_release) {
     cr_assert_eq(s_count(DPOOL_CMD_POOL_RELEASE), 1);
 }
 
-Test(client_fake_broker, lost_broker_fails_pending_tasks_as_unreachable) {
+Test(client_fake_broker, lost_broker_fails_pending_tasks_as_unreachable)
+{
     dpool_opts_t opts = {.broker = fake->endpoint, .processes = 1, .connect_timeout = 0.5};
     dpool_t *pool = dpool_new_opts(&opts, NULL);
     cr_assert_not_null(pool);

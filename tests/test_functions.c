@@ -26,7 +26,8 @@ typedef struct {
 static call_t call;
 
 static void
-setup(void) {
+setup(void)
+{
     functions = dpool_functions_new();
     cr_assert_not_null(functions);
     cr_assert_eq(dpool_builtins_register(functions), DPOOL_OK);
@@ -35,7 +36,8 @@ setup(void) {
 }
 
 static void
-teardown(void) {
+teardown(void)
+{
     free(call.message);
     msgpack_sbuffer_destroy(&call.bytes);
     msgpack_unpacked_destroy(&call.result);
@@ -46,7 +48,8 @@ TestSuite(functions, .init = setup, .fini = teardown, .timeout = 20);
 
 // Calls name with the raw argument bytes and decodes the result into call.
 static void
-s_call_raw(const char *name, const void *args, size_t size) {
+s_call_raw(const char *name, const void *args, size_t size)
+{
     free(call.message);
     call.message = NULL;
     msgpack_sbuffer_clear(&call.bytes);
@@ -76,18 +79,21 @@ s_call_raw(const char *name, const void *args, size_t size) {
     } while (0)
 
 static void
-s_pack_str(msgpack_packer *pk, const char *text) {
+s_pack_str(msgpack_packer *pk, const char *text)
+{
     msgpack_pack_str(pk, strlen(text));
     msgpack_pack_str_body(pk, text, strlen(text));
 }
 
 static bool
-s_str_is(const msgpack_object *obj, const char *text) {
+s_str_is(const msgpack_object *obj, const char *text)
+{
     return obj->type == MSGPACK_OBJECT_STR && obj->via.str.size == strlen(text) &&
            memcmp(obj->via.str.ptr, text, obj->via.str.size) == 0;
 }
 
-Test(functions, registry_lists_builtins_in_order_and_refuses_duplicates) {
+Test(functions, registry_lists_builtins_in_order_and_refuses_duplicates)
+{
     const char *expected[] = {"noop", "echo",  "add",     "sleep",
                               "fail", "crash", "hostpid", "demo.worker"};
     cr_assert_eq(dpool_functions_size(functions), 8);
@@ -108,19 +114,22 @@ Test(functions, registry_lists_builtins_in_order_and_refuses_duplicates) {
     cr_assert_eq(dpool_functions_size(functions), 9);
 }
 
-Test(functions, unknown_name_gives_no_function_with_the_name) {
+Test(functions, unknown_name_gives_no_function_with_the_name)
+{
     CALL("no.such.function", msgpack_pack_array(&pk, 0));
     cr_assert_eq(call.rc, DPOOL_ERR_NO_FUNCTION);
     cr_assert(strstr(call.message, "no.such.function"), "message: %s", call.message);
 }
 
-Test(functions, noop_returns_nil_for_any_arguments) {
+Test(functions, noop_returns_nil_for_any_arguments)
+{
     CALL("noop", msgpack_pack_array(&pk, 2); msgpack_pack_int(&pk, 1); s_pack_str(&pk, "x"));
     cr_assert_eq(call.rc, DPOOL_OK);
     cr_assert_eq(call.result.data.type, MSGPACK_OBJECT_NIL);
 }
 
-Test(functions, echo_returns_its_argument_byte_for_byte) {
+Test(functions, echo_returns_its_argument_byte_for_byte)
+{
     msgpack_sbuffer value;
     msgpack_sbuffer_init(&value);
     msgpack_packer vp;
@@ -140,7 +149,8 @@ Test(functions, echo_returns_its_argument_byte_for_byte) {
     msgpack_sbuffer_destroy(&value);
 }
 
-Test(functions, echo_fails_unless_given_exactly_one_argument) {
+Test(functions, echo_fails_unless_given_exactly_one_argument)
+{
     CALL("echo", msgpack_pack_array(&pk, 0));
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
     cr_assert(strstr(call.message, "exactly one"), "message: %s", call.message);
@@ -148,7 +158,8 @@ Test(functions, echo_fails_unless_given_exactly_one_argument) {
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
 }
 
-Test(functions, add_keeps_integers_integers) {
+Test(functions, add_keeps_integers_integers)
+{
     CALL("add", msgpack_pack_array(&pk, 2); msgpack_pack_int(&pk, 2); msgpack_pack_int(&pk, 40));
     cr_assert_eq(call.rc, DPOOL_OK);
     cr_assert_eq(call.result.data.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
@@ -164,7 +175,8 @@ Test(functions, add_keeps_integers_integers) {
     cr_assert_eq(call.result.data.via.i64, INT64_MAX - 1);
 }
 
-Test(functions, add_with_a_float_gives_a_float) {
+Test(functions, add_with_a_float_gives_a_float)
+{
     CALL("add", msgpack_pack_array(&pk, 2); msgpack_pack_int(&pk, 1);
          msgpack_pack_double(&pk, 0.5));
     cr_assert_eq(call.rc, DPOOL_OK);
@@ -176,7 +188,8 @@ Test(functions, add_with_a_float_gives_a_float) {
     cr_assert_float_eq(call.result.data.via.f64, 0.5, 1e-12);
 }
 
-Test(functions, add_fails_on_overflow) {
+Test(functions, add_fails_on_overflow)
+{
     CALL("add", msgpack_pack_array(&pk, 2); msgpack_pack_int64(&pk, INT64_MAX);
          msgpack_pack_int(&pk, 1));
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
@@ -186,7 +199,8 @@ Test(functions, add_fails_on_overflow) {
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
 }
 
-Test(functions, add_fails_on_bad_types_and_counts) {
+Test(functions, add_fails_on_bad_types_and_counts)
+{
     CALL("add", msgpack_pack_array(&pk, 2); s_pack_str(&pk, "1"); msgpack_pack_int(&pk, 1));
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
     cr_assert(strstr(call.message, "number"), "message: %s", call.message);
@@ -196,7 +210,8 @@ Test(functions, add_fails_on_bad_types_and_counts) {
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
 }
 
-Test(functions, fail_reports_its_message) {
+Test(functions, fail_reports_its_message)
+{
     CALL("fail", msgpack_pack_array(&pk, 1); s_pack_str(&pk, "it went wrong"));
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
     cr_assert_str_eq(call.message, "it went wrong");
@@ -205,7 +220,8 @@ Test(functions, fail_reports_its_message) {
     cr_assert_str_eq(call.message, "42", "a non-string message is rendered like str()");
 }
 
-Test(functions, sleep_sleeps_about_as_long_as_asked_and_says_how_long) {
+Test(functions, sleep_sleeps_about_as_long_as_asked_and_says_how_long)
+{
     struct timeval before, after;
     gettimeofday(&before, NULL);
     CALL("sleep", msgpack_pack_array(&pk, 1); msgpack_pack_double(&pk, 0.2));
@@ -227,7 +243,8 @@ Test(functions, sleep_sleeps_about_as_long_as_asked_and_says_how_long) {
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
 }
 
-Test(functions, hostpid_names_this_host_and_process) {
+Test(functions, hostpid_names_this_host_and_process)
+{
     CALL("hostpid", msgpack_pack_array(&pk, 0));
     cr_assert_eq(call.rc, DPOOL_OK);
     const msgpack_object *map = &call.result.data;
@@ -242,7 +259,8 @@ Test(functions, hostpid_names_this_host_and_process) {
     cr_assert_eq(map->via.map.ptr[1].val.via.u64, (uint64_t)getpid());
 }
 
-Test(functions, malformed_arguments_fail_with_a_clear_message) {
+Test(functions, malformed_arguments_fail_with_a_clear_message)
+{
     CALL("echo", msgpack_pack_int(&pk, 5));
     cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
     cr_assert(strstr(call.message, "not a msgpack array"), "message: %s", call.message);
@@ -256,7 +274,8 @@ Test(functions, malformed_arguments_fail_with_a_clear_message) {
 }
 
 static int
-s_packs_two(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_packs_two(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)task, (void)args;
     msgpack_pack_int(result, 1);
     msgpack_pack_int(result, 2);
@@ -264,13 +283,15 @@ s_packs_two(dpool_task_t *task, const msgpack_object *args, msgpack_packer *resu
 }
 
 static int
-s_fails_silently(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_fails_silently(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)task, (void)args;
     msgpack_pack_int(result, 1);
     return DPOOL_ERR_NOMEM;
 }
 
-Test(functions, results_that_break_the_contract_become_failures) {
+Test(functions, results_that_break_the_contract_become_failures)
+{
     cr_assert_eq(dpool_functions_add(functions, "t.two", s_packs_two), DPOOL_OK);
     cr_assert_eq(dpool_functions_add(functions, "t.silent", s_fails_silently), DPOOL_OK);
     CALL("t.two", msgpack_pack_array(&pk, 0));
@@ -281,7 +302,8 @@ Test(functions, results_that_break_the_contract_become_failures) {
     cr_assert(strstr(call.message, "t.silent"), "message: %s", call.message);
 }
 
-Test(functions, example_module_loads_and_its_functions_run) {
+Test(functions, example_module_loads_and_its_functions_run)
+{
     char error[512] = "";
     cr_assert_eq(dpool_functions_load(functions, EXAMPLE_MODULE, error, sizeof error), DPOOL_OK,
                  "%s", error);
@@ -306,7 +328,8 @@ Test(functions, example_module_loads_and_its_functions_run) {
     cr_assert(strstr(call.message, "example.upper"), "message: %s", call.message);
 }
 
-Test(functions, module_that_cannot_load_is_named_in_the_error) {
+Test(functions, module_that_cannot_load_is_named_in_the_error)
+{
     char error[512] = "";
     cr_assert_neq(dpool_functions_load(functions, "/nonexistent/dir/mod.so", error, sizeof error),
                   DPOOL_OK);

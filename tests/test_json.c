@@ -9,7 +9,8 @@ TestSuite(json, .timeout = 5);
 
 // Parses text as JSON, converts to msgpack and back, and returns the compact JSON.
 static char *
-s_round_trip(const char *text) {
+s_round_trip(const char *text)
+{
     json_error_t error;
     json_t *value = json_loads(text, JSON_DECODE_ANY, &error);
     cr_assert_not_null(value, "bad test JSON %s", text);
@@ -25,13 +26,15 @@ s_round_trip(const char *text) {
 }
 
 static void
-s_expect_round_trip(const char *text) {
+s_expect_round_trip(const char *text)
+{
     char *dumped = s_round_trip(text);
     cr_assert_str_eq(dumped, text);
     free(dumped);
 }
 
-Test(json, scalars_round_trip) {
+Test(json, scalars_round_trip)
+{
     s_expect_round_trip("null");
     s_expect_round_trip("true");
     s_expect_round_trip("false");
@@ -46,14 +49,16 @@ Test(json, scalars_round_trip) {
     s_expect_round_trip("\"开始\"");
 }
 
-Test(json, containers_round_trip) {
+Test(json, containers_round_trip)
+{
     s_expect_round_trip("[]");
     s_expect_round_trip("{}");
     s_expect_round_trip("[1,\"a\",null,[true,{\"k\":2.5}]]");
     s_expect_round_trip("{\"host\":\"a\",\"pid\":42,\"list\":[1,2]}");
 }
 
-Test(json, ints_stay_ints_and_floats_stay_floats) {
+Test(json, ints_stay_ints_and_floats_stay_floats)
+{
     json_t *value = json_integer(3);
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_json_to_msgpack(value, &buf), DPOOL_OK);
@@ -74,7 +79,8 @@ Test(json, ints_stay_ints_and_floats_stay_floats) {
 
 // Converts msgpack packed by pack() to compact JSON text.
 static char *
-s_from_packed(void (*pack)(msgpack_packer *)) {
+s_from_packed(void (*pack)(msgpack_packer *))
+{
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init(&sbuf);
     msgpack_packer pk;
@@ -89,7 +95,8 @@ s_from_packed(void (*pack)(msgpack_packer *)) {
 }
 
 static void
-s_pack_bins(msgpack_packer *pk) {
+s_pack_bins(msgpack_packer *pk)
+{
     msgpack_pack_array(pk, 4);
     msgpack_pack_bin(pk, 2);
     msgpack_pack_bin_body(pk, "ok", 2);
@@ -100,7 +107,8 @@ s_pack_bins(msgpack_packer *pk) {
 }
 
 static void
-s_pack_int_keys(msgpack_packer *pk) {
+s_pack_int_keys(msgpack_packer *pk)
+{
     msgpack_pack_map(pk, 2);
     msgpack_pack_int(pk, 1);
     msgpack_pack_str(pk, 1);
@@ -109,7 +117,8 @@ s_pack_int_keys(msgpack_packer *pk) {
     msgpack_pack_false(pk);
 }
 
-Test(json, msgpack_only_types_have_a_json_form) {
+Test(json, msgpack_only_types_have_a_json_form)
+{
     char *text = s_from_packed(s_pack_bins);
     cr_assert_str_eq(text, "[\"ok\",\"/wAB\",1.5,1.8446744073709552e19]",
                      "bin as text or base64, float32, uint64 beyond int64: %s", text);
@@ -119,7 +128,8 @@ Test(json, msgpack_only_types_have_a_json_form) {
     free(text);
 }
 
-Test(json, malformed_msgpack_is_a_protocol_error) {
+Test(json, malformed_msgpack_is_a_protocol_error)
+{
     json_t *value = NULL;
     const char truncated[] = {(char)0x92, 0x01};
     cr_assert_eq(dpool_json_from_msgpack(truncated, sizeof truncated, &value), DPOOL_ERR_PROTO);
@@ -130,7 +140,8 @@ Test(json, malformed_msgpack_is_a_protocol_error) {
 }
 
 static void
-s_expect_arg(const char *arg, const char *json) {
+s_expect_arg(const char *arg, const char *json)
+{
     json_t *value = dpool_json_parse_arg(arg);
     cr_assert_not_null(value);
     char *text = json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -139,7 +150,8 @@ s_expect_arg(const char *arg, const char *json) {
     json_decref(value);
 }
 
-Test(json, cli_argument_is_json_when_valid_else_string) {
+Test(json, cli_argument_is_json_when_valid_else_string)
+{
     s_expect_arg("1", "1");
     s_expect_arg("-2.5", "-2.5");
     s_expect_arg("\"quoted\"", "\"quoted\"");
@@ -153,7 +165,8 @@ Test(json, cli_argument_is_json_when_valid_else_string) {
     s_expect_arg("[1,", "\"[1,\"");
 }
 
-Test(json, cli_arguments_pack_as_one_array) {
+Test(json, cli_arguments_pack_as_one_array)
+{
     char *argv[] = {"1", "hello", "[2]"};
     dpool_buf_t buf = {0};
     cr_assert_eq(dpool_json_pack_args(3, argv, &buf), DPOOL_OK);
@@ -170,7 +183,8 @@ Test(json, cli_arguments_pack_as_one_array) {
     dpool_buf_free(&buf);
 }
 
-Test(json, non_utf8_plain_argument_is_refused) {
+Test(json, non_utf8_plain_argument_is_refused)
+{
     char bad[] = {(char)0xff, 'x', 0};
     char *argv[] = {bad};
     dpool_buf_t buf = {0};

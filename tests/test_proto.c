@@ -18,7 +18,8 @@
 // --- helpers -------------------------------------------------------------------
 
 static zmsg_t *
-s_frames(size_t count, ...) {
+s_frames(size_t count, ...)
+{
     zmsg_t *zmsg = zmsg_new();
     cr_assert_not_null(zmsg);
     va_list args;
@@ -33,7 +34,8 @@ s_frames(size_t count, ...) {
 }
 
 static void
-s_header(uint8_t header[4], int command) {
+s_header(uint8_t header[4], int command)
+{
     header[0] = 'D';
     header[1] = 'P';
     header[2] = DPOOL_PROTO_VERSION;
@@ -52,7 +54,8 @@ static body_t body_pool[MAX_BODIES];
 static size_t bodies_used;
 
 static body_t *
-s_body_new(void) {
+s_body_new(void)
+{
     cr_assert_lt(bodies_used, MAX_BODIES, "body pool exhausted");
     body_t *body = &body_pool[bodies_used++];
     msgpack_sbuffer_init(&body->buffer);
@@ -61,7 +64,8 @@ s_body_new(void) {
 }
 
 static void
-s_bodies_free(void) {
+s_bodies_free(void)
+{
     for (size_t i = 0; i < bodies_used; i++)
         bodies_used = 0;
 }
@@ -73,13 +77,15 @@ TestSuite(proto, .fini = s_bodies_free, .timeout = 10);
 // the process: let ASan's malloc return NULL as the C library's would.
 const char *__asan_default_options(void);
 const char *
-__asan_default_options(void) {
+__asan_default_options(void)
+{
     return "allocator_may_return_null=1";
 }
 #endif
 
 static void
-s_pack_str(msgpack_packer *pk, const char *text, size_t size) {
+s_pack_str(msgpack_packer *pk, const char *text, size_t size)
+{
     msgpack_pack_str(pk, size);
     msgpack_pack_str_body(pk, text, size);
 }
@@ -87,7 +93,8 @@ s_pack_str(msgpack_packer *pk, const char *text, size_t size) {
 // Decodes a message that must be refused: checks the code, the reason and that msg
 // holds nothing (no reset is called, so anything left would also show as a leak).
 static void
-s_expect_refused(zmsg_t *zmsg, bool with_routing_id, const char *what) {
+s_expect_refused(zmsg_t *zmsg, bool with_routing_id, const char *what)
+{
     dpool_msg_t msg;
     memset(&msg, 0, sizeof msg);
     const char *why = NULL;
@@ -105,7 +112,8 @@ s_expect_refused(zmsg_t *zmsg, bool with_routing_id, const char *what) {
 
 // Sends header(command) + body (+ payload when given) to s_expect_refused.
 static void
-s_expect_body_refused(int command, const body_t *body, bool with_payload, const char *what) {
+s_expect_body_refused(int command, const body_t *body, bool with_payload, const char *what)
+{
     uint8_t header[4];
     s_header(header, command);
     static const uint8_t payload[] = {0x90}; // []
@@ -117,7 +125,8 @@ s_expect_body_refused(int command, const body_t *body, bool with_payload, const 
 }
 
 static zframe_t *
-s_payload(const void *data, size_t size) {
+s_payload(const void *data, size_t size)
+{
     zframe_t *frame = zframe_new(data, size);
     cr_assert_not_null(frame);
     return frame;
@@ -126,7 +135,8 @@ s_payload(const void *data, size_t size) {
 // Builds msg (its payload moves into the message), checks the frames, and decodes
 // them into out (zeroed first). The caller resets out.
 static void
-s_round_trip(dpool_msg_t *msg, bool with_routing_id, dpool_msg_t *out) {
+s_round_trip(dpool_msg_t *msg, bool with_routing_id, dpool_msg_t *out)
+{
     const char *name = dpool_proto_command_name(msg->command);
     bool had_payload = msg->payload != NULL;
     zframe_t *routing_id = with_routing_id ? zframe_new(ROUTING_ID, strlen(ROUTING_ID)) : NULL;
@@ -184,7 +194,8 @@ static const uint8_t status_map[] = {0x81, 0xa7, 'v', 'e', 'r', 's', 'i', 'o',
 #define TEXT(literal) .text = (literal), .text_size = sizeof(literal) - 1
 
 static size_t
-s_samples(sample_t *samples) {
+s_samples(sample_t *samples)
+{
     memset(long_name, 'n', DPOOL_PROTO_NAME_MAX);
     long_name[DPOOL_PROTO_NAME_MAX] = '\0';
     size_t n = 0;
@@ -234,7 +245,8 @@ s_samples(sample_t *samples) {
 }
 
 static void
-s_assert_same(const sample_t *sample, const dpool_msg_t *got) {
+s_assert_same(const sample_t *sample, const dpool_msg_t *got)
+{
     const dpool_msg_t *sent = &sample->msg;
     const char *name = dpool_proto_command_name(sent->command);
     cr_assert_eq(got->command, sent->command, "%s: command", name);
@@ -269,7 +281,8 @@ s_assert_same(const sample_t *sample, const dpool_msg_t *got) {
 }
 
 static void
-s_round_trip_all(bool with_routing_id) {
+s_round_trip_all(bool with_routing_id)
+{
     sample_t samples[MAX_SAMPLES];
     size_t count = s_samples(samples);
     bool seen[256] = {false};
@@ -288,15 +301,18 @@ s_round_trip_all(bool with_routing_id) {
             cr_assert(seen[command], "no sample for %s", dpool_proto_command_name(command));
 }
 
-Test(proto, every_command_round_trips_without_routing_id) {
+Test(proto, every_command_round_trips_without_routing_id)
+{
     s_round_trip_all(false);
 }
 
-Test(proto, every_command_round_trips_with_routing_id) {
+Test(proto, every_command_round_trips_with_routing_id)
+{
     s_round_trip_all(true);
 }
 
-Test(proto, decode_drops_the_routing_id_when_the_caller_does_not_want_it) {
+Test(proto, decode_drops_the_routing_id_when_the_caller_does_not_want_it)
+{
     dpool_msg_t msg = {.command = DPOOL_CMD_CREDIT, .count = 3};
     zframe_t *routing_id = zframe_new(ROUTING_ID, strlen(ROUTING_ID));
     zmsg_t *zmsg = dpool_proto_build(&msg, routing_id);
@@ -310,7 +326,8 @@ Test(proto, decode_drops_the_routing_id_when_the_caller_does_not_want_it) {
     cr_assert_eq(got.count, 3);
 }
 
-Test(proto, decode_accepts_output_bytes_sent_as_a_string) {
+Test(proto, decode_accepts_output_bytes_sent_as_a_string)
+{
     uint8_t header[4];
     s_header(header, DPOOL_CMD_OUTPUT);
     body_t *body = s_body_new();
@@ -329,7 +346,8 @@ Test(proto, decode_accepts_output_bytes_sent_as_a_string) {
     cr_assert_null(got.text, "reset zeroes the message");
 }
 
-Test(proto, decode_accepts_exactly_1024_functions) {
+Test(proto, decode_accepts_exactly_1024_functions)
+{
     uint8_t header[4];
     s_header(header, DPOOL_CMD_WORKER_HELLO);
     body_t *body = s_body_new();
@@ -351,7 +369,8 @@ Test(proto, decode_accepts_exactly_1024_functions) {
 
 // --- malformed frames ------------------------------------------------------------
 
-Test(proto, refuses_wrong_frame_counts) {
+Test(proto, refuses_wrong_frame_counts)
+{
     uint8_t header[4];
     s_header(header, DPOOL_CMD_RESULT);
     static const uint8_t body[] = {0x93, 0x01, 0x00, 0xc0}; // [1, 0, nil]
@@ -375,7 +394,8 @@ Test(proto, refuses_wrong_frame_counts) {
     dpool_msg_reset(&msg);
 }
 
-Test(proto, refused_message_still_hands_back_the_routing_id) {
+Test(proto, refused_message_still_hands_back_the_routing_id)
+{
     static const uint8_t header[] = {'D', 'P', 2, DPOOL_CMD_STATUS};
     static const uint8_t body[] = {0x90};
     zmsg_t *zmsg =
@@ -391,7 +411,8 @@ Test(proto, refused_message_still_hands_back_the_routing_id) {
     zframe_destroy(&routing_id);
 }
 
-Test(proto, refuses_bad_headers) {
+Test(proto, refuses_bad_headers)
+{
     static const uint8_t body[] = {0x90}; // [] fits STATUS
     static const struct {
         uint8_t bytes[5];
@@ -415,7 +436,8 @@ Test(proto, refuses_bad_headers) {
                          headers[i].what);
 }
 
-Test(proto, refuses_a_payload_the_command_does_not_take) {
+Test(proto, refuses_a_payload_the_command_does_not_take)
+{
     static const int commands[] = {DPOOL_CMD_TERMINATE, DPOOL_CMD_HEARTBEAT, DPOOL_CMD_CREDIT,
                                    DPOOL_CMD_OUTPUT};
     static const uint8_t payload[] = {0x90};
@@ -428,7 +450,8 @@ Test(proto, refuses_a_payload_the_command_does_not_take) {
     }
 }
 
-Test(proto, refuses_a_missing_payload_the_command_needs) {
+Test(proto, refuses_a_missing_payload_the_command_needs)
+{
     static const int commands[] = {DPOOL_CMD_SUBMIT, DPOOL_CMD_TASK, DPOOL_CMD_STATUS_REPLY};
     static const uint8_t payload[] = {0x90};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
@@ -445,7 +468,8 @@ Test(proto, refuses_a_missing_payload_the_command_needs) {
 
 // --- malformed bodies ------------------------------------------------------------
 
-Test(proto, refuses_a_body_that_is_not_msgpack) {
+Test(proto, refuses_a_body_that_is_not_msgpack)
+{
     static const uint8_t never_used[] = {0xc1};
     body_t *empty = s_body_new();
     s_expect_body_refused(DPOOL_CMD_STATUS, empty, false, "empty body");
@@ -454,7 +478,8 @@ Test(proto, refuses_a_body_that_is_not_msgpack) {
     s_expect_body_refused(DPOOL_CMD_STATUS, body, false, "0xc1 body");
 }
 
-Test(proto, refuses_every_truncation_of_a_valid_body) {
+Test(proto, refuses_every_truncation_of_a_valid_body)
+{
     body_t *body = s_body_new();
     msgpack_pack_array(&body->pk, 3);
     msgpack_pack_uint32(&body->pk, 70000);
@@ -471,7 +496,8 @@ Test(proto, refuses_every_truncation_of_a_valid_body) {
     }
 }
 
-Test(proto, refuses_bytes_after_the_body_value) {
+Test(proto, refuses_bytes_after_the_body_value)
+{
     body_t *body = s_body_new();
     msgpack_pack_array(&body->pk, 1);
     msgpack_pack_uint32(&body->pk, 1);
@@ -482,7 +508,8 @@ Test(proto, refuses_bytes_after_the_body_value) {
     s_expect_body_refused(DPOOL_CMD_TERMINATE, body, false, "two arrays");
 }
 
-Test(proto, refuses_a_body_that_is_not_an_array) {
+Test(proto, refuses_a_body_that_is_not_an_array)
+{
     body_t *bodies[4];
     for (int i = 0; i < 4; i++)
         bodies[i] = s_body_new();
@@ -496,7 +523,8 @@ Test(proto, refuses_a_body_that_is_not_an_array) {
     }
 }
 
-Test(proto, refuses_the_wrong_field_count) {
+Test(proto, refuses_the_wrong_field_count)
+{
     body_t *none = s_body_new();
     body_t *two = s_body_new();
     body_t *one = s_body_new();
@@ -516,7 +544,8 @@ Test(proto, refuses_the_wrong_field_count) {
 typedef enum { V_STR, V_NEG, V_U64, V_FLOAT, V_NIL, V_BOOL } value_kind_t;
 
 static void
-s_pack_value(msgpack_packer *pk, value_kind_t kind, uint64_t number) {
+s_pack_value(msgpack_packer *pk, value_kind_t kind, uint64_t number)
+{
     switch (kind) {
     case V_STR:
         s_pack_str(pk, "7", 1);
@@ -539,7 +568,8 @@ s_pack_value(msgpack_packer *pk, value_kind_t kind, uint64_t number) {
     }
 }
 
-Test(proto, refuses_integers_of_the_wrong_type_or_range) {
+Test(proto, refuses_integers_of_the_wrong_type_or_range)
+{
     static const struct {
         int command;
         value_kind_t kind;
@@ -567,7 +597,8 @@ Test(proto, refuses_integers_of_the_wrong_type_or_range) {
     }
 }
 
-Test(proto, refuses_codes_outside_int32) {
+Test(proto, refuses_codes_outside_int32)
+{
     static const struct {
         value_kind_t kind;
         uint64_t number;
@@ -589,7 +620,8 @@ Test(proto, refuses_codes_outside_int32) {
     }
 }
 
-Test(proto, refuses_messages_and_output_of_the_wrong_type) {
+Test(proto, refuses_messages_and_output_of_the_wrong_type)
+{
     body_t *message = s_body_new();
     body_t *output_int = s_body_new();
     body_t *output_nil = s_body_new();
@@ -611,7 +643,8 @@ Test(proto, refuses_messages_and_output_of_the_wrong_type) {
 
 // SUBMIT [1, 1, <function>] with a payload: only the name is wrong.
 static void
-s_expect_submit_name_refused(const char *name, size_t size, bool as_bin, const char *what) {
+s_expect_submit_name_refused(const char *name, size_t size, bool as_bin, const char *what)
+{
     body_t *body = s_body_new();
     msgpack_pack_array(&body->pk, 3);
     msgpack_pack_uint32(&body->pk, 1);
@@ -626,7 +659,8 @@ s_expect_submit_name_refused(const char *name, size_t size, bool as_bin, const c
     s_expect_body_refused(DPOOL_CMD_SUBMIT, body, true, what);
 }
 
-Test(proto, refuses_names_that_are_empty_too_long_or_hold_a_nul) {
+Test(proto, refuses_names_that_are_empty_too_long_or_hold_a_nul)
+{
     char name[DPOOL_PROTO_NAME_MAX + 1];
     memset(name, 'n', sizeof name);
     s_expect_submit_name_refused("", 0, false, "empty name");
@@ -649,7 +683,8 @@ typedef enum { F_NOT_ARRAY, F_HAS_INT, F_HAS_NIL, F_HAS_EMPTY, F_TOO_MANY } func
 
 // WORKER_HELLO with a valid host (so a copy of it exists when the functions fail).
 static void
-s_expect_functions_refused(functions_fault_t fault, const char *what) {
+s_expect_functions_refused(functions_fault_t fault, const char *what)
+{
     body_t *body = s_body_new();
     msgpack_pack_array(&body->pk, 4);
     s_pack_str(&body->pk, "host-a", 6);
@@ -682,7 +717,8 @@ s_expect_functions_refused(functions_fault_t fault, const char *what) {
     s_expect_body_refused(DPOOL_CMD_WORKER_HELLO, body, false, what);
 }
 
-Test(proto, refuses_bad_function_lists) {
+Test(proto, refuses_bad_function_lists)
+{
     s_expect_functions_refused(F_NOT_ARRAY, "functions not an array");
     s_expect_functions_refused(F_HAS_INT, "an integer function");
     s_expect_functions_refused(F_HAS_NIL, "a nil function");
@@ -693,7 +729,8 @@ Test(proto, refuses_bad_function_lists) {
 // msgpack-c allocates room for a container's declared items before it reads them,
 // so a few bytes claiming 2^32-1 items must be refused, not honoured with a huge
 // allocation (DPOOL_ERR_NOMEM, or an abort under ASan).
-Test(proto, refuses_a_body_declaring_more_items_than_it_holds) {
+Test(proto, refuses_a_body_declaring_more_items_than_it_holds)
+{
     static const uint8_t huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
     static const uint8_t huge_map[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
     // WORKER_HELLO whose functions field claims 2^32-1 names.
@@ -710,7 +747,8 @@ Test(proto, refuses_a_body_declaring_more_items_than_it_holds) {
     s_expect_body_refused(DPOOL_CMD_WORKER_HELLO, body, false, "2^32-1 functions");
 }
 
-Test(proto, refuses_deeply_nested_bodies) {
+Test(proto, refuses_deeply_nested_bodies)
+{
     enum { DEPTH = 10000 };
     body_t *status = s_body_new();
     body_t *submit = s_body_new();
@@ -729,7 +767,8 @@ Test(proto, refuses_deeply_nested_bodies) {
 }
 
 static uint64_t
-s_random(uint64_t *state) {
+s_random(uint64_t *state)
+{
     // xorshift64: deterministic, so a failure replays identically.
     uint64_t x = *state;
     x ^= x << 13;
@@ -741,7 +780,8 @@ s_random(uint64_t *state) {
 // Decodes header(command) + body (+ payload): whatever the bytes, the answer is OK
 // or PROTO with a reason, and an accepted message is freed by reset.
 static int
-s_decode_any(int command, const void *body, size_t size, bool with_payload) {
+s_decode_any(int command, const void *body, size_t size, bool with_payload)
+{
     uint8_t header[4];
     s_header(header, command);
     static const uint8_t payload[] = {0x90};
@@ -768,7 +808,8 @@ static const int known_commands[] = {
 };
 #define KNOWN_COUNT (sizeof known_commands / sizeof known_commands[0])
 
-Test(proto, random_bodies_never_crash_the_decoder) {
+Test(proto, random_bodies_never_crash_the_decoder)
+{
     uint64_t seed = 0x2545F4914F6CDD1Du;
     uint8_t body[64];
     size_t refused = 0;
@@ -788,7 +829,8 @@ Test(proto, random_bodies_never_crash_the_decoder) {
     cr_assert_gt(refused, 0, "random bytes must be refused at least sometimes");
 }
 
-Test(proto, mutated_valid_bodies_never_crash_the_decoder) {
+Test(proto, mutated_valid_bodies_never_crash_the_decoder)
+{
     sample_t samples[MAX_SAMPLES];
     size_t count = s_samples(samples);
     uint64_t seed = 0xD1B54A32D192ED03u;
@@ -813,7 +855,8 @@ Test(proto, mutated_valid_bodies_never_crash_the_decoder) {
 
 // --- building ------------------------------------------------------------------
 
-Test(proto, build_refuses_a_message_missing_its_payload_or_name) {
+Test(proto, build_refuses_a_message_missing_its_payload_or_name)
+{
     static const uint8_t payload[] = {0x90};
     dpool_msg_t submit = {.command = DPOOL_CMD_SUBMIT, .pool_ref = 1, .task_id = 1, .name = "f"};
     cr_assert_null(dpool_proto_build(&submit, NULL), "SUBMIT without payload");
@@ -829,7 +872,8 @@ Test(proto, build_refuses_a_message_missing_its_payload_or_name) {
     }
 }
 
-Test(proto, build_refuses_a_payload_the_command_does_not_take) {
+Test(proto, build_refuses_a_payload_the_command_does_not_take)
+{
     static const uint8_t payload[] = {0x90};
     dpool_msg_t msg = {.command = DPOOL_CMD_TERMINATE,
                        .pool_ref = 1,
@@ -838,7 +882,8 @@ Test(proto, build_refuses_a_payload_the_command_does_not_take) {
     dpool_msg_reset(&msg);
 }
 
-Test(proto, build_refuses_an_unknown_command) {
+Test(proto, build_refuses_an_unknown_command)
+{
     dpool_msg_t msg = {.command = (dpool_cmd_t)0x7F};
     cr_assert_null(dpool_proto_build(&msg, NULL));
     msg.command = (dpool_cmd_t)0;
@@ -847,7 +892,8 @@ Test(proto, build_refuses_an_unknown_command) {
 
 // "Returns NULL when msg breaks the command's schema": a name the decoder would refuse
 // must not be sent, or the peer answers ERROR [-3] for our own mistake.
-Test(proto, build_refuses_names_the_decoder_would_refuse) {
+Test(proto, build_refuses_names_the_decoder_would_refuse)
+{
     static const uint8_t payload[] = {0x90};
     char long_one[DPOOL_PROTO_NAME_MAX + 2];
     memset(long_one, 'n', DPOOL_PROTO_NAME_MAX + 1);
@@ -867,7 +913,8 @@ Test(proto, build_refuses_names_the_decoder_would_refuse) {
     }
 }
 
-Test(proto, build_refuses_a_null_function_name) {
+Test(proto, build_refuses_a_null_function_name)
+{
     char *functions[] = {"square", NULL};
     dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_HELLO,
                        .name = "host-a",
@@ -880,7 +927,8 @@ Test(proto, build_refuses_a_null_function_name) {
 
 // --- names and texts -------------------------------------------------------------
 
-Test(proto, strerror_gives_distinct_text_for_each_code) {
+Test(proto, strerror_gives_distinct_text_for_each_code)
+{
     static const int codes[] = {
         DPOOL_OK,
         DPOOL_ERR_NOMEM,
@@ -916,7 +964,8 @@ Test(proto, strerror_gives_distinct_text_for_each_code) {
         cr_assert_str_eq(dpool_strerror(unknown[i]), "unknown error", "code %d", unknown[i]);
 }
 
-Test(proto, command_name_knows_every_command_and_only_those) {
+Test(proto, command_name_knows_every_command_and_only_those)
+{
     static const struct {
         int command;
         const char *name;

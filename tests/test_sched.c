@@ -22,14 +22,16 @@ static dpool_sched_host_t *hosts[MAX_HOSTS];
 static int host_data[MAX_HOSTS];
 
 static void
-setup(void) {
+setup(void)
+{
     sched = dpool_sched_new(GRACE_MS);
     cr_assert_not_null(sched);
     memset(hosts, 0, sizeof hosts);
 }
 
 static void
-teardown(void) {
+teardown(void)
+{
     for (int i = 0; i < MAX_HOSTS; i++)
         dpool_sched_host_remove(sched, &hosts[i], NULL, NULL);
     dpool_sched_destroy(&sched);
@@ -46,7 +48,8 @@ typedef struct {
 } visits_t;
 
 static void
-s_collect(void *ctx, uint64_t task_id, void *task_data) {
+s_collect(void *ctx, uint64_t task_id, void *task_data)
+{
     visits_t *visits = ctx;
     cr_assert_lt(visits->count, MAX_VISITS, "more tasks visited than the test made");
     visits->ids[visits->count] = task_id;
@@ -55,7 +58,8 @@ s_collect(void *ctx, uint64_t task_id, void *task_data) {
 }
 
 static bool
-s_visited(const visits_t *visits, uint64_t task_id, const void *task_data) {
+s_visited(const visits_t *visits, uint64_t task_id, const void *task_data)
+{
     for (size_t i = 0; i < visits->count; i++)
         if (visits->ids[i] == task_id && visits->data[i] == task_data)
             return true;
@@ -64,7 +68,8 @@ s_visited(const visits_t *visits, uint64_t task_id, const void *task_data) {
 
 // Adds host `slot` offering one function (or none when function is NULL).
 static dpool_sched_host_t *
-s_add_host(int slot, uint32_t processes, const char *function) {
+s_add_host(int slot, uint32_t processes, const char *function)
+{
     const char *functions[] = {function};
     hosts[slot] =
         dpool_sched_host_add(sched, &host_data[slot], processes, functions, function ? 1 : 0);
@@ -73,7 +78,8 @@ s_add_host(int slot, uint32_t processes, const char *function) {
 }
 
 static uint64_t
-s_submit(dpool_sched_pool_t *pool, const char *function, void *data, int64_t now_ms) {
+s_submit(dpool_sched_pool_t *pool, const char *function, void *data, int64_t now_ms)
+{
     uint64_t task_id = 0;
     cr_assert_eq(dpool_sched_submit(sched, pool, function, data, now_ms, &task_id), 0);
     cr_assert_neq(task_id, 0, "id 0 never names a task");
@@ -87,7 +93,8 @@ typedef struct {
 } dispatch_t;
 
 static bool
-s_dispatch(int64_t now_ms, dispatch_t *out) {
+s_dispatch(int64_t now_ms, dispatch_t *out)
+{
     dispatch_t ignored;
     if (!out)
         out = &ignored;
@@ -96,7 +103,8 @@ s_dispatch(int64_t now_ms, dispatch_t *out) {
 
 // Dispatches until nothing can run; returns how many went.
 static size_t
-s_dispatch_all(int64_t now_ms) {
+s_dispatch_all(int64_t now_ms)
+{
     size_t count = 0;
     while (s_dispatch(now_ms, NULL))
         count++;
@@ -104,7 +112,8 @@ s_dispatch_all(int64_t now_ms) {
 }
 
 static dpool_sched_pool_stats_t
-s_stats(const dpool_sched_pool_t *pool) {
+s_stats(const dpool_sched_pool_t *pool)
+{
     dpool_sched_pool_stats_t stats;
     memset(&stats, 0xff, sizeof stats);
     dpool_sched_pool_stats(sched, pool, &stats);
@@ -112,7 +121,8 @@ s_stats(const dpool_sched_pool_t *pool) {
 }
 
 static uint64_t
-s_random(uint64_t *state) {
+s_random(uint64_t *state)
+{
     // xorshift64: deterministic, so a failure replays identically.
     uint64_t x = *state;
     x ^= x << 13;
@@ -121,7 +131,8 @@ s_random(uint64_t *state) {
     return *state = x;
 }
 
-Test(sched, dispatches_exactly_cap_tasks_and_one_more_per_completion) {
+Test(sched, dispatches_exactly_cap_tasks_and_one_more_per_completion)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 3);
     cr_assert_not_null(pool);
     dpool_sched_host_t *host = s_add_host(0, 8, "f");
@@ -157,7 +168,8 @@ typedef struct {
     int host;
 } sim_running_t;
 
-Test(sched, running_count_never_exceeds_cap_over_random_interleaving) {
+Test(sched, running_count_never_exceeds_cap_over_random_interleaving)
+{
     const uint32_t caps[SIM_POOLS] = {3, 5, 0};
     const uint32_t processes[SIM_HOSTS] = {4, 6};
     const char *const functions[] = {"f", "g"};
@@ -233,7 +245,8 @@ Test(sched, running_count_never_exceeds_cap_over_random_interleaving) {
     cr_assert_eq(s_stats(pools[2]).effective_cap, 10, "cap 0 = the 4 + 6 processes");
 }
 
-Test(sched, dispatches_tasks_of_a_pool_in_submission_order) {
+Test(sched, dispatches_tasks_of_a_pool_in_submission_order)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 10, "f");
     int values[10];
@@ -253,7 +266,8 @@ Test(sched, dispatches_tasks_of_a_pool_in_submission_order) {
     cr_assert_not(s_dispatch(0, NULL));
 }
 
-Test(sched, pools_with_work_take_turns) {
+Test(sched, pools_with_work_take_turns)
+{
     dpool_sched_pool_t *a = dpool_sched_pool_new(sched, 100);
     dpool_sched_pool_t *b = dpool_sched_pool_new(sched, 100);
     dpool_sched_host_t *host = s_add_host(0, 20, "f");
@@ -277,7 +291,8 @@ Test(sched, pools_with_work_take_turns) {
     cr_assert_eq(s_stats(b).running, 10);
 }
 
-Test(sched, pool_with_long_queue_does_not_starve_a_later_pool) {
+Test(sched, pool_with_long_queue_does_not_starve_a_later_pool)
+{
     dpool_sched_pool_t *busy = dpool_sched_pool_new(sched, 0);
     dpool_sched_pool_t *late = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 2, "f");
@@ -303,7 +318,8 @@ Test(sched, pool_with_long_queue_does_not_starve_a_later_pool) {
     cr_assert_eq(s_stats(late).running, 1);
 }
 
-Test(sched, routes_each_task_to_a_host_offering_its_function) {
+Test(sched, routes_each_task_to_a_host_offering_its_function)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host_f = s_add_host(0, 4, "f");
     dpool_sched_host_t *host_g = s_add_host(1, 4, "g");
@@ -327,7 +343,8 @@ Test(sched, routes_each_task_to_a_host_offering_its_function) {
     cr_assert_eq(dpool_sched_host_running(host_g), 3);
 }
 
-Test(sched, task_whose_function_nobody_offers_expires_after_grace) {
+Test(sched, task_whose_function_nobody_offers_expires_after_grace)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 4, "f");
     cr_assert_eq(dpool_sched_credit(sched, host, 4), 4);
@@ -356,7 +373,8 @@ Test(sched, task_whose_function_nobody_offers_expires_after_grace) {
     cr_assert_null(dpool_sched_complete(sched, id, NULL, true), "an expired id is stale");
 }
 
-Test(sched, next_deadline_is_the_oldest_waiting_task) {
+Test(sched, next_deadline_is_the_oldest_waiting_task)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     int first = 1, second = 2;
     s_submit(pool, "h", &first, 100);
@@ -368,7 +386,8 @@ Test(sched, next_deadline_is_the_oldest_waiting_task) {
     cr_assert_eq(dpool_sched_next_deadline(sched), 250 + GRACE_MS);
 }
 
-Test(sched, host_joining_within_grace_runs_the_waiting_task) {
+Test(sched, host_joining_within_grace_runs_the_waiting_task)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     int value = 7;
     uint64_t id = s_submit(pool, "h", &value, 0);
@@ -389,7 +408,8 @@ Test(sched, host_joining_within_grace_runs_the_waiting_task) {
     cr_assert_eq(s_stats(pool).running, 1);
 }
 
-Test(sched, queued_task_whose_last_host_left_waits_out_the_grace_again) {
+Test(sched, queued_task_whose_last_host_left_waits_out_the_grace_again)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 10);
     s_add_host(0, 1, "f");
     int value = 3;
@@ -408,7 +428,8 @@ Test(sched, queued_task_whose_last_host_left_waits_out_the_grace_again) {
 // The same with a cap-0 pool: when the last host leaves, the cluster has no process,
 // so the pool has no room, yet its task must still fail after the grace period
 // rather than wait forever for a host that may never come.
-Test(sched, cap_zero_task_whose_last_host_left_still_expires) {
+Test(sched, cap_zero_task_whose_last_host_left_still_expires)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     s_add_host(0, 1, "f");
     int value = 3;
@@ -423,7 +444,8 @@ Test(sched, cap_zero_task_whose_last_host_left_still_expires) {
     cr_assert_eq(s_stats(pool).queued, 0);
 }
 
-Test(sched, dispatches_nothing_without_credit) {
+Test(sched, dispatches_nothing_without_credit)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 4, "f");
     int value = 0;
@@ -433,7 +455,8 @@ Test(sched, dispatches_nothing_without_credit) {
     cr_assert_eq(s_stats(pool).queued, 1);
 }
 
-Test(sched, refuses_credits_beyond_the_process_count) {
+Test(sched, refuses_credits_beyond_the_process_count)
+{
     dpool_sched_host_t *host = s_add_host(0, 4, "f");
     cr_assert_eq(dpool_sched_credit(sched, host, 3), 3);
     cr_assert_eq(dpool_sched_credit(sched, host, 5), 1, "only one process is left uncredited");
@@ -444,7 +467,8 @@ Test(sched, refuses_credits_beyond_the_process_count) {
 
 // CREDIT says "this many more idle processes": a process running a task is not idle,
 // so a host whose processes are all busy can take no credit at all.
-Test(sched, refuses_credits_for_processes_that_are_running_tasks) {
+Test(sched, refuses_credits_for_processes_that_are_running_tasks)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 2, "f");
     int values[4];
@@ -458,7 +482,8 @@ Test(sched, refuses_credits_for_processes_that_are_running_tasks) {
     cr_assert_leq(dpool_sched_host_running(host), 2);
 }
 
-Test(sched, one_credit_allows_one_dispatch) {
+Test(sched, one_credit_allows_one_dispatch)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 4, "f");
     int values[4];
@@ -472,7 +497,8 @@ Test(sched, one_credit_allows_one_dispatch) {
     cr_assert_eq(dpool_sched_host_running(host), 3);
 }
 
-Test(sched, cap_zero_follows_the_cluster_process_count) {
+Test(sched, cap_zero_follows_the_cluster_process_count)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *small = s_add_host(0, 2, "f");
     dpool_sched_host_t *big = s_add_host(1, 3, "f");
@@ -504,7 +530,8 @@ Test(sched, cap_zero_follows_the_cluster_process_count) {
     cr_assert_eq(s_stats(pool).running, 6);
 }
 
-Test(sched, cap_zero_pool_waits_while_the_cluster_is_empty) {
+Test(sched, cap_zero_pool_waits_while_the_cluster_is_empty)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     // A host with no processes makes f known without adding capacity.
     s_add_host(0, 0, "f");
@@ -520,7 +547,8 @@ Test(sched, cap_zero_pool_waits_while_the_cluster_is_empty) {
     cr_assert_eq(d.host_data, &host_data[1]);
 }
 
-Test(sched, complete_returns_the_task_data_once) {
+Test(sched, complete_returns_the_task_data_once)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 2, "f");
     cr_assert_eq(dpool_sched_credit(sched, host, 2), 2);
@@ -541,7 +569,8 @@ Test(sched, complete_returns_the_task_data_once) {
     cr_assert_eq(dpool_sched_task_count(sched), 0);
 }
 
-Test(sched, complete_ignores_stale_and_unknown_ids) {
+Test(sched, complete_ignores_stale_and_unknown_ids)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 1, "f");
     int old_value = 1, new_value = 2;
@@ -564,7 +593,8 @@ Test(sched, complete_ignores_stale_and_unknown_ids) {
     cr_assert_eq(dpool_sched_complete(sched, new_id, host, true), &new_value);
 }
 
-Test(sched, complete_refuses_a_task_from_another_host_or_not_running) {
+Test(sched, complete_refuses_a_task_from_another_host_or_not_running)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *runner = s_add_host(0, 1, "f");
     dpool_sched_host_t *other = s_add_host(1, 1, "g");
@@ -583,7 +613,8 @@ Test(sched, complete_refuses_a_task_from_another_host_or_not_running) {
     cr_assert_eq(dpool_sched_complete(sched, running_id, runner, true), &running_value);
 }
 
-Test(sched, cancel_removes_a_queued_task) {
+Test(sched, cancel_removes_a_queued_task)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     s_add_host(0, 1, "f");
     int value = 5;
@@ -598,7 +629,8 @@ Test(sched, cancel_removes_a_queued_task) {
     cr_assert_eq(dpool_sched_task_count(sched), 0);
 }
 
-Test(sched, cancel_of_a_running_task_names_its_host) {
+Test(sched, cancel_of_a_running_task_names_its_host)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 2, "f");
     cr_assert_eq(dpool_sched_credit(sched, host, 2), 2);
@@ -614,7 +646,8 @@ Test(sched, cancel_of_a_running_task_names_its_host) {
     cr_assert_eq(s_stats(pool).done, 0);
 }
 
-Test(sched, cancel_removes_a_task_waiting_for_its_function) {
+Test(sched, cancel_removes_a_task_waiting_for_its_function)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     int value = 5;
     uint64_t id = s_submit(pool, "h", &value, 0);
@@ -626,7 +659,8 @@ Test(sched, cancel_removes_a_task_waiting_for_its_function) {
     cr_assert_eq(dpool_sched_expire(sched, GRACE_MS, NULL, NULL), 0);
 }
 
-Test(sched, removing_a_host_hands_back_its_running_tasks_only) {
+Test(sched, removing_a_host_hands_back_its_running_tasks_only)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 10);
     dpool_sched_host_t *leaving = s_add_host(0, 2, "f");
     dpool_sched_host_t *staying = s_add_host(1, 2, "f");
@@ -667,7 +701,8 @@ Test(sched, removing_a_host_hands_back_its_running_tasks_only) {
     cr_assert_eq(next.host_data, &host_data[1]);
 }
 
-Test(sched, oldest_task_waiting_for_its_function_holds_back_its_pool) {
+Test(sched, oldest_task_waiting_for_its_function_holds_back_its_pool)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host_f = s_add_host(0, 1, "f");
     dpool_sched_host_t *host_g = s_add_host(1, 1, "g");
@@ -692,7 +727,8 @@ Test(sched, oldest_task_waiting_for_its_function_holds_back_its_pool) {
     cr_assert_eq(d.host_data, &host_data[1]);
 }
 
-Test(sched, cancelling_the_waiting_oldest_task_lets_the_next_one_run) {
+Test(sched, cancelling_the_waiting_oldest_task_lets_the_next_one_run)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host_f = s_add_host(0, 1, "f");
     dpool_sched_host_t *host_g = s_add_host(1, 1, "g");
@@ -713,7 +749,8 @@ Test(sched, cancelling_the_waiting_oldest_task_lets_the_next_one_run) {
     cr_assert_eq(d.host_data, &host_data[1]);
 }
 
-Test(sched, pool_remove_refuses_a_pool_with_tasks) {
+Test(sched, pool_remove_refuses_a_pool_with_tasks)
+{
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 1, "f");
     int queued = 1, running = 2, orphan = 3;
@@ -735,7 +772,8 @@ Test(sched, pool_remove_refuses_a_pool_with_tasks) {
     cr_assert_null(handle);
 }
 
-Test(sched, drain_hands_back_every_remaining_task) {
+Test(sched, drain_hands_back_every_remaining_task)
+{
     dpool_sched_pool_t *a = dpool_sched_pool_new(sched, 0);
     dpool_sched_pool_t *b = dpool_sched_pool_new(sched, 1);
     dpool_sched_host_t *host = s_add_host(0, 4, "f");
@@ -762,7 +800,8 @@ Test(sched, drain_hands_back_every_remaining_task) {
     cr_assert(dpool_sched_pool_remove(sched, &b));
 }
 
-Test(sched, pool_foreach_visits_only_that_pools_tasks_and_keeps_them) {
+Test(sched, pool_foreach_visits_only_that_pools_tasks_and_keeps_them)
+{
     dpool_sched_pool_t *mine = dpool_sched_pool_new(sched, 0);
     dpool_sched_pool_t *other = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 1, "f");
@@ -784,7 +823,8 @@ Test(sched, pool_foreach_visits_only_that_pools_tasks_and_keeps_them) {
     cr_assert_eq(dpool_sched_task_count(sched), 5, "foreach removes nothing");
 }
 
-Test(sched, hundred_thousand_tasks_reuse_task_records) {
+Test(sched, hundred_thousand_tasks_reuse_task_records)
+{
     enum { TASKS = 100000, CAP = 32, PROCESSES = 64 };
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, CAP);
     dpool_sched_host_t *host = s_add_host(0, PROCESSES, "f");
@@ -824,7 +864,8 @@ Test(sched, hundred_thousand_tasks_reuse_task_records) {
 
 // No remove: destroy alone must free a host still registered ("destroys the scheduler
 // with every pool, host and task record"). Only a leak checker can see this.
-Test(sched, destroy_frees_hosts_still_registered) {
+Test(sched, destroy_frees_hosts_still_registered)
+{
 #ifdef __SANITIZE_ADDRESS__
     const char *const functions[] = {"f", "g"};
     dpool_sched_host_t *host = dpool_sched_host_add(sched, NULL, 2, functions, 2);

@@ -34,16 +34,16 @@ teardown(void)
 TestSuite(seed, .init = setup, .fini = teardown, .timeout = 120);
 
 typedef struct {
-    int started;       // start lines seen
-    int finished;      // finish lines seen
-    int most_running;  // most tasks started and not finished at one point
+    int started;      // start lines seen
+    int finished;     // finish lines seen
+    int most_running; // most tasks started and not finished at one point
     bool strictly_one_at_a_time;
     bool seen_start[10];
     bool seen_finish[10];
     int pids[10];
     char first[64];
     char last[64];
-    int other;         // lines that are none of the expected ones
+    int other; // lines that are none of the expected ones
 } transcript_t;
 
 static void
@@ -52,7 +52,8 @@ read_line(transcript_t *t, const char *line, int *running_task)
     int task, pid;
     double seconds;
     char tail[64];
-    if (sscanf(line, "%d开始执行,进程号为%d%63s", &task, &pid, tail) == 2 && task >= 0 && task < 10) {
+    if (sscanf(line, "%d开始执行,进程号为%d%63s", &task, &pid, tail) == 2 && task >= 0 &&
+        task < 10) {
         t->seen_start[task] = true;
         t->pids[task] = pid;
         t->started++;

@@ -28,7 +28,8 @@ static bool s_bye = false;       // a BYE arrived
 
 // Waits up to timeout_ms for the daemon to exit; returns true when it did.
 static bool
-s_reap(int timeout_ms, int *status) {
+s_reap(int timeout_ms, int *status)
+{
     for (int waited = 0; waited <= timeout_ms; waited += 10) {
         pid_t done = waitpid(s_pid, status, WNOHANG);
         if (done == s_pid || (done < 0 && errno == ECHILD))
@@ -39,7 +40,8 @@ s_reap(int timeout_ms, int *status) {
 }
 
 static void
-s_stop_daemon(void) {
+s_stop_daemon(void)
+{
     int status;
     if (s_pid > 0) {
         kill(s_pid, SIGTERM);
@@ -52,7 +54,8 @@ s_stop_daemon(void) {
 }
 
 static void
-teardown(void) {
+teardown(void)
+{
     s_stop_daemon();
     zframe_destroy(&s_peer);
     dpool_msg_reset(&s_hello);
@@ -63,7 +66,8 @@ TestSuite(worker_daemon, .fini = teardown, .timeout = 60);
 
 // Binds the broker socket and starts dpool-worker against it with extra flags.
 static void
-s_start(const char *processes, const char *max_tasks) {
+s_start(const char *processes, const char *max_tasks)
+{
     s_router = zsock_new(ZMQ_ROUTER);
     cr_assert_not_null(s_router);
     cr_assert_gt(zsock_bind(s_router, "tcp://127.0.0.1:*"), 0);
@@ -89,7 +93,8 @@ s_start(const char *processes, const char *max_tasks) {
 // swallowed, CREDITs and result credits counted, a BYE noted. Returns false on
 // timeout.
 static bool
-s_recv(dpool_msg_t *msg, int timeout_ms) {
+s_recv(dpool_msg_t *msg, int timeout_ms)
+{
     zpoller_t *poller = zpoller_new(s_router, NULL);
     int64_t deadline = zclock_mono() + timeout_ms;
     bool got = false;
@@ -119,7 +124,8 @@ s_recv(dpool_msg_t *msg, int timeout_ms) {
 // Receives until a message with command arrives; every other kind but CREDIT,
 // HELLO and BYE fails the test (a stray result would be a bug).
 static void
-s_expect(dpool_cmd_t command, dpool_msg_t *msg, int timeout_ms) {
+s_expect(dpool_cmd_t command, dpool_msg_t *msg, int timeout_ms)
+{
     int64_t deadline = zclock_mono() + timeout_ms;
     for (;;) {
         int64_t left = deadline - zclock_mono();
@@ -135,7 +141,8 @@ s_expect(dpool_cmd_t command, dpool_msg_t *msg, int timeout_ms) {
 
 // Starts the daemon and waits for its hello and as many credits as processes.
 static void
-s_start_ready(const char *processes, const char *max_tasks) {
+s_start_ready(const char *processes, const char *max_tasks)
+{
     s_start(processes, max_tasks);
     s_expect(DPOOL_CMD_WORKER_HELLO, &s_hello, 10000);
     dpool_msg_t msg = {0};
@@ -146,7 +153,8 @@ s_start_ready(const char *processes, const char *max_tasks) {
 
 // Sends TASK [task_id, function] with args_size bytes of args as the payload.
 static void
-s_send_raw_task(uint64_t task_id, const char *function, const void *args, size_t args_size) {
+s_send_raw_task(uint64_t task_id, const char *function, const void *args, size_t args_size)
+{
     cr_assert_gt(s_credits, 0, "the test broker must hold a credit to send a task");
     s_credits--;
     dpool_msg_t msg = {.command = DPOOL_CMD_TASK,
@@ -158,7 +166,8 @@ s_send_raw_task(uint64_t task_id, const char *function, const void *args, size_t
 
 // Sends a task whose arguments are [] or [one string] or [one number].
 static void
-s_send_task(uint64_t task_id, const char *function, const char *text, double number) {
+s_send_task(uint64_t task_id, const char *function, const char *text, double number)
+{
     msgpack_sbuffer args;
     msgpack_sbuffer_init(&args);
     msgpack_packer pk;
@@ -176,7 +185,8 @@ s_send_task(uint64_t task_id, const char *function, const char *text, double num
 
 // Waits for the result of task_id into msg and decodes its payload into result.
 static void
-s_expect_result(uint64_t task_id, dpool_msg_t *msg, msgpack_unpacked *result, int timeout_ms) {
+s_expect_result(uint64_t task_id, dpool_msg_t *msg, msgpack_unpacked *result, int timeout_ms)
+{
     s_expect(DPOOL_CMD_WORKER_RESULT, msg, timeout_ms);
     cr_assert_eq(msg->task_id, task_id);
     if (msg->code != DPOOL_OK) {
@@ -194,7 +204,8 @@ s_expect_result(uint64_t task_id, dpool_msg_t *msg, msgpack_unpacked *result, in
 
 // The pid from a hostpid result.
 static uint64_t
-s_hostpid(uint64_t task_id) {
+s_hostpid(uint64_t task_id)
+{
     dpool_msg_t msg = {0};
     msgpack_unpacked result;
     msgpack_unpacked_init(&result);
@@ -211,14 +222,16 @@ s_hostpid(uint64_t task_id) {
 }
 
 static bool
-s_offers(const char *function) {
+s_offers(const char *function)
+{
     for (size_t i = 0; i < s_hello.function_count; i++)
         if (strcmp(s_hello.functions[i], function) == 0)
             return true;
     return false;
 }
 
-Test(worker_daemon, hello_names_host_pid_processes_and_every_function) {
+Test(worker_daemon, hello_names_host_pid_processes_and_every_function)
+{
     s_start_ready("2", NULL);
     char host[256] = "";
     gethostname(host, sizeof host - 1);
@@ -239,7 +252,8 @@ Test(worker_daemon, hello_names_host_pid_processes_and_every_function) {
     free(id);
 }
 
-Test(worker_daemon, echo_and_module_functions_return_their_values) {
+Test(worker_daemon, echo_and_module_functions_return_their_values)
+{
     s_start_ready("2", NULL);
     dpool_msg_t msg = {0};
     msgpack_unpacked result;
@@ -260,7 +274,8 @@ Test(worker_daemon, echo_and_module_functions_return_their_values) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, printed_output_arrives_before_the_result) {
+Test(worker_daemon, printed_output_arrives_before_the_result)
+{
     s_start_ready("2", NULL);
     s_send_task(5, "demo.worker", "hi", -1);
     dpool_msg_t msg = {0};
@@ -295,7 +310,8 @@ Test(worker_daemon, printed_output_arrives_before_the_result) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, failing_task_returns_task_failed_with_its_message) {
+Test(worker_daemon, failing_task_returns_task_failed_with_its_message)
+{
     s_start_ready("2", NULL);
     dpool_msg_t msg = {0};
     s_send_task(3, "fail", "broken on purpose", -1);
@@ -311,7 +327,8 @@ Test(worker_daemon, failing_task_returns_task_failed_with_its_message) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, crash_reports_the_signal_and_the_process_is_replaced) {
+Test(worker_daemon, crash_reports_the_signal_and_the_process_is_replaced)
+{
     s_start_ready("2", NULL);
     dpool_msg_t msg = {0};
     s_send_task(10, "crash", NULL, -1);
@@ -333,7 +350,8 @@ Test(worker_daemon, crash_reports_the_signal_and_the_process_is_replaced) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, kill_stops_a_running_task_without_a_result) {
+Test(worker_daemon, kill_stops_a_running_task_without_a_result)
+{
     s_start_ready("2", NULL);
     dpool_msg_t msg = {0};
     s_send_task(20, "sleep", NULL, 30);
@@ -356,7 +374,8 @@ Test(worker_daemon, kill_stops_a_running_task_without_a_result) {
 // Sends frames as they are, after the daemon's routing id.
 static void
 s_send_frames(const void *header, size_t header_size, const void *body, size_t body_size,
-              const void *payload, size_t payload_size) {
+              const void *payload, size_t payload_size)
+{
     zmsg_t *zmsg = zmsg_new();
     zmsg_addmem(zmsg, zframe_data(s_peer), zframe_size(s_peer));
     if (header)
@@ -368,7 +387,8 @@ s_send_frames(const void *header, size_t header_size, const void *body, size_t b
     cr_assert_eq(zmsg_send(&zmsg, s_router), 0);
 }
 
-Test(worker_daemon, garbage_from_the_broker_is_dropped_not_fatal) {
+Test(worker_daemon, garbage_from_the_broker_is_dropped_not_fatal)
+{
     s_start_ready("2", NULL);
     const uint8_t task_header[] = {'D', 'P', 1, DPOOL_CMD_TASK};
     const uint8_t empty_array[] = {0x90};
@@ -400,7 +420,8 @@ Test(worker_daemon, garbage_from_the_broker_is_dropped_not_fatal) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, maxtasksperchild_replaces_the_process_after_n_tasks) {
+Test(worker_daemon, maxtasksperchild_replaces_the_process_after_n_tasks)
+{
     s_start_ready("1", "2");
     cr_assert_eq(s_hello.count, 1);
     uint64_t first = s_hostpid(40);
@@ -415,7 +436,8 @@ Test(worker_daemon, maxtasksperchild_replaces_the_process_after_n_tasks) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, sigterm_says_bye_stops_processes_and_exits_zero) {
+Test(worker_daemon, sigterm_says_bye_stops_processes_and_exits_zero)
+{
     s_start_ready("2", NULL);
     uint64_t worker_pid = s_hostpid(50);
     cr_assert_eq(kill((pid_t)worker_pid, 0), 0);
@@ -432,7 +454,8 @@ Test(worker_daemon, sigterm_says_bye_stops_processes_and_exits_zero) {
     dpool_msg_reset(&msg);
 }
 
-Test(worker_daemon, output_larger_than_a_pipe_arrives_whole_and_first) {
+Test(worker_daemon, output_larger_than_a_pipe_arrives_whole_and_first)
+{
     s_start_ready("2", NULL);
     // ["0123456789abcdef", 20000]: 320 000 bytes, five times a pipe's capacity.
     const char args[] = "\x92\xb0"
@@ -468,7 +491,8 @@ Test(worker_daemon, output_larger_than_a_pipe_arrives_whole_and_first) {
 
 // Runs dpool-worker with argv, returns its exit status and its stderr in err.
 static int
-s_run_cli(const char *const *argv, char *err, size_t err_size) {
+s_run_cli(const char *const *argv, char *err, size_t err_size)
+{
     int pipe_fds[2];
     cr_assert_eq(pipe(pipe_fds), 0);
     s_pid = fork();
@@ -492,7 +516,8 @@ s_run_cli(const char *const *argv, char *err, size_t err_size) {
     return status;
 }
 
-Test(worker_daemon, bad_flags_and_modules_fail_with_one_line_on_stderr) {
+Test(worker_daemon, bad_flags_and_modules_fail_with_one_line_on_stderr)
+{
     char err[1024];
     const char *const bad_count[] = {WORKER_BIN, "--processes", "0", NULL};
     int status = s_run_cli(bad_count, err, sizeof err);

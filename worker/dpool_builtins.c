@@ -19,13 +19,15 @@
 #include <unistd.h>
 
 static int
-s_noop(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_noop(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)task, (void)args, (void)result;
     return DPOOL_OK;
 }
 
 static int
-s_echo(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_echo(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     if (args->via.array.size != 1)
         return dpool_task_fail(task, "echo takes exactly one argument (%u given)",
                                (unsigned)args->via.array.size);
@@ -34,19 +36,22 @@ s_echo(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
 }
 
 static bool
-s_is_int(const msgpack_object *obj) {
+s_is_int(const msgpack_object *obj)
+{
     return obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
            obj->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
 }
 
 static bool
-s_is_number(const msgpack_object *obj) {
+s_is_number(const msgpack_object *obj)
+{
     return s_is_int(obj) || obj->type == MSGPACK_OBJECT_FLOAT32 ||
            obj->type == MSGPACK_OBJECT_FLOAT64;
 }
 
 static double
-s_as_double(const msgpack_object *obj) {
+s_as_double(const msgpack_object *obj)
+{
     if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         return (double)obj->via.u64;
     if (obj->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
@@ -59,7 +64,8 @@ s_as_double(const msgpack_object *obj) {
 // range-checked.
 static int
 s_add_ints(dpool_task_t *task, const msgpack_object *a, const msgpack_object *b,
-           msgpack_packer *result) {
+           msgpack_packer *result)
+{
     __int128 x = a->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (__int128)a->via.u64 : a->via.i64;
     __int128 y = b->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (__int128)b->via.u64 : b->via.i64;
     __int128 sum = x + y;
@@ -70,7 +76,8 @@ s_add_ints(dpool_task_t *task, const msgpack_object *a, const msgpack_object *b,
 }
 
 static int
-s_add(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_add(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     if (args->via.array.size != 2)
         return dpool_task_fail(task, "add takes exactly two arguments (%u given)",
                                (unsigned)args->via.array.size);
@@ -85,7 +92,8 @@ s_add(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
 }
 
 static int
-s_sleep(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_sleep(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     if (args->via.array.size != 1 || !s_is_number(&args->via.array.ptr[0]))
         return dpool_task_fail(task, "sleep takes one number of seconds");
     double seconds = s_as_double(&args->via.array.ptr[0]);
@@ -102,7 +110,8 @@ s_sleep(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) 
 // Writes a float the way Python's repr() does: the shortest text that reads back
 // as the same double, with ".0" when it would otherwise look like an integer.
 static void
-s_render_double(FILE *out, double value) {
+s_render_double(FILE *out, double value)
+{
     char text[40];
     if (isnan(value) || isinf(value)) {
         fputs(isnan(value) ? "nan" : value > 0 ? "inf" : "-inf", out);
@@ -121,7 +130,8 @@ s_render_double(FILE *out, double value) {
 static void s_render(FILE *out, const msgpack_object *obj, bool quoted);
 
 static void
-s_render_container(FILE *out, const msgpack_object *obj) {
+s_render_container(FILE *out, const msgpack_object *obj)
+{
     bool map = obj->type == MSGPACK_OBJECT_MAP;
     uint32_t size = map ? obj->via.map.size : obj->via.array.size;
     fputc(map ? '{' : '[', out);
@@ -140,7 +150,8 @@ s_render_container(FILE *out, const msgpack_object *obj) {
 
 // Python's str() of the value (repr() inside containers, where strings get quotes).
 static void
-s_render(FILE *out, const msgpack_object *obj, bool quoted) {
+s_render(FILE *out, const msgpack_object *obj, bool quoted)
+{
     switch (obj->type) {
     case MSGPACK_OBJECT_NIL:
         fputs("None", out);
@@ -176,7 +187,8 @@ s_render(FILE *out, const msgpack_object *obj, bool quoted) {
 
 // An owned string with str(obj), or NULL when memory runs out.
 static char *
-s_str(const msgpack_object *obj) {
+s_str(const msgpack_object *obj)
+{
     char *text = NULL;
     size_t size = 0;
     FILE *out = open_memstream(&text, &size);
@@ -191,7 +203,8 @@ s_str(const msgpack_object *obj) {
 }
 
 static int
-s_fail(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_fail(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)result;
     if (args->via.array.size != 1)
         return dpool_task_fail(task, "fail takes exactly one argument (%u given)",
@@ -205,7 +218,8 @@ s_fail(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
 }
 
 static int
-s_crash(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_crash(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)task, (void)args, (void)result;
     fflush(stdout);
     fflush(stderr);
@@ -218,14 +232,16 @@ s_crash(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) 
 }
 
 static void
-s_pack_string(msgpack_packer *pk, const char *text) {
+s_pack_string(msgpack_packer *pk, const char *text)
+{
     size_t length = strlen(text);
     msgpack_pack_str(pk, length);
     msgpack_pack_str_body(pk, text, length);
 }
 
 static int
-s_hostpid(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_hostpid(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)args;
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) != 0)
@@ -240,7 +256,8 @@ s_hostpid(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result
 
 // The seed program's worker(msg): two lines around a random sleep of up to 2 s.
 static int
-s_demo_worker(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_demo_worker(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     (void)result;
     if (args->via.array.size != 1)
         return dpool_task_fail(task, "demo.worker takes exactly one argument (%u given)",
@@ -262,7 +279,8 @@ s_demo_worker(dpool_task_t *task, const msgpack_object *args, msgpack_packer *re
 }
 
 int
-dpool_builtins_register(dpool_functions_t *functions) {
+dpool_builtins_register(dpool_functions_t *functions)
+{
     static const struct {
         const char *name;
         dpool_task_fn_t *fn;

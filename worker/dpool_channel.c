@@ -25,7 +25,8 @@ struct dpool_channel_t {
 };
 
 dpool_channel_t *
-dpool_channel_new(int fd) {
+dpool_channel_new(int fd)
+{
     dpool_channel_t *self = calloc(1, sizeof *self);
     if (!self) {
         close(fd);
@@ -36,7 +37,8 @@ dpool_channel_new(int fd) {
 }
 
 void
-dpool_channel_destroy(dpool_channel_t **self_p) {
+dpool_channel_destroy(dpool_channel_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_channel_t *self = *self_p;
@@ -48,13 +50,15 @@ dpool_channel_destroy(dpool_channel_t **self_p) {
 }
 
 int
-dpool_channel_fd(const dpool_channel_t *self) {
+dpool_channel_fd(const dpool_channel_t *self)
+{
     return self->fd;
 }
 
 // Writes every byte of the iovecs, riding out partial writes and signals.
 static int
-s_write_all(int fd, struct iovec *iov, int count) {
+s_write_all(int fd, struct iovec *iov, int count)
+{
     while (count > 0) {
         struct msghdr hdr = {.msg_iov = iov, .msg_iovlen = (size_t)count};
         // MSG_NOSIGNAL: a process that died must cost an error, not the daemon's life.
@@ -83,7 +87,8 @@ s_write_all(int fd, struct iovec *iov, int count) {
 
 int
 dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t head_size,
-                   const void *tail, size_t tail_size) {
+                   const void *tail, size_t tail_size)
+{
     if (head_size + tail_size > DPOOL_CHANNEL_FRAME_MAX)
         return DPOOL_ERR_INVALID;
     uint32_t length = (uint32_t)(head_size + tail_size);
@@ -97,7 +102,8 @@ dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t
 
 // Drops taken frames and makes room for at least want more bytes.
 static int
-s_make_room(dpool_channel_t *self, size_t want) {
+s_make_room(dpool_channel_t *self, size_t want)
+{
     if (self->taken) {
         memmove(self->data, self->data + self->taken, self->size - self->taken);
         self->size -= self->taken;
@@ -119,7 +125,8 @@ s_make_room(dpool_channel_t *self, size_t want) {
 // One read of up to want bytes (or more, if there is room). Returns bytes read,
 // 0 when none were available (non-blocking), or DPOOL_ERR_IO at end of file.
 static int
-s_read(dpool_channel_t *self, size_t want, bool block) {
+s_read(dpool_channel_t *self, size_t want, bool block)
+{
     if (s_make_room(self, want < 65536 ? 65536 : want) != DPOOL_OK)
         return DPOOL_ERR_NOMEM;
     for (;;) {
@@ -138,14 +145,16 @@ s_read(dpool_channel_t *self, size_t want, bool block) {
 }
 
 int
-dpool_channel_fill(dpool_channel_t *self) {
+dpool_channel_fill(dpool_channel_t *self)
+{
     int rc = s_read(self, 1, false);
     return rc < 0 ? rc : DPOOL_OK;
 }
 
 int
 dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8_t **body,
-                   size_t *size) {
+                   size_t *size)
+{
     for (;;) {
         size_t held = self->size - self->taken;
         uint8_t *start = self->data + self->taken;
@@ -173,14 +182,16 @@ dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8
 
 int
 dpool_channel_send_task(dpool_channel_t *self, const char *function, const void *args,
-                        size_t args_size) {
+                        size_t args_size)
+{
     return dpool_channel_send(self, DPOOL_CHANNEL_TASK, function, strlen(function) + 1, args,
                               args_size);
 }
 
 bool
 dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function,
-                         const uint8_t **args, size_t *args_size) {
+                         const uint8_t **args, size_t *args_size)
+{
     const uint8_t *end = memchr(body, '\0', size);
     if (!end || end == body)
         return false;
@@ -192,7 +203,8 @@ dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function
 
 int
 dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, const void *result,
-                          size_t result_size) {
+                          size_t result_size)
+{
     size_t message_size = message ? strlen(message) : 0;
     if (message_size > DPOOL_CHANNEL_FRAME_MAX)
         message_size = DPOOL_CHANNEL_FRAME_MAX; // the frame check then refuses it
@@ -214,7 +226,8 @@ dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, 
 
 bool
 dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, char **message_p,
-                           const uint8_t **result, size_t *result_size) {
+                           const uint8_t **result, size_t *result_size)
+{
     int32_t code32;
     uint32_t message_size;
     *message_p = NULL;

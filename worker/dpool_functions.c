@@ -6,6 +6,7 @@
     function packed exactly one value, and turns every failure into a code plus a
     message, because a result with no explanation is what users cannot debug. */
 #include "dpool_functions.h"
+#include "dpool_msgpack_check.h"
 
 #include "dpool_proto.h"
 
@@ -19,7 +20,8 @@
 // zsys_sprintf: this file runs in forked worker processes, which stay clear of
 // anything that might touch the daemon's ZeroMQ state.
 static char *
-s_vformat(const char *fmt, va_list args) {
+s_vformat(const char *fmt, va_list args)
+{
     va_list again;
     va_copy(again, args);
     int length = vsnprintf(NULL, 0, fmt, args);
@@ -33,7 +35,8 @@ s_vformat(const char *fmt, va_list args) {
 static char *s_format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static char *
-s_format(const char *fmt, ...) {
+s_format(const char *fmt, ...)
+{
     va_list args;
     va_start(args, fmt);
     char *text = s_vformat(fmt, args);
@@ -60,12 +63,14 @@ struct dpool_task_t {
 };
 
 dpool_functions_t *
-dpool_functions_new(void) {
+dpool_functions_new(void)
+{
     return calloc(1, sizeof(dpool_functions_t));
 }
 
 void
-dpool_functions_destroy(dpool_functions_t **self_p) {
+dpool_functions_destroy(dpool_functions_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_functions_t *self = *self_p;
@@ -80,7 +85,8 @@ dpool_functions_destroy(dpool_functions_t **self_p) {
 }
 
 int
-dpool_functions_add(dpool_functions_t *functions, const char *name, dpool_task_fn_t *fn) {
+dpool_functions_add(dpool_functions_t *functions, const char *name, dpool_task_fn_t *fn)
+{
     if (!functions || !name || !fn)
         return DPOOL_ERR_INVALID;
     size_t length = strlen(name);
@@ -103,7 +109,8 @@ dpool_functions_add(dpool_functions_t *functions, const char *name, dpool_task_f
 }
 
 dpool_task_fn_t *
-dpool_functions_lookup(const dpool_functions_t *self, const char *name) {
+dpool_functions_lookup(const dpool_functions_t *self, const char *name)
+{
     for (size_t i = 0; self && name && i < self->size; i++)
         if (strcmp(self->entries[i].name, name) == 0)
             return self->entries[i].fn;
@@ -111,25 +118,29 @@ dpool_functions_lookup(const dpool_functions_t *self, const char *name) {
 }
 
 size_t
-dpool_functions_size(const dpool_functions_t *self) {
+dpool_functions_size(const dpool_functions_t *self)
+{
     return self ? self->size : 0;
 }
 
 const char *
-dpool_functions_name(const dpool_functions_t *self, size_t index) {
+dpool_functions_name(const dpool_functions_t *self, size_t index)
+{
     return self && index < self->size ? self->entries[index].name : NULL;
 }
 
 // Frees the names registered from index size on: what a failed module left behind
 // must not outlive its dlclose.
 static void
-s_truncate(dpool_functions_t *self, size_t size) {
+s_truncate(dpool_functions_t *self, size_t size)
+{
     while (self->size > size)
         free(self->entries[--self->size].name);
 }
 
 int
-dpool_functions_load(dpool_functions_t *self, const char *path, char *error, size_t error_size) {
+dpool_functions_load(dpool_functions_t *self, const char *path, char *error, size_t error_size)
+{
     // dlopen searches the library path for a name without a slash; a user who
     // types --module example.so means the file in the current directory.
     char *file = strchr(path, '/') ? strdup(path) : s_format("./%s", path);
@@ -168,7 +179,8 @@ dpool_functions_load(dpool_functions_t *self, const char *path, char *error, siz
 }
 
 int
-dpool_task_fail(dpool_task_t *task, const char *fmt, ...) {
+dpool_task_fail(dpool_task_t *task, const char *fmt, ...)
+{
     if (!task || !fmt)
         return DPOOL_ERR_TASK_FAILED;
     va_list args;
@@ -183,13 +195,15 @@ dpool_task_fail(dpool_task_t *task, const char *fmt, ...) {
 }
 
 const char *
-dpool_task_function(const dpool_task_t *task) {
+dpool_task_function(const dpool_task_t *task)
+{
     return task ? task->function : NULL;
 }
 
 // True when bytes hold exactly one complete msgpack value, the contract of a result.
 static bool
-s_is_one_value(const char *bytes, size_t size) {
+s_is_one_value(const char *bytes, size_t size)
+{
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
     size_t offset = 0;
@@ -199,14 +213,16 @@ s_is_one_value(const char *bytes, size_t size) {
 }
 
 static int
-s_fail(char **message_p, int code, char *message) {
+s_fail(char **message_p, int code, char *message)
+{
     *message_p = message ? message : strdup(dpool_strerror(code));
     return code;
 }
 
 static int
 s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgpack_sbuffer *result,
-         char **message_p) {
+         char **message_p)
+{
     dpool_task_t task = {name, NULL};
     msgpack_packer packer;
     msgpack_packer_init(&packer, result, msgpack_sbuffer_write);
@@ -231,7 +247,8 @@ s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgp
 
 int
 dpool_functions_call(const dpool_functions_t *self, const char *name, const void *args,
-                     size_t args_size, msgpack_sbuffer *result, char **message_p) {
+                     size_t args_size, msgpack_sbuffer *result, char **message_p)
+{
     *message_p = NULL;
     dpool_task_fn_t *fn = dpool_functions_lookup(self, name);
     if (!fn)
@@ -240,7 +257,11 @@ dpool_functions_call(const dpool_functions_t *self, const char *name, const void
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
     size_t offset = 0;
-    msgpack_unpack_return unpacked_rc = msgpack_unpack_next(&unpacked, args, args_size, &offset);
+    // Arguments come from any client: sizes are checked before msgpack-c allocates.
+    msgpack_unpack_return unpacked_rc =
+        dpool_codec_sizes_fit(args, args_size)
+            ? msgpack_unpack_next(&unpacked, args, args_size, &offset)
+            : MSGPACK_UNPACK_PARSE_ERROR;
     int rc;
     if (unpacked_rc != MSGPACK_UNPACK_SUCCESS || offset != args_size)
         rc = s_fail(message_p, DPOOL_ERR_TASK_FAILED,

@@ -34,7 +34,8 @@ struct dpool_proc_t {
 };
 
 static void
-s_close(int *fd) {
+s_close(int *fd)
+{
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
@@ -43,7 +44,8 @@ s_close(int *fd) {
 // Runs in the child right after fork; never returns.
 static void
 s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn *main_fn,
-        void *arg) {
+        void *arg)
+{
     // A process outliving its daemon would hold a slot nobody supervises.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
@@ -74,7 +76,8 @@ s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn
 // Makes sure fds 0..2 are open, so no pipe made here lands on one of them and is
 // overwritten by the child's dup2 onto its standard streams.
 static void
-s_hold_std_fds(void) {
+s_hold_std_fds(void)
+{
     int fd = open("/dev/null", O_RDWR);
     while (fd >= 0 && fd <= STDERR_FILENO)
         fd = open("/dev/null", O_RDWR);
@@ -83,7 +86,8 @@ s_hold_std_fds(void) {
 }
 
 dpool_proc_t *
-dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg) {
+dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg)
+{
     s_hold_std_fds();
     int out[2] = {-1, -1}, err[2] = {-1, -1}, chan[2] = {-1, -1};
     dpool_proc_t *self = calloc(1, sizeof *self);
@@ -124,7 +128,8 @@ fail:
 }
 
 void
-dpool_proc_destroy(dpool_proc_t **self_p) {
+dpool_proc_destroy(dpool_proc_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_proc_t *self = *self_p;
@@ -138,22 +143,26 @@ dpool_proc_destroy(dpool_proc_t **self_p) {
 }
 
 pid_t
-dpool_proc_pid(const dpool_proc_t *self) {
+dpool_proc_pid(const dpool_proc_t *self)
+{
     return self->pid;
 }
 
 dpool_channel_t *
-dpool_proc_channel(dpool_proc_t *self) {
+dpool_proc_channel(dpool_proc_t *self)
+{
     return self->channel;
 }
 
 int
-dpool_proc_output_fd(const dpool_proc_t *self, int stream) {
+dpool_proc_output_fd(const dpool_proc_t *self, int stream)
+{
     return self->output_fds[stream == DPOOL_STREAM_STDERR];
 }
 
 ssize_t
-dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size) {
+dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size)
+{
     int *fd = &self->output_fds[stream == DPOOL_STREAM_STDERR];
     if (*fd < 0)
         return -1;
@@ -172,7 +181,8 @@ dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size
 
 // The name of the signals a task can plausibly die of; NULL for the rest.
 static const char *
-s_signal_name(int signal_number) {
+s_signal_name(int signal_number)
+{
     static const struct {
         int number;
         const char *name;
@@ -190,7 +200,8 @@ s_signal_name(int signal_number) {
 }
 
 static void
-s_describe(const dpool_proc_t *self, const char *host, char *why, size_t why_size) {
+s_describe(const dpool_proc_t *self, const char *host, char *why, size_t why_size)
+{
     int status = self->status;
     if (WIFSIGNALED(status)) {
         const char *name = s_signal_name(WTERMSIG(status));
@@ -203,7 +214,8 @@ s_describe(const dpool_proc_t *self, const char *host, char *why, size_t why_siz
 }
 
 int
-dpool_proc_reap(dpool_proc_t *self, const char *host, char *why, size_t why_size) {
+dpool_proc_reap(dpool_proc_t *self, const char *host, char *why, size_t why_size)
+{
     if (!self->reaped) {
         // Harmless on a process that already died: its status stays the one it
         // died with. It matters for one that only closed its channel.

@@ -19,7 +19,8 @@
 // Runs one TASK frame's body: the function name, a NUL, then the argument bytes.
 static int
 s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, const uint8_t *body,
-      size_t size) {
+      size_t size)
+{
     msgpack_sbuffer result;
     msgpack_sbuffer_init(&result);
     char *message = NULL;
@@ -43,7 +44,8 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, const uint8
 }
 
 void
-dpool_runner_main(void *arg, int channel_fd) {
+dpool_runner_main(void *arg, int channel_fd)
+{
     const dpool_runner_config_t *config = arg;
     // Every process draws its own random() sequence (demo.worker's sleeps).
     srandom((unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)dpool_clock_us());

@@ -19,7 +19,8 @@ struct dpool_uplink_t {
 };
 
 dpool_uplink_t *
-dpool_uplink_new(const char *endpoint) {
+dpool_uplink_new(const char *endpoint)
+{
     dpool_uplink_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
@@ -47,7 +48,8 @@ fail:
 }
 
 void
-dpool_uplink_destroy(dpool_uplink_t **self_p) {
+dpool_uplink_destroy(dpool_uplink_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     zsock_destroy(&(*self_p)->sock);
@@ -56,17 +58,20 @@ dpool_uplink_destroy(dpool_uplink_t **self_p) {
 }
 
 const char *
-dpool_uplink_id(const dpool_uplink_t *self) {
+dpool_uplink_id(const dpool_uplink_t *self)
+{
     return self->id;
 }
 
 void *
-dpool_uplink_handle(dpool_uplink_t *self) {
+dpool_uplink_handle(dpool_uplink_t *self)
+{
     return zsock_resolve(self->sock);
 }
 
 int
-dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg) {
+dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg)
+{
     int rc = dpool_proto_send(self->sock, msg, NULL);
     zframe_destroy(&msg->payload); // left with us when the message broke its schema
     if (rc != DPOOL_OK)
@@ -76,7 +81,8 @@ dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg) {
 }
 
 bool
-dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg) {
+dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
+{
     while (zsock_events(self->sock) & ZMQ_POLLIN) {
         zmsg_t *zmsg = zmsg_recv(self->sock);
         if (!zmsg)

@@ -84,7 +84,8 @@ struct dpool_worker_t {
 
 // How many credits the broker should get now, counted as given.
 static unsigned
-s_take_credits(dpool_worker_t *self) {
+s_take_credits(dpool_worker_t *self)
+{
     if (self->idle <= self->granted)
         return 0;
     unsigned credits = self->idle - self->granted;
@@ -93,7 +94,8 @@ s_take_credits(dpool_worker_t *self) {
 }
 
 static void
-s_send_hello(dpool_worker_t *self) {
+s_send_hello(dpool_worker_t *self)
+{
     size_t count = dpool_functions_size(self->functions);
     const char **names = calloc(count ? count : 1, sizeof *names);
     if (!names)
@@ -115,7 +117,8 @@ s_send_hello(dpool_worker_t *self) {
 
 static void
 s_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
-              zframe_t **payload_p, unsigned credits) {
+              zframe_t **payload_p, unsigned credits)
+{
     dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_RESULT,
                        .task_id = task_id,
                        .code = code,
@@ -128,7 +131,8 @@ s_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *mess
 }
 
 static void
-s_forward_output(dpool_worker_t *self, s_slot_t *slot, int stream, size_t size) {
+s_forward_output(dpool_worker_t *self, s_slot_t *slot, int stream, size_t size)
+{
     if (slot->state != S_BUSY) {
         DPOOL_LOG_DEBUG("dropped %zu bytes of output from idle worker process %d", size,
                         (int)dpool_proc_pid(slot->proc));
@@ -144,7 +148,8 @@ s_forward_output(dpool_worker_t *self, s_slot_t *slot, int stream, size_t size) 
 
 // Reads stream once (on poll readiness) or, with drain, until it is empty.
 static void
-s_read_output(dpool_worker_t *self, s_slot_t *slot, int stream, bool drain) {
+s_read_output(dpool_worker_t *self, s_slot_t *slot, int stream, bool drain)
+{
     for (;;) {
         ssize_t got = dpool_proc_read_output(slot->proc, stream, self->buffer, S_OUTPUT_CHUNK);
         if (got <= 0)
@@ -156,13 +161,15 @@ s_read_output(dpool_worker_t *self, s_slot_t *slot, int stream, bool drain) {
 }
 
 static void
-s_drain_output(dpool_worker_t *self, s_slot_t *slot) {
+s_drain_output(dpool_worker_t *self, s_slot_t *slot)
+{
     s_read_output(self, slot, DPOOL_STREAM_STDOUT, true);
     s_read_output(self, slot, DPOOL_STREAM_STDERR, true);
 }
 
 static void
-s_spawn(dpool_worker_t *self, s_slot_t *slot) {
+s_spawn(dpool_worker_t *self, s_slot_t *slot)
+{
     int64_t now = dpool_clock_ms();
     slot->proc = dpool_proc_spawn(dpool_runner_main, &self->runner);
     if (!slot->proc) {
@@ -177,7 +184,8 @@ s_spawn(dpool_worker_t *self, s_slot_t *slot) {
 // Empties slot after its process ended (crash, exit, KILL) and schedules the
 // replacement. restart_now skips the back-off: a KILL is no sign of a sick module.
 static void
-s_bury(dpool_worker_t *self, s_slot_t *slot, bool restart_now) {
+s_bury(dpool_worker_t *self, s_slot_t *slot, bool restart_now)
+{
     int64_t now = dpool_clock_ms();
     if (slot->state == S_IDLE)
         self->idle--;
@@ -195,7 +203,8 @@ s_bury(dpool_worker_t *self, s_slot_t *slot, bool restart_now) {
 // The process in slot died or broke its channel: its running task, if any, is
 // lost, and the result says how.
 static void
-s_on_death(dpool_worker_t *self, s_slot_t *slot) {
+s_on_death(dpool_worker_t *self, s_slot_t *slot)
+{
     char why[512];
     s_drain_output(self, slot);
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
@@ -209,7 +218,8 @@ s_on_death(dpool_worker_t *self, s_slot_t *slot) {
 }
 
 static void
-s_pending_destroy(s_pending_t **task_p) {
+s_pending_destroy(s_pending_t **task_p)
+{
     if (!*task_p)
         return;
     free((*task_p)->function);
@@ -224,7 +234,8 @@ static void s_on_idle(dpool_worker_t *self, s_slot_t *slot);
 // a NUL, and the argument bytes exactly as they came from the broker.
 static void
 s_start(dpool_worker_t *self, s_slot_t *slot, uint64_t task_id, const char *function,
-        zframe_t *args) {
+        zframe_t *args)
+{
     slot->state = S_BUSY;
     slot->task_id = task_id;
     int rc = dpool_channel_send_task(dpool_proc_channel(slot->proc), function, zframe_data(args),
@@ -240,7 +251,8 @@ s_start(dpool_worker_t *self, s_slot_t *slot, uint64_t task_id, const char *func
 
 // The process in slot is free: it takes the oldest pending task, or counts as idle.
 static void
-s_on_idle(dpool_worker_t *self, s_slot_t *slot) {
+s_on_idle(dpool_worker_t *self, s_slot_t *slot)
+{
     s_pending_t *task = zlist_pop(self->pending);
     if (!task) {
         slot->state = S_IDLE;
@@ -252,7 +264,8 @@ s_on_idle(dpool_worker_t *self, s_slot_t *slot) {
 }
 
 static void
-s_on_result(dpool_worker_t *self, s_slot_t *slot, const uint8_t *body, size_t size) {
+s_on_result(dpool_worker_t *self, s_slot_t *slot, const uint8_t *body, size_t size)
+{
     int code;
     char *message = NULL;
     const uint8_t *result;
@@ -276,7 +289,8 @@ s_on_result(dpool_worker_t *self, s_slot_t *slot, const uint8_t *body, size_t si
 }
 
 static void
-s_on_channel(dpool_worker_t *self, s_slot_t *slot) {
+s_on_channel(dpool_worker_t *self, s_slot_t *slot)
+{
     dpool_channel_t *channel = dpool_proc_channel(slot->proc);
     int fill = dpool_channel_fill(channel);
     // Frames that arrived before an end of file still count: a process that retires
@@ -303,7 +317,8 @@ s_on_channel(dpool_worker_t *self, s_slot_t *slot) {
 }
 
 static s_slot_t *
-s_find_slot(dpool_worker_t *self, s_state_t state, uint64_t task_id) {
+s_find_slot(dpool_worker_t *self, s_state_t state, uint64_t task_id)
+{
     for (unsigned i = 0; i < self->processes; i++) {
         s_slot_t *slot = &self->slots[i];
         if (slot->state == state && (state != S_BUSY || slot->task_id == task_id))
@@ -313,7 +328,8 @@ s_find_slot(dpool_worker_t *self, s_state_t state, uint64_t task_id) {
 }
 
 static void
-s_on_task(dpool_worker_t *self, dpool_msg_t *msg) {
+s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
+{
     if (self->granted == 0)
         DPOOL_LOG_WARN("task %" PRIu64 " arrived without a credit", msg->task_id);
     else
@@ -343,7 +359,8 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg) {
 }
 
 static void
-s_on_kill(dpool_worker_t *self, dpool_msg_t *msg) {
+s_on_kill(dpool_worker_t *self, dpool_msg_t *msg)
+{
     s_slot_t *slot = s_find_slot(self, S_BUSY, msg->task_id);
     if (slot) {
         char why[512];
@@ -362,7 +379,8 @@ s_on_kill(dpool_worker_t *self, dpool_msg_t *msg) {
 }
 
 static void
-s_on_error(dpool_worker_t *self, dpool_msg_t *msg) {
+s_on_error(dpool_worker_t *self, dpool_msg_t *msg)
+{
     DPOOL_LOG_WARN("broker reports error %d: %s", msg->code, msg->text ? msg->text : "");
     // A broker that restarted does not know this daemon and says so; hello again,
     // but not more than once a second in case our hello is what it refuses.
@@ -374,7 +392,8 @@ s_on_error(dpool_worker_t *self, dpool_msg_t *msg) {
 typedef void(s_handler_fn)(dpool_worker_t *self, dpool_msg_t *msg);
 
 static void
-s_on_broker(dpool_worker_t *self) {
+s_on_broker(dpool_worker_t *self)
+{
     static const struct {
         dpool_cmd_t command;
         s_handler_fn *handler;
@@ -401,7 +420,8 @@ s_on_broker(dpool_worker_t *self) {
 }
 
 static void
-s_on_timers(dpool_worker_t *self) {
+s_on_timers(dpool_worker_t *self)
+{
     int64_t now = dpool_clock_ms();
     if (now >= self->heartbeat_at) {
         dpool_msg_t msg = {.command = DPOOL_CMD_HEARTBEAT};
@@ -420,7 +440,8 @@ s_on_timers(dpool_worker_t *self) {
 
 // Milliseconds until the next timer is due, for zmq_poll.
 static long
-s_poll_timeout(dpool_worker_t *self) {
+s_poll_timeout(dpool_worker_t *self)
+{
     int64_t next = self->heartbeat_at;
     for (unsigned i = 0; i < self->processes; i++)
         if (self->slots[i].state == S_EMPTY && self->slots[i].spawn_at < next)
@@ -438,7 +459,8 @@ typedef struct {
 } s_item_ref_t;
 
 static size_t
-s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs) {
+s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs)
+{
     size_t n = 0;
     items[n] = (zmq_pollitem_t){.socket = dpool_uplink_handle(self->uplink), .events = ZMQ_POLLIN};
     refs[n++] = (s_item_ref_t){NULL, NULL, 0};
@@ -463,7 +485,8 @@ s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs) {
 }
 
 static void
-s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size_t n) {
+s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size_t n)
+{
     for (size_t i = 1; i < n; i++) {
         s_slot_t *slot = refs[i].slot;
         // An earlier item may have buried this process; nothing is spawned until
@@ -480,7 +503,8 @@ s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size
 }
 
 static int
-s_connect(dpool_worker_t *self) {
+s_connect(dpool_worker_t *self)
+{
     self->uplink = dpool_uplink_new(self->endpoint);
     if (!self->uplink)
         return DPOOL_ERR_IO;
@@ -491,7 +515,8 @@ s_connect(dpool_worker_t *self) {
 }
 
 static void
-s_stop_processes(dpool_worker_t *self) {
+s_stop_processes(dpool_worker_t *self)
+{
     for (unsigned i = 0; i < self->processes; i++) {
         dpool_proc_destroy(&self->slots[i].proc);
         self->slots[i].state = S_EMPTY;
@@ -500,7 +525,8 @@ s_stop_processes(dpool_worker_t *self) {
 }
 
 int
-dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop) {
+dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
+{
     for (unsigned i = 0; i < self->processes; i++)
         s_spawn(self, &self->slots[i]); // before the ZeroMQ context exists
     size_t max_items = 1 + 3 * (size_t)self->processes;
@@ -534,7 +560,8 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop) {
 }
 
 dpool_worker_t *
-dpool_worker_new(const dpool_worker_config_t *config, char *error, size_t error_size) {
+dpool_worker_new(const dpool_worker_config_t *config, char *error, size_t error_size)
+{
     if (!config->endpoint || config->processes < 1 ||
         config->processes > DPOOL_WORKER_PROCESSES_MAX) {
         snprintf(error, error_size, "invalid worker configuration");
@@ -568,7 +595,8 @@ fail:
 }
 
 void
-dpool_worker_destroy(dpool_worker_t **self_p) {
+dpool_worker_destroy(dpool_worker_t **self_p)
+{
     if (!self_p || !*self_p)
         return;
     dpool_worker_t *self = *self_p;

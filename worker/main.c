@@ -17,13 +17,15 @@
 static volatile sig_atomic_t s_stop = 0;
 
 static void
-s_on_signal(int signal_number) {
+s_on_signal(int signal_number)
+{
     (void)signal_number;
     s_stop = 1;
 }
 
 static void
-s_usage(FILE *out) {
+s_usage(FILE *out)
+{
     fprintf(out,
             "usage: dpool-worker [--broker EP] [--processes N] [--module FILE.so]...\n"
             "                    [--maxtasksperchild N] [--log-level L] [--help] [--version]\n"
@@ -40,7 +42,8 @@ s_usage(FILE *out) {
 
 // Parses a whole number in [min, max]; false for anything else.
 static bool
-s_parse_count(const char *text, unsigned long min, unsigned long max, unsigned *value) {
+s_parse_count(const char *text, unsigned long min, unsigned long max, unsigned *value)
+{
     char *end = NULL;
     errno = 0;
     if (!text || !*text || *text == '-' || *text == '+')
@@ -53,13 +56,15 @@ s_parse_count(const char *text, unsigned long min, unsigned long max, unsigned *
 }
 
 static int
-s_fail(const char *message) {
+s_fail(const char *message)
+{
     fprintf(stderr, "dpool-worker: %s\n", message);
     return EXIT_FAILURE;
 }
 
 static unsigned
-s_cpu_count(void) {
+s_cpu_count(void)
+{
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1)
         return 1;
@@ -67,7 +72,8 @@ s_cpu_count(void) {
 }
 
 int
-main(int argc, char *argv[]) {
+main(int argc, char *argv[])
+{
     static const struct option options[] = {
         {"broker", required_argument, NULL, 'b'},
         {"processes", required_argument, NULL, 'p'},

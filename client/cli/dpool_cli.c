@@ -24,7 +24,8 @@ static const s_command_t s_commands[] = {
 };
 
 void
-dpool_cli_error(const char *command, const char *fmt, ...) {
+dpool_cli_error(const char *command, const char *fmt, ...)
+{
     if (command)
         fprintf(stderr, "dpool: %s: ", command);
     else
@@ -37,7 +38,8 @@ dpool_cli_error(const char *command, const char *fmt, ...) {
 }
 
 int
-dpool_cli_bad_option(const char *command, char **argv, int option) {
+dpool_cli_bad_option(const char *command, char **argv, int option)
+{
     const char *text = optind > 0 ? argv[optind - 1] : "?";
     const char *what = option == ':' ? "option needs a value" : "unknown option";
     if (command)
@@ -48,13 +50,15 @@ dpool_cli_bad_option(const char *command, char **argv, int option) {
 }
 
 void
-dpool_cli_version(void) {
+dpool_cli_version(void)
+{
     printf("dpool %s\n", DPOOL_VERSION);
 }
 
 bool
 dpool_cli_parse_double(const char *command, const char *option, const char *text, double min,
-                       double *out) {
+                       double *out)
+{
     char *end = NULL;
     errno = 0;
     double value = strtod(text, &end);
@@ -67,7 +71,8 @@ dpool_cli_parse_double(const char *command, const char *option, const char *text
 }
 
 bool
-dpool_cli_parse_int(const char *command, const char *option, const char *text, int min, int *out) {
+dpool_cli_parse_int(const char *command, const char *option, const char *text, int min, int *out)
+{
     char *end = NULL;
     errno = 0;
     long value = strtol(text, &end, 10);
@@ -81,7 +86,8 @@ dpool_cli_parse_int(const char *command, const char *option, const char *text, i
 }
 
 static void
-s_usage(FILE *out) {
+s_usage(FILE *out)
+{
     fprintf(out, "usage: dpool [--help] [--version] COMMAND [OPTIONS] [ARGS]\n\n"
                  "Client of a dpool cluster (broker: --broker, else $DPOOL_BROKER, else "
                  "tcp://127.0.0.1:5555).\n\ncommands:\n");
@@ -91,7 +97,8 @@ s_usage(FILE *out) {
 }
 
 int
-main(int argc, char **argv) {
+main(int argc, char **argv)
+{
     // CZMQ would otherwise swallow Ctrl-C while a command waits on the broker.
     zsys_handler_set(NULL);
     static const struct option options[] = {

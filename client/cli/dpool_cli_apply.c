@@ -19,7 +19,8 @@ typedef struct {
 } s_apply_args_t;
 
 static void
-s_usage(FILE *out) {
+s_usage(FILE *out)
+{
     fprintf(out,
             "usage: dpool apply [--broker EP] [--pool NAME] [--processes N] [--timeout S]\n"
             "                   FUNC [ARG...]\n\n"
@@ -37,7 +38,8 @@ s_usage(FILE *out) {
 
 // Returns -1 to go on, else the exit code to leave with.
 static int
-s_parse(int argc, char **argv, s_apply_args_t *args) {
+s_parse(int argc, char **argv, s_apply_args_t *args)
+{
     static const struct option options[] = {
         {"broker", required_argument, NULL, 'b'},
         {"pool", required_argument, NULL, 'p'},
@@ -84,7 +86,8 @@ s_parse(int argc, char **argv, s_apply_args_t *args) {
 }
 
 static void
-s_report(const dpool_error_t *err) {
+s_report(const dpool_error_t *err)
+{
     if (err->message[0])
         dpool_cli_error("apply", "%s: %s", dpool_strerror(err->code), err->message);
     else
@@ -92,7 +95,8 @@ s_report(const dpool_error_t *err) {
 }
 
 static int
-s_print_result(const dpool_buf_t *value) {
+s_print_result(const dpool_buf_t *value)
+{
     json_t *json = NULL;
     if (dpool_json_from_msgpack(value->data, value->size, &json) != DPOOL_OK) {
         dpool_cli_error("apply", "the result is not one msgpack value");
@@ -110,7 +114,8 @@ s_print_result(const dpool_buf_t *value) {
 }
 
 static int
-s_run(const s_apply_args_t *args, const dpool_buf_t *packed) {
+s_run(const s_apply_args_t *args, const dpool_buf_t *packed)
+{
     dpool_error_t err = {0};
     dpool_t *pool = dpool_new_opts(&args->opts, &err);
     if (!pool)
@@ -129,7 +134,8 @@ s_run(const s_apply_args_t *args, const dpool_buf_t *packed) {
 }
 
 int
-dpool_cli_apply(int argc, char **argv) {
+dpool_cli_apply(int argc, char **argv)
+{
     s_apply_args_t args = {.timeout = -1};
     int code = s_parse(argc, argv, &args);
     if (code >= 0)

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 
 static void
-s_usage(FILE *out) {
+s_usage(FILE *out)
+{
     fprintf(out, "usage: dpool status [--broker EP] [--json] [--timeout S]\n\n"
                  "Shows the cluster: worker hosts with their processes (busy / idle), pools\n"
                  "(cap, queued, running, done, failed) and the functions on offer.\n\n"
@@ -24,19 +25,22 @@ s_usage(FILE *out) {
 }
 
 static json_int_t
-s_int(const json_t *object, const char *key) {
+s_int(const json_t *object, const char *key)
+{
     const json_t *value = json_object_get(object, key);
     return json_is_integer(value) ? json_integer_value(value) : 0;
 }
 
 static const char *
-s_str(const json_t *object, const char *key) {
+s_str(const json_t *object, const char *key)
+{
     const char *text = json_string_value(json_object_get(object, key));
     return text ? text : "?";
 }
 
 static void
-s_print_names(const json_t *names) {
+s_print_names(const json_t *names)
+{
     size_t i;
     json_t *name;
     json_array_foreach(names, i, name)
@@ -45,7 +49,8 @@ s_print_names(const json_t *names) {
 }
 
 static void
-s_print_table(const json_t *status) {
+s_print_table(const json_t *status)
+{
     const json_t *uptime = json_object_get(status, "uptime_s");
     printf("broker %s, up %.1f s, %lld malformed messages dropped\n\n", s_str(status, "version"),
            json_is_number(uptime) ? json_number_value(uptime) : 0.0,
@@ -72,7 +77,8 @@ s_print_table(const json_t *status) {
 // Sends STATUS and waits up to timeout seconds for STATUS_REPLY; on DPOOL_OK *status
 // holds the map as JSON (owned by the caller).
 static int
-s_query(const char *endpoint, double timeout, json_t **status) {
+s_query(const char *endpoint, double timeout, json_t **status)
+{
     zsock_t *dealer = zsock_new(ZMQ_DEALER);
     zpoller_t *poller = NULL;
     int rc = DPOOL_ERR_IO;
@@ -113,7 +119,8 @@ done:
 }
 
 int
-dpool_cli_status(int argc, char **argv) {
+dpool_cli_status(int argc, char **argv)
+{
     static const struct option options[] = {
         {"broker", required_argument, NULL, 'b'},  {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},

@@ -20,7 +20,8 @@
 #include <stdlib.h>
 
 static int
-s_upper(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_upper(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     if (args->via.array.size != 1 || args->via.array.ptr[0].type != MSGPACK_OBJECT_STR)
         return dpool_task_fail(task, "%s takes one string", dpool_task_function(task));
     const msgpack_object_str *text = &args->via.array.ptr[0].via.str;
@@ -38,7 +39,8 @@ s_upper(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) 
 }
 
 static int
-s_sum(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_sum(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     int64_t total = 0;
     double float_total = 0;
     bool any_float = false;
@@ -66,7 +68,8 @@ s_sum(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
 }
 
 static int
-s_print(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) {
+s_print(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
     const msgpack_object *items = args->via.array.ptr;
     if (args->via.array.size != 2 || items[0].type != MSGPACK_OBJECT_STR ||
         items[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || items[1].via.u64 > 100000000)
@@ -79,7 +82,8 @@ s_print(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result) 
 }
 
 int
-dpool_module_init(dpool_functions_t *functions) {
+dpool_module_init(dpool_functions_t *functions)
+{
     int rc = dpool_functions_add(functions, "example.upper", s_upper);
     if (rc == DPOOL_OK)
         rc = dpool_functions_add(functions, "example.sum", s_sum);

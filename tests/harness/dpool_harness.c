@@ -280,6 +280,7 @@ s_capture_read(s_capture_t *capture)
             return false;
         capture->data = data;
         capture->capacity = capacity;
+        capture->data[capture->size] = '\0';
     }
     ssize_t got = read(capture->fd, capture->data + capture->size, 4096);
     if (got <= 0)
@@ -376,7 +377,8 @@ dpool_harness_run(dpool_harness_t *self, const char *const *argv, const char *st
     close(out[1]);
     close(err[1]);
     s_capture_t captures[2] = {{.fd = out[0]}, {.fd = err[0]}};
-    bool finished = s_pump(captures, in[1], stdin_text, dpool_clock_ms() + (int64_t)(timeout_s * 1000));
+    bool finished =
+        s_pump(captures, in[1], stdin_text, dpool_clock_ms() + (int64_t)(timeout_s * 1000));
     for (int i = 0; i < 2; i++)
         if (captures[i].fd >= 0)
             close(captures[i].fd);

@@ -62,7 +62,8 @@ s_span(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 static int
 s_print(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
 {
-    if (args->via.array.size != 1 || args->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+    if (args->via.array.size != 1 ||
+        args->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         args->via.array.ptr[0].via.u64 > 100000)
         return dpool_task_fail(task, "test.print needs [lines] from 0 to 100000");
     uint64_t lines = args->via.array.ptr[0].via.u64;
