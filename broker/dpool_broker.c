@@ -154,16 +154,22 @@ fail:
     return NULL;
 }
 
+void
+dpool_broker_free_task(dpool_task_t *task)
+{
+    if (!task)
+        return;
+    zframe_destroy(&task->args);
+    free(task->function);
+    free(task);
+}
+
 static void
 s_free_task(void *ctx, uint64_t task_id, void *data)
 {
     (void)ctx;
     (void)task_id;
-    dpool_task_t *task = data;
-    if (task) {
-        zframe_destroy(&task->args);
-        free(task);
-    }
+    dpool_broker_free_task(data);
 }
 
 void
@@ -219,16 +225,26 @@ dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, con
                        .task_id = task->client_task_id,
                        .code = code,
                        .text = (char *)text};
-    if (payload_p && code == DPOOL_OK) {
+    // A failed chunk still carries the results of the items before the failing one.
+    if (payload_p) {
         msg.payload = *payload_p;
         *payload_p = NULL;
     }
     dpool_broker_send(self, client->routing_id, &msg);
     zframe_destroy(&msg.payload);
-    zframe_destroy(&task->args);
-    free(task);
+    dpool_broker_free_task(task);
     client->tasks--;
     dpool_clients_release_if_idle(self, client);
+}
+
+bool
+dpool_broker_retry_task(dpool_broker_t *self, dpool_task_t *task)
+{
+    if (!task->function || !task->args || task->attempts > task->pool->retries)
+        return false;
+    uint64_t task_id;
+    return dpool_sched_requeue(self->sched, task->pool->sched_pool, task->function, task,
+                               self->now_ms, &task_id) == 0;
 }
 
 static void
@@ -242,8 +258,16 @@ s_dispatch(dpool_broker_t *self)
         dpool_msg_t msg = {.command = DPOOL_CMD_TASK,
                            .task_id = task_id,
                            .name = (char *)dpool_sched_task_function(self->sched, task_id),
-                           .payload = task->args};
-        task->args = NULL; // the arguments travel without a copy
+                           .flags = task->flags,
+                           .time_limit_ms = task->pool->time_limit_ms};
+        task->attempts++;
+        // The arguments travel without a copy, unless a retry may need them again.
+        if (task->function)
+            msg.payload = zframe_dup(task->args);
+        else {
+            msg.payload = task->args;
+            task->args = NULL;
+        }
         dpool_broker_send(self, host->routing_id, &msg);
     }
 }

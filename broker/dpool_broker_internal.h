@@ -20,19 +20,21 @@
 // burst of submissions, small enough that results keep flowing under a flood.
 #define DPOOL_BROKER_BATCH 1024
 
-typedef struct s_pool s_pool_t;
+typedef struct dpool_pool dpool_pool_t;
 
 // A pool as the broker knows it: private to one client, or named and shared.
-struct s_pool {
+struct dpool_pool {
     char *name;  // owned; NULL for a private pool
     char *label; // owned; shown in status
     dpool_sched_pool_t *sched_pool;
-    size_t holders; // clients that opened it and have not released it
+    uint32_t retries;       // re-runs of a task lost with its process or host
+    uint32_t time_limit_ms; // a task running longer is killed by its worker daemon; 0 = none
+    size_t holders;         // clients that opened it and have not released it
 };
 
 typedef struct {
     uint32_t ref;
-    s_pool_t *pool;
+    dpool_pool_t *pool;
 } dpool_pool_ref_t;
 
 typedef struct {
@@ -57,8 +59,12 @@ typedef struct {
 // What the broker keeps per task while the scheduler holds it.
 typedef struct {
     dpool_client_t *client;
+    dpool_pool_t *pool;
     uint64_t client_task_id;
-    zframe_t *args; // owned until sent in a TASK
+    zframe_t *args;    // owned; moved into the TASK unless the pool retries
+    char *function;    // owned copy, kept only when the pool retries (to re-queue)
+    uint32_t flags;    // DPOOL_FLAG_* from the SUBMIT
+    uint32_t attempts; // dispatches so far
 } dpool_task_t;
 
 struct dpool_broker {
@@ -68,7 +74,7 @@ struct dpool_broker {
     dpool_sched_t *sched;
     zhashx_t *clients;     // routing id frame -> dpool_client_t
     zhashx_t *hosts;       // routing id frame -> dpool_host_t
-    zhashx_t *named_pools; // name -> s_pool_t
+    zhashx_t *named_pools; // name -> dpool_pool_t
     uint64_t malformed;    // malformed messages dropped
     int64_t started_ms;
     int64_t next_heartbeat_ms;
@@ -87,6 +93,13 @@ void dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int cod
 // the client has nothing left).
 void dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, const char *text,
                               zframe_t **payload_p);
+
+// Frees a task record and what it owns (no message is sent).
+void dpool_broker_free_task(dpool_task_t *task);
+
+// A task lost with its process or host: re-queued at the front of its pool when the
+// pool allows another attempt (returns true), else left to the caller to fail.
+bool dpool_broker_retry_task(dpool_broker_t *self, dpool_task_t *task);
 
 // Client commands (dpool_clients.c). Each takes the decoded message, owned by the caller.
 void dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);

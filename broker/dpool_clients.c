@@ -54,15 +54,17 @@ s_ref_find(dpool_client_t *client, uint32_t ref)
     return NULL;
 }
 
-static s_pool_t *
-s_pool_new(dpool_broker_t *self, const char *name, const char *label, uint32_t cap)
+static dpool_pool_t *
+s_pool_new(dpool_broker_t *self, const char *name, const char *label, const dpool_msg_t *open)
 {
-    s_pool_t *pool = calloc(1, sizeof *pool);
+    dpool_pool_t *pool = calloc(1, sizeof *pool);
     if (!pool)
         return NULL;
     pool->name = name ? strdup(name) : NULL;
     pool->label = strdup(label);
-    pool->sched_pool = dpool_sched_pool_new(self->sched, cap);
+    pool->sched_pool = dpool_sched_pool_new(self->sched, open->count);
+    pool->retries = open->retries;
+    pool->time_limit_ms = open->time_limit_ms;
     if ((name && !pool->name) || !pool->label || !pool->sched_pool) {
         dpool_sched_pool_remove(self->sched, &pool->sched_pool);
         free(pool->name);
@@ -77,7 +79,7 @@ s_pool_new(dpool_broker_t *self, const char *name, const char *label, uint32_t c
 
 // Frees a pool nobody holds once its last task is gone; keeps it otherwise.
 static void
-s_pool_release(dpool_broker_t *self, s_pool_t *pool)
+s_pool_release(dpool_broker_t *self, dpool_pool_t *pool)
 {
     if (pool->holders > 0 || !dpool_sched_pool_remove(self->sched, &pool->sched_pool))
         return;
@@ -88,14 +90,14 @@ s_pool_release(dpool_broker_t *self, s_pool_t *pool)
     free(pool);
 }
 
-static s_pool_t *
+static dpool_pool_t *
 s_pool_open(dpool_broker_t *self, dpool_client_t *client, const dpool_msg_t *msg)
 {
     if (msg->name) {
-        s_pool_t *pool = zhashx_lookup(self->named_pools, msg->name);
+        dpool_pool_t *pool = zhashx_lookup(self->named_pools, msg->name);
         if (pool)
             return pool; // the first opener's cap stays (PROTOCOL.md, "Open a pool")
-        return s_pool_new(self, msg->name, msg->name, msg->count);
+        return s_pool_new(self, msg->name, msg->name, msg);
     }
     // Private pools are shown in status by their client's routing id and ref.
     char label[DPOOL_PROTO_NAME_MAX + 32];
@@ -108,7 +110,7 @@ s_pool_open(dpool_broker_t *self, dpool_client_t *client, const dpool_msg_t *msg
         snprintf(label, sizeof label, "private:%.*s:%u", (int)size, bytes, msg->pool_ref);
     else
         snprintf(label, sizeof label, "private:%u", msg->pool_ref);
-    return s_pool_new(self, NULL, label, msg->count);
+    return s_pool_new(self, NULL, label, msg);
 }
 
 static void
@@ -141,7 +143,7 @@ s_on_pool_open(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
         client->refs = refs;
         client->ref_capacity = capacity;
     }
-    s_pool_t *pool = s_pool_open(self, client, msg);
+    dpool_pool_t *pool = s_pool_open(self, client, msg);
     if (!pool) {
         s_reply_opened(self, client, msg->pool_ref, DPOOL_ERR_NOMEM, "out of memory", 0);
         return;
@@ -174,13 +176,17 @@ s_on_submit(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
     }
     dpool_task_t *task = calloc(1, sizeof *task);
     uint64_t task_id;
-    if (!task || dpool_sched_submit(self->sched, ref->pool->sched_pool, msg->name, task,
-                                    self->now_ms, &task_id) != 0) {
-        free(task);
+    bool keep_name = task && ref->pool->retries > 0;
+    if (!task || (keep_name && !(task->function = strdup(msg->name))) ||
+        dpool_sched_submit(self->sched, ref->pool->sched_pool, msg->name, task, self->now_ms,
+                           &task_id) != 0) {
+        dpool_broker_free_task(task);
         s_reply_result(self, client, msg->task_id, DPOOL_ERR_NOMEM, "broker out of memory");
         return;
     }
     task->client = client;
+    task->pool = ref->pool;
+    task->flags = msg->flags;
     task->client_task_id = msg->task_id;
     task->args = msg->payload;
     msg->payload = NULL;
@@ -214,7 +220,7 @@ s_collect_client_task(void *ctx, uint64_t task_id, void *data)
 
 // Fails every task of this client in pool as terminated; running ones are killed.
 static void
-s_terminate(dpool_broker_t *self, dpool_client_t *client, s_pool_t *pool)
+s_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_pool_t *pool)
 {
     s_collect_t collect = {.client = client};
     dpool_sched_pool_foreach(self->sched, pool->sched_pool, s_collect_client_task, &collect);
@@ -256,7 +262,7 @@ s_on_release(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
                                 "POOL_RELEASE names a pool that is not open");
         return;
     }
-    s_pool_t *pool = ref->pool;
+    dpool_pool_t *pool = ref->pool;
     s_terminate(self, client, pool);
     ref = s_ref_find(client, msg->pool_ref); // s_terminate may have grown nothing, but be exact
     *ref = client->refs[--client->ref_count];
@@ -311,7 +317,7 @@ dpool_clients_destroy_all(dpool_broker_t *self)
     dpool_client_t *client;
     while ((client = zhashx_first(self->clients))) {
         for (size_t i = 0; i < client->ref_count; i++) {
-            s_pool_t *pool = client->refs[i].pool;
+            dpool_pool_t *pool = client->refs[i].pool;
             pool->holders--;
             s_pool_release(self, pool);
         }

@@ -22,17 +22,19 @@ s_host_free(dpool_host_t *host)
     free(host);
 }
 
-typedef struct {
-    dpool_broker_t *broker;
-    const char *text;
-} s_lost_t;
-
 static void
-s_fail_lost_task(void *ctx, uint64_t task_id, void *data)
+s_collect_lost_task(void *ctx, uint64_t task_id, void *data)
 {
     (void)task_id;
-    s_lost_t *lost = ctx;
-    dpool_broker_finish_task(lost->broker, data, DPOOL_ERR_WORKER_LOST, lost->text, NULL);
+    zlist_append(ctx, data);
+}
+
+// A task whose process or host died runs again if its pool allows, else fails.
+static void
+s_retry_or_fail(dpool_broker_t *self, dpool_task_t *task, const char *text)
+{
+    if (!dpool_broker_retry_task(self, task))
+        dpool_broker_finish_task(self, task, DPOOL_ERR_WORKER_LOST, text, NULL);
 }
 
 // Forgets a host; its running tasks fail with "host <name> <how>".
@@ -42,10 +44,14 @@ s_host_remove(dpool_broker_t *self, dpool_host_t *host, const char *how)
     char text[DPOOL_PROTO_NAME_MAX + 64];
     snprintf(text, sizeof text, "host %s %s", host->host, how);
     DPOOL_LOG_INFO("worker daemon on %s (pid %u) %s", host->host, host->pid, how);
-    s_lost_t lost = {.broker = self, .text = text};
+    // Collected first: the scheduler cannot be called back into while it removes the host.
+    zlist_t *lost = zlist_new();
     zhashx_delete(self->hosts, host->routing_id);
-    dpool_sched_host_remove(self->sched, &host->sched_host, s_fail_lost_task, &lost);
+    dpool_sched_host_remove(self->sched, &host->sched_host, s_collect_lost_task, lost);
     s_host_free(host);
+    for (dpool_task_t *task = zlist_first(lost); task; task = zlist_next(lost))
+        s_retry_or_fail(self, task, text);
+    zlist_destroy(&lost);
 }
 
 static void
@@ -97,7 +103,10 @@ s_on_result(dpool_broker_t *self, dpool_host_t *host, dpool_msg_t *msg)
     dpool_sched_credit(self->sched, host->sched_host, msg->count);
     if (!task)
         return; // terminated meanwhile: the client has its answer already
-    dpool_broker_finish_task(self, task, msg->code, msg->text, &msg->payload);
+    if (msg->code == DPOOL_ERR_WORKER_LOST)
+        s_retry_or_fail(self, task, msg->text);
+    else
+        dpool_broker_finish_task(self, task, msg->code, msg->text, &msg->payload);
 }
 
 static void

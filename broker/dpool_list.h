@@ -46,6 +46,12 @@ dpool_list_push_back(dpool_link_t *head, dpool_link_t *item)
     head->prev = item;
 }
 
+static inline void
+dpool_list_push_front(dpool_link_t *head, dpool_link_t *item)
+{
+    dpool_list_push_back(head->next, item);
+}
+
 // Unlinks item and leaves it "in no list". Harmless on an unlinked item.
 static inline void
 dpool_list_remove(dpool_link_t *item)

@@ -349,17 +349,26 @@ s_make_orphan(dpool_sched_t *self, s_task_t *task, int64_t now_ms)
 }
 
 static void
-s_enqueue(dpool_sched_t *self, s_task_t *task)
+s_enqueue(dpool_sched_t *self, s_task_t *task, bool at_front)
 {
+    dpool_sched_pool_t *pool = task->pool;
     task->state = S_QUEUED;
-    task->pool->queue_length++;
-    dpool_list_push_back(&task->pool->queue, &task->link);
-    s_pool_refile(self, task->pool);
+    pool->queue_length++;
+    if (at_front) {
+        dpool_list_push_front(&pool->queue, &task->link);
+        // A new oldest task: whatever the pool waited for may no longer matter.
+        if (pool->parked_on) {
+            dpool_list_remove(&pool->ring_link);
+            pool->parked_on = NULL;
+        }
+    } else
+        dpool_list_push_back(&pool->queue, &task->link);
+    s_pool_refile(self, pool);
 }
 
-int
-dpool_sched_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function,
-                   void *task_data, int64_t now_ms, uint64_t *task_id)
+static int
+s_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function, void *task_data,
+         int64_t now_ms, bool at_front, uint64_t *task_id)
 {
     s_function_t *record = s_function_get(self, function);
     if (!record)
@@ -377,9 +386,23 @@ dpool_sched_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *fu
     if (record->offered_by == 0)
         s_make_orphan(self, task, now_ms);
     else
-        s_enqueue(self, task);
+        s_enqueue(self, task, at_front);
     *task_id = s_task_id(self, task);
     return 0;
+}
+
+int
+dpool_sched_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function,
+                   void *task_data, int64_t now_ms, uint64_t *task_id)
+{
+    return s_submit(self, pool, function, task_data, now_ms, false, task_id);
+}
+
+int
+dpool_sched_requeue(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function,
+                    void *task_data, int64_t now_ms, uint64_t *task_id)
+{
+    return s_submit(self, pool, function, task_data, now_ms, true, task_id);
 }
 
 // Tasks waiting for a function that a host now offers go to the back of their pools.
@@ -393,7 +416,7 @@ s_adopt_orphans(dpool_sched_t *self, const s_function_t *function)
         if (task->function == function) {
             dpool_list_remove(link);
             task->pool->orphans--;
-            s_enqueue(self, task);
+            s_enqueue(self, task, false);
         }
         link = next;
     }

@@ -67,6 +67,12 @@ void dpool_sched_pool_stats(dpool_sched_t *self, const dpool_sched_pool_t *pool,
 int dpool_sched_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function,
                        void *task_data, int64_t now_ms, uint64_t *task_id);
 
+// Queues a task at the front of pool, so it runs before the pool's other queued tasks
+// (a retry of a task lost with its worker keeps its place in the FIFO). As
+// dpool_sched_submit otherwise; the new id differs from the lost one's.
+int dpool_sched_requeue(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function,
+                        void *task_data, int64_t now_ms, uint64_t *task_id);
+
 // Registers a worker host with `processes` slots offering these functions (copied),
 // with no credit yet. host_data is the owner's. Returns the host handle (owned by the
 // scheduler until dpool_sched_host_remove) or NULL on out-of-memory.

@@ -46,7 +46,7 @@ s_pack_host(msgpack_packer *pk, const dpool_host_t *host)
 }
 
 static void
-s_pack_pool(msgpack_packer *pk, dpool_broker_t *self, const s_pool_t *pool)
+s_pack_pool(msgpack_packer *pk, dpool_broker_t *self, const dpool_pool_t *pool)
 {
     dpool_sched_pool_stats_t stats;
     dpool_sched_pool_stats(self->sched, pool->sched_pool, &stats);
@@ -73,7 +73,7 @@ s_pack_pools(msgpack_packer *pk, dpool_broker_t *self)
         msgpack_pack_array(pk, 0);
         return;
     }
-    for (s_pool_t *pool = zhashx_first(self->named_pools); pool;
+    for (dpool_pool_t *pool = zhashx_first(self->named_pools); pool;
          pool = zhashx_next(self->named_pools))
         zlist_append(pools, pool);
     for (dpool_client_t *client = zhashx_first(self->clients); client;
@@ -82,7 +82,7 @@ s_pack_pools(msgpack_packer *pk, dpool_broker_t *self)
             if (!client->refs[i].pool->name)
                 zlist_append(pools, client->refs[i].pool);
     msgpack_pack_array(pk, zlist_size(pools));
-    for (s_pool_t *pool = zlist_first(pools); pool; pool = zlist_next(pools))
+    for (dpool_pool_t *pool = zlist_first(pools); pool; pool = zlist_next(pools))
         s_pack_pool(pk, self, pool);
     zlist_destroy(&pools);
 }

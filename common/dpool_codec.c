@@ -11,7 +11,13 @@
       S  name            string or nil
       m  text            string or nil
       b  text            bin or string (task output bytes)
-      f  functions       array of strings                                        */
+      f  functions       array of strings
+      F  flags           uint32 (DPOOL_FLAG_*)
+      T  time limit      uint32, milliseconds (0 = none)
+      R  retries         uint32
+
+    Fields after a '|' are optional on decoding: a peer of an older minor revision
+    may leave them out, and they then read as 0. Encoders always write them all. */
 #include "dpool_codec.h"
 #include "dpool_msgpack_check.h"
 
@@ -26,9 +32,9 @@ typedef struct {
 } s_command_schema_t;
 
 static const s_command_schema_t s_schemas[] = {
-    {DPOOL_CMD_POOL_OPEN, "pSn", DPOOL_PAYLOAD_NONE},
+    {DPOOL_CMD_POOL_OPEN, "pSn|RT", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_POOL_OPENED, "pcmn", DPOOL_PAYLOAD_NONE},
-    {DPOOL_CMD_SUBMIT, "pts", DPOOL_PAYLOAD_REQUIRED},
+    {DPOOL_CMD_SUBMIT, "pts|F", DPOOL_PAYLOAD_REQUIRED},
     {DPOOL_CMD_RESULT, "tcm", DPOOL_PAYLOAD_OPTIONAL},
     {DPOOL_CMD_OUTPUT, "tnb", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_TERMINATE, "p", DPOOL_PAYLOAD_NONE},
@@ -38,7 +44,7 @@ static const s_command_schema_t s_schemas[] = {
     {DPOOL_CMD_ERROR, "cm", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_WORKER_HELLO, "sinf", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_CREDIT, "n", DPOOL_PAYLOAD_NONE},
-    {DPOOL_CMD_TASK, "ts", DPOOL_PAYLOAD_REQUIRED},
+    {DPOOL_CMD_TASK, "ts|FT", DPOOL_PAYLOAD_REQUIRED},
     {DPOOL_CMD_WORKER_RESULT, "tcmn", DPOOL_PAYLOAD_OPTIONAL},
     {DPOOL_CMD_WORKER_OUTPUT, "tnb", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_KILL, "t", DPOOL_PAYLOAD_NONE},
@@ -75,6 +81,17 @@ s_pack_string(msgpack_packer *pk, const char *text, size_t size)
     msgpack_pack_str_body(pk, text, size);
 }
 
+// The number of fields in a schema, and in *required those before the optional ones.
+static size_t
+s_field_count(const char *schema, size_t *required)
+{
+    const char *bar = strchr(schema, '|');
+    size_t total = strlen(schema) - (bar ? 1 : 0);
+    if (required)
+        *required = bar ? (size_t)(bar - schema) : total;
+    return total;
+}
+
 static int
 s_pack_field(msgpack_packer *pk, char field, const dpool_msg_t *msg)
 {
@@ -89,6 +106,12 @@ s_pack_field(msgpack_packer *pk, char field, const dpool_msg_t *msg)
         return msgpack_pack_uint32(pk, msg->count), DPOOL_OK;
     case 'i':
         return msgpack_pack_uint32(pk, msg->pid), DPOOL_OK;
+    case 'F':
+        return msgpack_pack_uint32(pk, msg->flags), DPOOL_OK;
+    case 'T':
+        return msgpack_pack_uint32(pk, msg->time_limit_ms), DPOOL_OK;
+    case 'R':
+        return msgpack_pack_uint32(pk, msg->retries), DPOOL_OK;
     case 's':
         if (!msg->name || !msg->name[0] || strlen(msg->name) > DPOOL_PROTO_NAME_MAX)
             return DPOOL_ERR_INVALID;
@@ -125,10 +148,12 @@ dpool_codec_encode(const dpool_msg_t *msg, msgpack_sbuffer *buffer)
         return DPOOL_ERR_INVALID;
     msgpack_packer pk;
     msgpack_packer_init(&pk, buffer, msgpack_sbuffer_write);
-    size_t fields = strlen(schema->schema);
+    size_t fields = s_field_count(schema->schema, NULL);
     msgpack_pack_array(&pk, fields);
-    for (size_t i = 0; i < fields; i++) {
-        int rc = s_pack_field(&pk, schema->schema[i], msg);
+    for (const char *field = schema->schema; *field; field++) {
+        if (*field == '|')
+            continue;
+        int rc = s_pack_field(&pk, *field, msg);
         if (rc != DPOOL_OK)
             return rc;
     }
@@ -222,6 +247,25 @@ s_decode_name(const msgpack_object *obj, char field, dpool_msg_t *msg, const cha
     return msg->name ? DPOOL_OK : DPOOL_ERR_NOMEM;
 }
 
+static uint32_t *
+s_uint32_field(dpool_msg_t *msg, char field)
+{
+    switch (field) {
+    case 'p':
+        return &msg->pool_ref;
+    case 'n':
+        return &msg->count;
+    case 'i':
+        return &msg->pid;
+    case 'F':
+        return &msg->flags;
+    case 'T':
+        return &msg->time_limit_ms;
+    default:
+        return &msg->retries;
+    }
+}
+
 static int
 s_decode_field(const msgpack_object *obj, char field, dpool_msg_t *msg, const char **why)
 {
@@ -234,9 +278,12 @@ s_decode_field(const msgpack_object *obj, char field, dpool_msg_t *msg, const ch
     case 'p':
     case 'n':
     case 'i':
+    case 'F':
+    case 'T':
+    case 'R':
         if (!s_read_uint(obj, UINT32_MAX, &value))
             return *why = "field is not an unsigned 32-bit integer", DPOOL_ERR_PROTO;
-        *(field == 'p' ? &msg->pool_ref : field == 'n' ? &msg->count : &msg->pid) = (uint32_t)value;
+        *s_uint32_field(msg, field) = (uint32_t)value;
         return DPOOL_OK;
     case 'c':
         if (obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER && obj->via.u64 <= INT32_MAX)
@@ -260,13 +307,18 @@ s_decode_field(const msgpack_object *obj, char field, dpool_msg_t *msg, const ch
 static int
 s_decode_fields(const msgpack_object *root, const char *schema, dpool_msg_t *msg, const char **why)
 {
-    size_t fields = strlen(schema);
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != fields) {
+    size_t required;
+    size_t fields = s_field_count(schema, &required);
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < required ||
+        root->via.array.size > fields) {
         *why = "body is not an array with the command's field count";
         return DPOOL_ERR_PROTO;
     }
-    for (size_t i = 0; i < fields; i++) {
-        int rc = s_decode_field(&root->via.array.ptr[i], schema[i], msg, why);
+    const char *field = schema;
+    for (size_t i = 0; i < root->via.array.size; i++, field++) {
+        if (*field == '|')
+            field++;
+        int rc = s_decode_field(&root->via.array.ptr[i], *field, msg, why);
         if (rc != DPOOL_OK)
             return rc;
     }

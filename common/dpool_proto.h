@@ -50,6 +50,10 @@ typedef enum {
     DPOOL_CMD_BYE = 0x21,           // worker or client -> broker
 } dpool_cmd_t;
 
+// SUBMIT / TASK flags. CHUNK: the payload is an array of argument arrays, run one
+// after another in one process; the result is the array of their results.
+#define DPOOL_FLAG_CHUNK 0x1u
+
 // Output streams in OUTPUT / WORKER_OUTPUT.
 #define DPOOL_STREAM_STDOUT 1
 #define DPOOL_STREAM_STDERR 2
@@ -61,10 +65,13 @@ typedef struct {
     int32_t code;   // a dpool/errors.h code
     uint32_t count; // cap, credits, processes or stream, by command
     uint32_t pid;
-    char *name;       // owned, NUL-terminated: function, pool name or host; may be NULL
-    char *text;       // owned, NUL-terminated: message or output bytes; may be NULL
-    size_t text_size; // bytes in text, not counting the terminator
-    char **functions; // owned array of owned strings (WORKER_HELLO)
+    uint32_t flags;         // DPOOL_FLAG_* (SUBMIT, TASK)
+    uint32_t time_limit_ms; // 0 = none (POOL_OPEN, TASK)
+    uint32_t retries;       // re-runs after a lost worker (POOL_OPEN)
+    char *name;             // owned, NUL-terminated: function, pool name or host; may be NULL
+    char *text;             // owned, NUL-terminated: message or output bytes; may be NULL
+    size_t text_size;       // bytes in text, not counting the terminator
+    char **functions;       // owned array of owned strings (WORKER_HELLO)
     size_t function_count;
     zframe_t *payload; // owned raw msgpack, or NULL
 } dpool_msg_t;
