@@ -39,6 +39,7 @@ typedef struct {
     uint32_t index; // fixed slot number, part of the id
     uint32_t next_free;
     uint8_t state;
+    bool retry; // queued at the front: a re-run keeps its place, also after waiting as an orphan
 } s_task_t;
 
 struct s_function {
@@ -383,6 +384,7 @@ s_submit(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *function, vo
     task->pool = pool;
     task->function = record;
     task->data = task_data;
+    task->retry = at_front;
     if (record->offered_by == 0)
         s_make_orphan(self, task, now_ms);
     else
@@ -405,20 +407,25 @@ dpool_sched_requeue(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *f
     return s_submit(self, pool, function, task_data, now_ms, true, task_id);
 }
 
-// Tasks waiting for a function that a host now offers go to the back of their pools.
+// Tasks waiting for a function that a host now offers go back to their pools: new
+// submissions at the back, oldest first; re-runs at the front, so the walk for those
+// goes newest first and the oldest re-run ends up first.
 static void
 s_adopt_orphans(dpool_sched_t *self, const s_function_t *function)
 {
-    dpool_link_t *link = self->orphans.next;
-    while (link != &self->orphans) {
-        dpool_link_t *next = link->next;
-        s_task_t *task = S_TASK_OF(link, link);
-        if (task->function == function) {
-            dpool_list_remove(link);
-            task->pool->orphans--;
-            s_enqueue(self, task, false);
+    for (int pass = 0; pass < 2; pass++) {
+        bool retries = pass == 1;
+        dpool_link_t *link = retries ? self->orphans.prev : self->orphans.next;
+        while (link != &self->orphans) {
+            dpool_link_t *next = retries ? link->prev : link->next;
+            s_task_t *task = S_TASK_OF(link, link);
+            if (task->function == function && task->retry == retries) {
+                dpool_list_remove(link);
+                task->pool->orphans--;
+                s_enqueue(self, task, retries);
+            }
+            link = next;
         }
-        link = next;
     }
 }
 

@@ -381,3 +381,102 @@ Test(broker, flags_help_version_and_refusals)
     free(out);
     free(err);
 }
+
+static void
+open_pool_with(uint32_t ref, uint32_t cap, uint32_t retries, uint32_t time_limit_ms)
+{
+    send_msg(client, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN,
+                                   .pool_ref = ref,
+                                   .count = cap,
+                                   .retries = retries,
+                                   .time_limit_ms = time_limit_ms});
+    dpool_msg_t opened;
+    expect(client, DPOOL_CMD_POOL_OPENED, &opened, 5000);
+    cr_assert_eq(opened.code, DPOOL_OK);
+    dpool_msg_reset(&opened);
+}
+
+Test(broker, a_task_lost_with_its_process_runs_again_when_the_pool_allows_a_retry)
+{
+    const char *functions[] = {"f"};
+    register_worker(functions, 1, 1);
+    open_pool_with(1, 1, 1, 2500);
+    submit(1, 21, "f");
+    dpool_msg_t first, second, result;
+    expect(worker, DPOOL_CMD_TASK, &first, 5000);
+    cr_assert_eq(first.time_limit_ms, 2500, "the pool's time limit travels with the task");
+    // The process died: the daemon reports it lost and later grants the new process.
+    send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
+                                   .task_id = first.task_id,
+                                   .code = DPOOL_ERR_WORKER_LOST,
+                                   .text = "worker process 1 on testhost killed by signal 9"});
+    send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_CREDIT, .count = 1});
+    expect(worker, DPOOL_CMD_TASK, &second, 5000);
+    zframe_t *expected = payload_of("argument");
+    cr_assert(zframe_eq(second.payload, expected), "the retry lost its arguments");
+    zframe_destroy(&expected);
+    // The second loss exhausts the one retry: the client hears of it.
+    send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
+                                   .task_id = second.task_id,
+                                   .code = DPOOL_ERR_WORKER_LOST,
+                                   .text = "worker process 2 on testhost killed by signal 9"});
+    expect(client, DPOOL_CMD_RESULT, &result, 5000);
+    cr_assert_eq(result.task_id, 21);
+    cr_assert_eq(result.code, DPOOL_ERR_WORKER_LOST);
+    cr_assert(strstr(result.text, "process 2"), "message: %s", result.text);
+    dpool_msg_reset(&first);
+    dpool_msg_reset(&second);
+    dpool_msg_reset(&result);
+}
+
+Test(broker, a_retry_goes_before_the_tasks_queued_behind_it)
+{
+    const char *functions[] = {"f"};
+    register_worker(functions, 1, 1);
+    open_pool_with(1, 1, 2, 0);
+    submit(1, 1, "f");
+    submit(1, 2, "f");
+    dpool_msg_t first, again;
+    expect(worker, DPOOL_CMD_TASK, &first, 5000);
+    send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_BYE});
+    register_worker(functions, 1, 1);
+    expect(worker, DPOOL_CMD_TASK, &again, 5000);
+    send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
+                                   .task_id = again.task_id,
+                                   .count = 0,
+                                   .payload = payload_of("done")});
+    dpool_msg_t result;
+    expect(client, DPOOL_CMD_RESULT, &result, 5000);
+    cr_assert_eq(result.task_id, 1, "task 2 overtook the retried task 1");
+    cr_assert_eq(result.code, DPOOL_OK);
+    dpool_msg_reset(&first);
+    dpool_msg_reset(&again);
+    dpool_msg_reset(&result);
+}
+
+Test(broker, chunk_flag_reaches_the_worker_and_partial_results_reach_the_client)
+{
+    const char *functions[] = {"f"};
+    register_worker(functions, 1, 1);
+    open_pool(1, 1);
+    send_msg(client, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
+                                   .pool_ref = 1,
+                                   .task_id = 8,
+                                   .name = "f",
+                                   .flags = DPOOL_FLAG_CHUNK,
+                                   .payload = payload_of("items")});
+    dpool_msg_t task, result;
+    expect(worker, DPOOL_CMD_TASK, &task, 5000);
+    cr_assert_eq(task.flags, DPOOL_FLAG_CHUNK);
+    send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
+                                   .task_id = task.task_id,
+                                   .code = DPOOL_ERR_TASK_FAILED,
+                                   .text = "item 1: no",
+                                   .count = 1,
+                                   .payload = payload_of("first result")});
+    expect(client, DPOOL_CMD_RESULT, &result, 5000);
+    cr_assert_eq(result.code, DPOOL_ERR_TASK_FAILED);
+    cr_assert_not_null(result.payload, "the results before the failing item were dropped");
+    dpool_msg_reset(&task);
+    dpool_msg_reset(&result);
+}
