@@ -20,6 +20,8 @@ dpool_broker_config_defaults(dpool_broker_config_t *config)
     memset(config, 0, sizeof *config);
     config->bind = DPOOL_DEFAULT_ENDPOINT;
     config->grace_ms = 10000;
+    config->max_queued = 10000000;
+    config->max_message = 64 * 1024 * 1024;
 }
 
 bool
@@ -104,6 +106,11 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     zsock_set_sndhwm(self->router, 0);
     zsock_set_rcvhwm(self->router, 0);
     zsock_set_linger(self->router, 0);
+    // ZeroMQ refuses an oversized message before it is buffered: a peer cannot make the
+    // broker allocate more than this for one message (it is disconnected instead).
+    zsock_set_maxmsgsize(
+        self->router,
+        (int)(self->config.max_message > INT32_MAX ? INT32_MAX : self->config.max_message));
     if (zsock_bind(self->router, "%s", self->config.bind) < 0) {
         snprintf(why, why_size, "cannot bind %s: %s", self->config.bind, zmq_strerror(zmq_errno()));
         return -1;
@@ -291,6 +298,7 @@ s_run_timers(dpool_broker_t *self)
     dpool_sched_expire(self->sched, self->now_ms, s_fail_expired, self);
     if (self->now_ms >= self->next_heartbeat_ms) {
         dpool_hosts_tick(self);
+        dpool_clients_tick(self);
         self->next_heartbeat_ms = self->now_ms + DPOOL_HEARTBEAT_MS;
     }
 }
@@ -326,7 +334,9 @@ s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
         DPOOL_LOG_WARN("dropped a malformed message: %s", why);
         if (routing_id)
             dpool_broker_send_error(self, routing_id, rc, why);
-    } else if (s_is_client_command(msg.command))
+    } else if (s_is_client_command(msg.command) ||
+               ((msg.command == DPOOL_CMD_HEARTBEAT || msg.command == DPOOL_CMD_BYE) &&
+                zhashx_lookup(self->clients, routing_id)))
         dpool_clients_on_message(self, routing_id, &msg);
     else
         dpool_hosts_on_message(self, routing_id, &msg);

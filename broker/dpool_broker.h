@@ -15,6 +15,8 @@ typedef struct {
     bool insecure;             // allow a non-loopback tcp bind without CURVE
     int64_t grace_ms;          // how long a task waits for a worker offering its function
     const char *endpoint_file; // when set, the bound endpoint is written there
+    int64_t max_queued;        // unanswered tasks accepted at most; past it: queue full
+    int64_t max_message;       // bytes; larger messages are dropped by ZeroMQ
 } dpool_broker_config_t;
 
 // Fills config with the defaults (tcp://127.0.0.1:5555, grace 10 s).

@@ -43,6 +43,11 @@ typedef struct {
     size_t ref_count;
     size_t ref_capacity;
     size_t tasks; // tasks submitted and not yet answered
+    // A client that has sent HEARTBEAT is held to liveness: silent for
+    // DPOOL_HEARTBEAT_LIVENESS beats, it has vanished. Clients that never send one
+    // (older or minimal ones) are not, so they are never dropped by mistake.
+    bool heartbeats;
+    int64_t expires_ms;
 } dpool_client_t;
 
 typedef struct {
@@ -105,6 +110,10 @@ bool dpool_broker_retry_task(dpool_broker_t *self, dpool_task_t *task);
 void dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);
 // Frees a client record once it holds no pool and no task.
 void dpool_clients_release_if_idle(dpool_broker_t *self, dpool_client_t *client);
+// Sends heartbeats to clients that send them, and drops the ones that vanished: their
+// private pools' tasks are cancelled (queued dropped, running killed); tasks in named
+// pools belong to the pool and run on, their results going nowhere.
+void dpool_clients_tick(dpool_broker_t *self);
 // Frees every client record and private pool (shutdown).
 void dpool_clients_destroy_all(dpool_broker_t *self);
 

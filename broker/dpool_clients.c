@@ -45,6 +45,20 @@ dpool_clients_release_if_idle(dpool_broker_t *self, dpool_client_t *client)
     s_client_free(client);
 }
 
+// Writes the client's routing id as text for the log: printable ids as they are.
+static void
+s_client_name(const dpool_client_t *client, char *name, size_t name_size)
+{
+    size_t size = zframe_size(client->routing_id);
+    const char *bytes = (const char *)zframe_data(client->routing_id);
+    bool printable = size > 0 && size < name_size;
+    for (size_t i = 0; printable && i < size; i++)
+        printable = bytes[i] > 0x20 && bytes[i] < 0x7f;
+    snprintf(name, name_size, "%.*s", printable ? (int)size : 0, bytes);
+    if (!printable)
+        snprintf(name, name_size, "(binary id of %zu bytes)", size);
+}
+
 static dpool_pool_ref_t *
 s_ref_find(dpool_client_t *client, uint32_t ref)
 {
@@ -174,6 +188,12 @@ s_on_submit(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
         s_reply_result(self, client, msg->task_id, DPOOL_ERR_INVALID, text);
         return;
     }
+    if ((int64_t)dpool_sched_task_count(self->sched) >= self->config.max_queued) {
+        // Back-pressure: refused before anything is kept, so nothing accepted is dropped.
+        s_reply_result(self, client, msg->task_id, DPOOL_ERR_QUEUE_FULL,
+                       "queue full: the broker holds its --max-queued limit of tasks");
+        return;
+    }
     dpool_task_t *task = calloc(1, sizeof *task);
     uint64_t task_id;
     bool keep_name = task && ref->pool->retries > 0;
@@ -281,6 +301,25 @@ s_on_status(dpool_broker_t *self, dpool_client_t *client)
     dpool_broker_send(self, client->routing_id, &reply);
 }
 
+// Drops what a gone client holds: private pools are terminated and freed, named ones
+// released with their tasks left to run. The record itself goes when its last task does.
+static void
+s_vanish(dpool_broker_t *self, dpool_client_t *client, const char *how)
+{
+    char name[80];
+    s_client_name(client, name, sizeof name);
+    DPOOL_LOG_INFO("client %s %s: its private pools are terminated", name, how);
+    client->heartbeats = false;
+    while (client->ref_count > 0) {
+        dpool_pool_ref_t ref = client->refs[client->ref_count - 1];
+        if (!ref.pool->name)
+            s_terminate(self, client, ref.pool);
+        client->ref_count--;
+        ref.pool->holders--;
+        s_pool_release(self, ref.pool);
+    }
+}
+
 void
 dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
 {
@@ -289,7 +328,13 @@ dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t
         DPOOL_LOG_ERROR("out of memory for a new client");
         return;
     }
+    if (msg->command == DPOOL_CMD_HEARTBEAT)
+        client->heartbeats = true;
+    client->expires_ms = self->now_ms + DPOOL_HEARTBEAT_MS * DPOOL_HEARTBEAT_LIVENESS;
     switch (msg->command) {
+    case DPOOL_CMD_BYE:
+        s_vanish(self, client, "left");
+        break;
     case DPOOL_CMD_POOL_OPEN:
         s_on_pool_open(self, client, msg);
         break;
@@ -309,6 +354,28 @@ dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t
         break;
     }
     dpool_clients_release_if_idle(self, client);
+}
+
+void
+dpool_clients_tick(dpool_broker_t *self)
+{
+    zlist_t *vanished = zlist_new();
+    for (dpool_client_t *client = zhashx_first(self->clients); client;
+         client = zhashx_next(self->clients)) {
+        if (!client->heartbeats)
+            continue;
+        if (client->expires_ms <= self->now_ms) {
+            zlist_append(vanished, client);
+            continue;
+        }
+        dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT};
+        dpool_broker_send(self, client->routing_id, &beat);
+    }
+    for (dpool_client_t *client = zlist_first(vanished); client; client = zlist_next(vanished)) {
+        s_vanish(self, client, "vanished");
+        dpool_clients_release_if_idle(self, client);
+    }
+    zlist_destroy(&vanished);
 }
 
 void

@@ -132,9 +132,11 @@ dpool_hosts_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *
     }
     dpool_host_t *host = zhashx_lookup(self->hosts, routing_id);
     if (!host) {
-        if (msg->command != DPOOL_CMD_BYE && msg->command != DPOOL_CMD_HEARTBEAT)
+        // Also a HEARTBEAT: a daemon forgotten while its link was down learns it this way
+        // and registers again (a client's heartbeats reach here only before its POOL_OPEN).
+        if (msg->command != DPOOL_CMD_BYE)
             dpool_broker_send_error(self, routing_id, DPOOL_ERR_PROTO,
-                                    "worker not registered: send WORKER_HELLO first");
+                                    "peer not registered: send WORKER_HELLO (or POOL_OPEN) first");
         return;
     }
     host->expires_ms = self->now_ms + DPOOL_HEARTBEAT_MS * DPOOL_HEARTBEAT_LIVENESS;

@@ -3,6 +3,7 @@
 #include "dpool_log.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +32,9 @@ s_usage(FILE *out)
             "  -g, --grace SECONDS      how long a task waits for a worker offering its\n"
             "                           function before it fails (default 10)\n"
             "      --endpoint-file FILE write the bound endpoint to FILE once listening\n"
+            "      --max-queued N       accept at most N unanswered tasks; past it a submission\n"
+            "                           fails with \"queue full\" (default 10000000)\n"
+            "      --max-message BYTES  drop any message larger than BYTES (default 64 MiB)\n"
             "  -l, --log-level LEVEL    error, warn, info (default) or debug\n"
             "  -h, --help               show this help and exit\n"
             "  -V, --version            show the version and exit\n",
@@ -46,16 +50,31 @@ s_fail(const char *fmt, const char *arg)
     return 2;
 }
 
+// Parses a whole number in [low, high]. Returns false for anything else.
+static bool
+s_parse_count(const char *text, int64_t low, int64_t high, int64_t *value)
+{
+    char *end = NULL;
+    errno = 0;
+    long long parsed = strtoll(text, &end, 10);
+    if (end == text || *end || errno || parsed < low || parsed > high)
+        return false;
+    *value = parsed;
+    return true;
+}
+
 // Parses flags into config. Returns -1 to go on, or the exit code to stop with.
 static int
 s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t *level)
 {
-    enum { OPT_INSECURE = 256, OPT_ENDPOINT_FILE };
+    enum { OPT_INSECURE = 256, OPT_ENDPOINT_FILE, OPT_MAX_QUEUED, OPT_MAX_MESSAGE };
     static const struct option options[] = {
         {"bind", required_argument, NULL, 'b'},
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"grace", required_argument, NULL, 'g'},
         {"endpoint-file", required_argument, NULL, OPT_ENDPOINT_FILE},
+        {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
+        {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -80,6 +99,16 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
             if (end == optarg || *end || !(seconds >= 0 && seconds <= 86400))
                 return s_fail("--grace needs seconds from 0 to 86400, not '%s'", optarg);
             config->grace_ms = (int64_t)(seconds * 1000);
+            break;
+        case OPT_MAX_QUEUED:
+            if (!s_parse_count(optarg, 1, 1000000000, &config->max_queued))
+                return s_fail("--max-queued needs a whole number from 1 to 1000000000, not '%s'",
+                              optarg);
+            break;
+        case OPT_MAX_MESSAGE:
+            if (!s_parse_count(optarg, 1024, INT64_MAX, &config->max_message))
+                return s_fail("--max-message needs a byte count of at least 1024, not '%s'",
+                              optarg);
             break;
         case 'l':
             if (!dpool_log_parse_level(optarg, level))

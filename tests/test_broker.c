@@ -480,3 +480,68 @@ Test(broker, chunk_flag_reaches_the_worker_and_partial_results_reach_the_client)
     dpool_msg_reset(&task);
     dpool_msg_reset(&result);
 }
+
+Test(broker, a_client_that_heartbeats_then_vanishes_loses_its_private_tasks_only)
+{
+    const char *functions[] = {"f"};
+    register_worker(functions, 1, 2);
+    open_pool(1, 1);
+    send_msg(client, (dpool_msg_t){.command = DPOOL_CMD_HEARTBEAT});
+    send_msg(
+        client,
+        (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 2, .name = "shared", .count = 1});
+    dpool_msg_t opened, private_task, named_task, kill;
+    expect(client, DPOOL_CMD_POOL_OPENED, &opened, 5000);
+    submit(1, 1, "f");
+    submit(2, 2, "f");
+    expect(worker, DPOOL_CMD_TASK, &private_task, 5000);
+    expect(worker, DPOOL_CMD_TASK, &named_task, 5000);
+    // The client now falls silent; the worker keeps beating so only the client is lost.
+    bool killed = false;
+    for (int i = 0; i < 16 && !killed; i++) {
+        send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_HEARTBEAT});
+        if (recv_msg(worker, &kill, 500)) {
+            killed = kill.command == DPOOL_CMD_KILL;
+            if (!killed)
+                dpool_msg_reset(&kill);
+        }
+    }
+    cr_assert(killed, "the vanished client's running task was not killed");
+    uint64_t private_id = private_task.task_id == kill.task_id ? private_task.task_id : 0;
+    cr_assert_neq(private_id, 0, "the named pool's task was killed instead of the private one");
+    dpool_msg_reset(&opened);
+    dpool_msg_reset(&private_task);
+    dpool_msg_reset(&named_task);
+    dpool_msg_reset(&kill);
+}
+
+Test(broker, submissions_past_max_queued_fail_as_queue_full_and_lose_nothing)
+{
+    dpool_harness_t *small = dpool_harness_new();
+    const char *args[] = {"--max-queued", "3", NULL};
+    const char *small_endpoint = dpool_harness_start_broker(small, args);
+    cr_assert_not_null(small_endpoint);
+    zsock_t *peer = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(peer, 0);
+    cr_assert_eq(zsock_connect(peer, "%s", small_endpoint), 0);
+    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
+    dpool_msg_t reply;
+    expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
+    dpool_msg_reset(&reply);
+    for (uint64_t id = 1; id <= 5; id++)
+        send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
+                                     .pool_ref = 1,
+                                     .task_id = id,
+                                     .name = "f",
+                                     .payload = payload_of("a")});
+    for (uint64_t id = 4; id <= 5; id++) {
+        expect(peer, DPOOL_CMD_RESULT, &reply, 5000);
+        cr_assert_eq(reply.task_id, id, "task %lu was refused instead of a later one",
+                     (unsigned long)reply.task_id);
+        cr_assert_eq(reply.code, DPOOL_ERR_QUEUE_FULL);
+        cr_assert(strstr(reply.text, "queue full"), "message: %s", reply.text);
+        dpool_msg_reset(&reply);
+    }
+    zsock_destroy(&peer);
+    dpool_harness_destroy(&small);
+}
