@@ -6,10 +6,11 @@
     can stop the loop. */
 #include "dpool_broker_internal.h"
 #include "dpool_clock.h"
-#include "dpool_log.h"
 
 #include <dpool/errors.h>
 #include <errno.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,59 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     return 0;
 }
 
+// How long a client rebuilt from the journal has to come back before it counts as
+// vanished: generous, since it must notice the restart and reconnect first.
+#define S_REPLAYED_CLIENT_GRACE_MS (10 * DPOOL_HEARTBEAT_MS * DPOOL_HEARTBEAT_LIVENESS)
+
+// Rebuilds one journalled task exactly as its POOL_OPEN and SUBMIT built it.
+static void
+s_replay_entry(void *ctx, const dpool_journal_entry_t *entry)
+{
+    dpool_broker_t *self = ctx;
+    zframe_t *routing_id = zframe_new(entry->client_id, entry->client_id_size);
+    dpool_client_t *client = routing_id ? dpool_clients_get(self, routing_id) : NULL;
+    zframe_destroy(&routing_id);
+    if (!client)
+        return;
+    client->heartbeats = true;
+    client->expires_ms = self->now_ms + S_REPLAYED_CLIENT_GRACE_MS;
+    dpool_pool_spec_t spec = {.pool_ref = entry->pool_ref,
+                              .name = entry->pool_name,
+                              .cap = entry->cap,
+                              .retries = entry->retries,
+                              .time_limit_ms = entry->time_limit_ms};
+    dpool_pool_ref_t *ref = dpool_pools_open(self, client, &spec);
+    dpool_msg_t submit = {
+        .task_id = entry->task_id, .name = (char *)entry->function, .flags = entry->flags};
+    zframe_t *args = zframe_new(entry->args, entry->args_size);
+    if (!ref || !args || dpool_pools_accept(self, client, ref, &submit, &args) != DPOOL_OK)
+        DPOOL_LOG_ERROR("cannot rebuild a journalled task: out of memory");
+    zframe_destroy(&args);
+}
+
+static int
+s_open_journal(dpool_broker_t *self, char *why, size_t why_size)
+{
+    self->replaying = true;
+    self->journal =
+        dpool_journal_open(self->config.journal_dir, s_replay_entry, self, why, why_size);
+    self->replaying = false;
+    if (!self->journal)
+        return -1;
+    DPOOL_LOG_INFO("journal %s: %zu accepted tasks carried over", self->config.journal_dir,
+                   dpool_journal_live(self->journal));
+    return 0;
+}
+
+static uint64_t
+s_random_epoch(void)
+{
+    uint64_t epoch = 0;
+    if (getrandom(&epoch, sizeof epoch, 0) != (ssize_t)sizeof epoch)
+        epoch = (uint64_t)dpool_clock_wall() ^ ((uint64_t)getpid() << 32);
+    return epoch ? epoch : 1;
+}
+
 dpool_broker_t *
 dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size)
 {
@@ -151,9 +205,12 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
         snprintf(why, why_size, "out of memory");
         goto fail;
     }
+    self->started_ms = self->now_ms = dpool_clock_ms();
+    self->epoch = s_random_epoch();
+    if (config->journal_dir && s_open_journal(self, why, why_size) < 0)
+        goto fail;
     if (s_bind(self, why, why_size) < 0)
         goto fail;
-    self->started_ms = self->now_ms = dpool_clock_ms();
     self->next_heartbeat_ms = self->now_ms + DPOOL_HEARTBEAT_MS;
     return self;
 fail:
@@ -186,6 +243,8 @@ dpool_broker_destroy(dpool_broker_t **self_p)
     if (!self)
         return;
     *self_p = NULL;
+    // The journal is closed (and committed) before the tasks go: they stay durable.
+    dpool_journal_close(&self->journal);
     if (self->sched)
         dpool_sched_drain(self->sched, s_free_task, NULL);
     if (self->hosts)
@@ -239,6 +298,11 @@ dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, con
     }
     dpool_broker_send(self, client->routing_id, &msg);
     zframe_destroy(&msg.payload);
+    zhashx_delete(client->task_ids, &task->client_task_id);
+    if (self->journal &&
+        dpool_journal_done(self->journal, zframe_data(client->routing_id),
+                           zframe_size(client->routing_id), task->client_task_id) != 0)
+        DPOOL_LOG_ERROR("out of memory journalling a completion");
     dpool_broker_free_task(task);
     client->tasks--;
     dpool_clients_release_if_idle(self, client);
@@ -378,6 +442,9 @@ dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
         s_dispatch(self);
         s_run_timers(self);
         s_dispatch(self);
+        // Group commit: one write and one fdatasync for everything this turn accepted.
+        if (self->journal && dpool_journal_commit(self->journal) != 0)
+            DPOOL_LOG_ERROR("journal commit failed: %s (retried next turn)", strerror(errno));
     }
     DPOOL_LOG_INFO("stopping");
     return 0;

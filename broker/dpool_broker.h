@@ -17,6 +17,7 @@ typedef struct {
     const char *endpoint_file; // when set, the bound endpoint is written there
     int64_t max_queued;        // unanswered tasks accepted at most; past it: queue full
     int64_t max_message;       // bytes; larger messages are dropped by ZeroMQ
+    const char *journal_dir;   // when set, accepted tasks survive a broker restart
 } dpool_broker_config_t;
 
 // Fills config with the defaults (tcp://127.0.0.1:5555, grace 10 s).

@@ -5,6 +5,8 @@
 #define DPOOL_BROKER_INTERNAL_H
 
 #include "dpool_broker.h"
+#include "dpool_journal.h"
+#include "dpool_log.h"
 #include "dpool_proto.h"
 #include "dpool_sched.h"
 
@@ -42,7 +44,8 @@ typedef struct {
     dpool_pool_ref_t *refs; // owned array
     size_t ref_count;
     size_t ref_capacity;
-    size_t tasks; // tasks submitted and not yet answered
+    size_t tasks;       // tasks submitted and not yet answered
+    zhashx_t *task_ids; // client task id -> dpool_task_t, to run a re-sent task once
     // A client that has sent HEARTBEAT is held to liveness: silent for
     // DPOOL_HEARTBEAT_LIVENESS beats, it has vanished. Clients that never send one
     // (older or minimal ones) are not, so they are never dropped by mistake.
@@ -65,6 +68,7 @@ typedef struct {
 typedef struct {
     dpool_client_t *client;
     dpool_pool_t *pool;
+    uint32_t pool_ref; // the client's ref for pool, as journalled
     uint64_t client_task_id;
     zframe_t *args;    // owned; moved into the TASK unless the pool retries
     char *function;    // owned copy, kept only when the pool retries (to re-queue)
@@ -77,10 +81,13 @@ struct dpool_broker {
     zsock_t *router;
     char *endpoint;
     dpool_sched_t *sched;
-    zhashx_t *clients;     // routing id frame -> dpool_client_t
-    zhashx_t *hosts;       // routing id frame -> dpool_host_t
-    zhashx_t *named_pools; // name -> dpool_pool_t
-    uint64_t malformed;    // malformed messages dropped
+    zhashx_t *clients;        // routing id frame -> dpool_client_t
+    zhashx_t *hosts;          // routing id frame -> dpool_host_t
+    zhashx_t *named_pools;    // name -> dpool_pool_t
+    uint64_t malformed;       // malformed messages dropped
+    dpool_journal_t *journal; // NULL without --journal
+    bool replaying;           // rebuilding from the journal: nothing is journalled again
+    uint64_t epoch;           // random per start: clients see a restart as a new epoch
     int64_t started_ms;
     int64_t next_heartbeat_ms;
     int64_t now_ms; // read once per loop turn
@@ -105,6 +112,35 @@ void dpool_broker_free_task(dpool_task_t *task);
 // A task lost with its process or host: re-queued at the front of its pool when the
 // pool allows another attempt (returns true), else left to the caller to fail.
 bool dpool_broker_retry_task(dpool_broker_t *self, dpool_task_t *task);
+
+// What a POOL_OPEN (or a journal record) asks for.
+typedef struct {
+    uint32_t pool_ref;
+    const char *name; // NULL for a private pool
+    uint32_t cap;
+    uint32_t retries;
+    uint32_t time_limit_ms;
+} dpool_pool_spec_t;
+
+// Pools and tasks (dpool_pools.c).
+// The client's ref, opened now if it is not open yet (idempotent). NULL on out-of-memory.
+dpool_pool_ref_t *dpool_pools_open(dpool_broker_t *self, dpool_client_t *client,
+                                   const dpool_pool_spec_t *spec);
+// The client's open ref with this number, or NULL.
+dpool_pool_ref_t *dpool_pools_find(dpool_client_t *client, uint32_t ref);
+// Queues submit's task with the arguments in *args_p (consumed always). Returns DPOOL_OK
+// (also for a re-send of a task still held, which is dropped), DPOOL_ERR_QUEUE_FULL or
+// DPOOL_ERR_NOMEM. Journals the task when the broker has a journal.
+int dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_pool_ref_t *ref,
+                       const dpool_msg_t *submit, zframe_t **args_p);
+// Fails every task of client in pool as terminated; running ones are killed.
+void dpool_pools_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_pool_t *pool);
+// Frees a pool nobody holds once its last task is gone; keeps it otherwise.
+void dpool_pools_release(dpool_broker_t *self, dpool_pool_t *pool);
+
+// Client records (dpool_clients.c).
+// The record for this routing id, made if new. NULL on out-of-memory.
+dpool_client_t *dpool_clients_get(dpool_broker_t *self, zframe_t *routing_id);
 
 // Client commands (dpool_clients.c). Each takes the decoded message, owned by the caller.
 void dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);

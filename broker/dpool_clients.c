@@ -3,15 +3,28 @@
     so a client that is done leaves nothing behind. Pool refs are per client: a client
     normally has one or two pools, so they sit in a small array rather than a table. */
 #include "dpool_broker_internal.h"
-#include "dpool_log.h"
 
 #include <dpool/errors.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static dpool_client_t *
-s_client_get(dpool_broker_t *self, zframe_t *routing_id)
+static size_t
+s_task_id_hash(const void *key)
+{
+    uint64_t id = *(const uint64_t *)key;
+    return (size_t)(id * 0x9e3779b97f4a7c15ULL);
+}
+
+static int
+s_task_id_compare(const void *a, const void *b)
+{
+    uint64_t left = *(const uint64_t *)a, right = *(const uint64_t *)b;
+    return left < right ? -1 : left > right;
+}
+
+dpool_client_t *
+dpool_clients_get(dpool_broker_t *self, zframe_t *routing_id)
 {
     dpool_client_t *client = zhashx_lookup(self->clients, routing_id);
     if (client)
@@ -20,10 +33,18 @@ s_client_get(dpool_broker_t *self, zframe_t *routing_id)
     if (!client)
         return NULL;
     client->routing_id = zframe_dup(routing_id);
-    if (!client->routing_id) {
+    client->task_ids = zhashx_new();
+    if (!client->routing_id || !client->task_ids) {
+        zframe_destroy(&client->routing_id);
+        zhashx_destroy(&client->task_ids);
         free(client);
         return NULL;
     }
+    // Keys point at the task records' own ids: no copies, nothing to free.
+    zhashx_set_key_hasher(client->task_ids, s_task_id_hash);
+    zhashx_set_key_comparator(client->task_ids, s_task_id_compare);
+    zhashx_set_key_duplicator(client->task_ids, NULL);
+    zhashx_set_key_destructor(client->task_ids, NULL);
     zhashx_insert(self->clients, client->routing_id, client);
     return client;
 }
@@ -32,6 +53,7 @@ static void
 s_client_free(dpool_client_t *client)
 {
     zframe_destroy(&client->routing_id);
+    zhashx_destroy(&client->task_ids);
     free(client->refs);
     free(client);
 }
@@ -59,74 +81,6 @@ s_client_name(const dpool_client_t *client, char *name, size_t name_size)
         snprintf(name, name_size, "(binary id of %zu bytes)", size);
 }
 
-static dpool_pool_ref_t *
-s_ref_find(dpool_client_t *client, uint32_t ref)
-{
-    for (size_t i = 0; i < client->ref_count; i++)
-        if (client->refs[i].ref == ref)
-            return &client->refs[i];
-    return NULL;
-}
-
-static dpool_pool_t *
-s_pool_new(dpool_broker_t *self, const char *name, const char *label, const dpool_msg_t *open)
-{
-    dpool_pool_t *pool = calloc(1, sizeof *pool);
-    if (!pool)
-        return NULL;
-    pool->name = name ? strdup(name) : NULL;
-    pool->label = strdup(label);
-    pool->sched_pool = dpool_sched_pool_new(self->sched, open->count);
-    pool->retries = open->retries;
-    pool->time_limit_ms = open->time_limit_ms;
-    if ((name && !pool->name) || !pool->label || !pool->sched_pool) {
-        dpool_sched_pool_remove(self->sched, &pool->sched_pool);
-        free(pool->name);
-        free(pool->label);
-        free(pool);
-        return NULL;
-    }
-    if (name)
-        zhashx_insert(self->named_pools, name, pool);
-    return pool;
-}
-
-// Frees a pool nobody holds once its last task is gone; keeps it otherwise.
-static void
-s_pool_release(dpool_broker_t *self, dpool_pool_t *pool)
-{
-    if (pool->holders > 0 || !dpool_sched_pool_remove(self->sched, &pool->sched_pool))
-        return;
-    if (pool->name)
-        zhashx_delete(self->named_pools, pool->name);
-    free(pool->name);
-    free(pool->label);
-    free(pool);
-}
-
-static dpool_pool_t *
-s_pool_open(dpool_broker_t *self, dpool_client_t *client, const dpool_msg_t *msg)
-{
-    if (msg->name) {
-        dpool_pool_t *pool = zhashx_lookup(self->named_pools, msg->name);
-        if (pool)
-            return pool; // the first opener's cap stays (PROTOCOL.md, "Open a pool")
-        return s_pool_new(self, msg->name, msg->name, msg);
-    }
-    // Private pools are shown in status by their client's routing id and ref.
-    char label[DPOOL_PROTO_NAME_MAX + 32];
-    size_t size = zframe_size(client->routing_id);
-    const char *bytes = (const char *)zframe_data(client->routing_id);
-    bool printable = size > 0 && size <= DPOOL_PROTO_NAME_MAX;
-    for (size_t i = 0; printable && i < size; i++)
-        printable = bytes[i] > 0x20 && bytes[i] < 0x7f;
-    if (printable)
-        snprintf(label, sizeof label, "private:%.*s:%u", (int)size, bytes, msg->pool_ref);
-    else
-        snprintf(label, sizeof label, "private:%u", msg->pool_ref);
-    return s_pool_new(self, NULL, label, msg);
-}
-
 static void
 s_reply_opened(dpool_broker_t *self, dpool_client_t *client, uint32_t ref, int code,
                const char *text, uint32_t cap)
@@ -135,37 +89,26 @@ s_reply_opened(dpool_broker_t *self, dpool_client_t *client, uint32_t ref, int c
                          .pool_ref = ref,
                          .code = code,
                          .text = (char *)text,
-                         .count = cap};
+                         .count = cap,
+                         .task_id = self->epoch};
     dpool_broker_send(self, client->routing_id, &reply);
 }
 
 static void
 s_on_pool_open(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
 {
-    if (s_ref_find(client, msg->pool_ref)) {
-        s_reply_opened(self, client, msg->pool_ref, DPOOL_ERR_INVALID,
-                       "pool_ref is already open on this connection", 0);
-        return;
-    }
-    if (client->ref_count == client->ref_capacity) {
-        size_t capacity = client->ref_capacity ? client->ref_capacity * 2 : 2;
-        dpool_pool_ref_t *refs = realloc(client->refs, capacity * sizeof *refs);
-        if (!refs) {
-            s_reply_opened(self, client, msg->pool_ref, DPOOL_ERR_NOMEM, "out of memory", 0);
-            return;
-        }
-        client->refs = refs;
-        client->ref_capacity = capacity;
-    }
-    dpool_pool_t *pool = s_pool_open(self, client, msg);
-    if (!pool) {
+    dpool_pool_spec_t spec = {.pool_ref = msg->pool_ref,
+                              .name = msg->name,
+                              .cap = msg->count,
+                              .retries = msg->retries,
+                              .time_limit_ms = msg->time_limit_ms};
+    dpool_pool_ref_t *ref = dpool_pools_open(self, client, &spec);
+    if (!ref) {
         s_reply_opened(self, client, msg->pool_ref, DPOOL_ERR_NOMEM, "out of memory", 0);
         return;
     }
-    pool->holders++;
-    client->refs[client->ref_count++] = (dpool_pool_ref_t){.ref = msg->pool_ref, .pool = pool};
     dpool_sched_pool_stats_t stats;
-    dpool_sched_pool_stats(self->sched, pool->sched_pool, &stats);
+    dpool_sched_pool_stats(self->sched, ref->pool->sched_pool, &stats);
     s_reply_opened(self, client, msg->pool_ref, DPOOL_OK, NULL, stats.effective_cap);
 }
 
@@ -181,93 +124,28 @@ s_reply_result(dpool_broker_t *self, dpool_client_t *client, uint64_t task_id, i
 static void
 s_on_submit(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
 {
-    dpool_pool_ref_t *ref = s_ref_find(client, msg->pool_ref);
+    dpool_pool_ref_t *ref = dpool_pools_find(client, msg->pool_ref);
     if (!ref) {
         char text[64];
         snprintf(text, sizeof text, "pool %u is not open", msg->pool_ref);
         s_reply_result(self, client, msg->task_id, DPOOL_ERR_INVALID, text);
         return;
     }
-    if ((int64_t)dpool_sched_task_count(self->sched) >= self->config.max_queued) {
+    int rc = dpool_pools_accept(self, client, ref, msg, &msg->payload);
+    if (rc == DPOOL_ERR_QUEUE_FULL)
         // Back-pressure: refused before anything is kept, so nothing accepted is dropped.
-        s_reply_result(self, client, msg->task_id, DPOOL_ERR_QUEUE_FULL,
+        s_reply_result(self, client, msg->task_id, rc,
                        "queue full: the broker holds its --max-queued limit of tasks");
-        return;
-    }
-    dpool_task_t *task = calloc(1, sizeof *task);
-    uint64_t task_id;
-    bool keep_name = task && ref->pool->retries > 0;
-    if (!task || (keep_name && !(task->function = strdup(msg->name))) ||
-        dpool_sched_submit(self->sched, ref->pool->sched_pool, msg->name, task, self->now_ms,
-                           &task_id) != 0) {
-        dpool_broker_free_task(task);
-        s_reply_result(self, client, msg->task_id, DPOOL_ERR_NOMEM, "broker out of memory");
-        return;
-    }
-    task->client = client;
-    task->pool = ref->pool;
-    task->flags = msg->flags;
-    task->client_task_id = msg->task_id;
-    task->args = msg->payload;
-    msg->payload = NULL;
-    client->tasks++;
-}
-
-typedef struct {
-    dpool_client_t *client;
-    uint64_t *ids;
-    size_t count;
-    size_t capacity;
-} s_collect_t;
-
-static void
-s_collect_client_task(void *ctx, uint64_t task_id, void *data)
-{
-    s_collect_t *collect = ctx;
-    const dpool_task_t *task = data;
-    if (task->client != collect->client)
-        return;
-    if (collect->count == collect->capacity) {
-        size_t capacity = collect->capacity ? collect->capacity * 2 : 64;
-        uint64_t *ids = realloc(collect->ids, capacity * sizeof *ids);
-        if (!ids)
-            return; // out of memory: this task is not terminated now; its result still comes
-        collect->ids = ids;
-        collect->capacity = capacity;
-    }
-    collect->ids[collect->count++] = task_id;
-}
-
-// Fails every task of this client in pool as terminated; running ones are killed.
-static void
-s_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_pool_t *pool)
-{
-    s_collect_t collect = {.client = client};
-    dpool_sched_pool_foreach(self->sched, pool->sched_pool, s_collect_client_task, &collect);
-    // Keep the client record alive while its last tasks are finished one by one.
-    client->ref_count++;
-    for (size_t i = 0; i < collect.count; i++) {
-        void *host_data = NULL;
-        dpool_task_t *task = dpool_sched_cancel(self->sched, collect.ids[i], &host_data);
-        if (!task)
-            continue;
-        if (host_data) {
-            dpool_host_t *host = host_data;
-            dpool_msg_t kill = {.command = DPOOL_CMD_KILL, .task_id = collect.ids[i]};
-            dpool_broker_send(self, host->routing_id, &kill);
-        }
-        dpool_broker_finish_task(self, task, DPOOL_ERR_TERMINATED, "terminated", NULL);
-    }
-    client->ref_count--;
-    free(collect.ids);
+    else if (rc != DPOOL_OK)
+        s_reply_result(self, client, msg->task_id, rc, "broker out of memory");
 }
 
 static void
 s_on_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
 {
-    dpool_pool_ref_t *ref = s_ref_find(client, msg->pool_ref);
+    dpool_pool_ref_t *ref = dpool_pools_find(client, msg->pool_ref);
     if (ref)
-        s_terminate(self, client, ref->pool);
+        dpool_pools_terminate(self, client, ref->pool);
     else
         dpool_broker_send_error(self, client->routing_id, DPOOL_ERR_INVALID,
                                 "TERMINATE names a pool that is not open");
@@ -276,23 +154,28 @@ s_on_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
 static void
 s_on_release(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
 {
-    dpool_pool_ref_t *ref = s_ref_find(client, msg->pool_ref);
+    dpool_pool_ref_t *ref = dpool_pools_find(client, msg->pool_ref);
     if (!ref) {
         dpool_broker_send_error(self, client->routing_id, DPOOL_ERR_INVALID,
                                 "POOL_RELEASE names a pool that is not open");
         return;
     }
     dpool_pool_t *pool = ref->pool;
-    s_terminate(self, client, pool);
-    ref = s_ref_find(client, msg->pool_ref); // s_terminate may have grown nothing, but be exact
+    dpool_pools_terminate(self, client, pool);
+    ref =
+        dpool_pools_find(client, msg->pool_ref); // s_terminate may have grown nothing, but be exact
     *ref = client->refs[--client->ref_count];
     pool->holders--;
-    s_pool_release(self, pool);
+    dpool_pools_release(self, pool);
 }
 
 static void
 s_on_status(dpool_broker_t *self, dpool_client_t *client)
 {
+    // A STATUS answer promises that every earlier submission of this client is on disk:
+    // clients (and tests) can use it as a barrier.
+    if (self->journal && dpool_journal_commit(self->journal) != 0)
+        DPOOL_LOG_ERROR("journal commit failed before a status reply");
     dpool_msg_t reply = {.command = DPOOL_CMD_STATUS_REPLY, .payload = dpool_status_build(self)};
     if (!reply.payload) {
         dpool_broker_send_error(self, client->routing_id, DPOOL_ERR_NOMEM, "out of memory");
@@ -313,17 +196,17 @@ s_vanish(dpool_broker_t *self, dpool_client_t *client, const char *how)
     while (client->ref_count > 0) {
         dpool_pool_ref_t ref = client->refs[client->ref_count - 1];
         if (!ref.pool->name)
-            s_terminate(self, client, ref.pool);
+            dpool_pools_terminate(self, client, ref.pool);
         client->ref_count--;
         ref.pool->holders--;
-        s_pool_release(self, ref.pool);
+        dpool_pools_release(self, ref.pool);
     }
 }
 
 void
 dpool_clients_on_message(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
 {
-    dpool_client_t *client = s_client_get(self, routing_id);
+    dpool_client_t *client = dpool_clients_get(self, routing_id);
     if (!client) {
         DPOOL_LOG_ERROR("out of memory for a new client");
         return;
@@ -368,7 +251,7 @@ dpool_clients_tick(dpool_broker_t *self)
             zlist_append(vanished, client);
             continue;
         }
-        dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT};
+        dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT, .task_id = self->epoch};
         dpool_broker_send(self, client->routing_id, &beat);
     }
     for (dpool_client_t *client = zlist_first(vanished); client; client = zlist_next(vanished)) {
@@ -386,7 +269,7 @@ dpool_clients_destroy_all(dpool_broker_t *self)
         for (size_t i = 0; i < client->ref_count; i++) {
             dpool_pool_t *pool = client->refs[i].pool;
             pool->holders--;
-            s_pool_release(self, pool);
+            dpool_pools_release(self, pool);
         }
         zhashx_delete(self->clients, client->routing_id);
         s_client_free(client);

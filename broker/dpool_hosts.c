@@ -175,7 +175,7 @@ dpool_hosts_tick(dpool_broker_t *self)
                 zlist_append(lost, host);
             continue;
         }
-        dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT};
+        dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT, .task_id = self->epoch};
         dpool_broker_send(self, host->routing_id, &beat);
     }
     for (dpool_host_t *host = lost ? zlist_first(lost) : NULL; host; host = zlist_next(lost))

@@ -32,6 +32,8 @@ s_usage(FILE *out)
             "  -g, --grace SECONDS      how long a task waits for a worker offering its\n"
             "                           function before it fails (default 10)\n"
             "      --endpoint-file FILE write the bound endpoint to FILE once listening\n"
+            "      --journal DIR        keep accepted tasks in DIR/journal, so a restarted\n"
+            "                           broker runs every task it had accepted\n"
             "      --max-queued N       accept at most N unanswered tasks; past it a submission\n"
             "                           fails with \"queue full\" (default 10000000)\n"
             "      --max-message BYTES  drop any message larger than BYTES (default 64 MiB)\n"
@@ -67,13 +69,14 @@ s_parse_count(const char *text, int64_t low, int64_t high, int64_t *value)
 static int
 s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t *level)
 {
-    enum { OPT_INSECURE = 256, OPT_ENDPOINT_FILE, OPT_MAX_QUEUED, OPT_MAX_MESSAGE };
+    enum { OPT_INSECURE = 256, OPT_ENDPOINT_FILE, OPT_MAX_QUEUED, OPT_MAX_MESSAGE, OPT_JOURNAL };
     static const struct option options[] = {
         {"bind", required_argument, NULL, 'b'},
         {"insecure", no_argument, NULL, OPT_INSECURE},
         {"grace", required_argument, NULL, 'g'},
         {"endpoint-file", required_argument, NULL, OPT_ENDPOINT_FILE},
         {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
+        {"journal", required_argument, NULL, OPT_JOURNAL},
         {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
@@ -99,6 +102,9 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
             if (end == optarg || *end || !(seconds >= 0 && seconds <= 86400))
                 return s_fail("--grace needs seconds from 0 to 86400, not '%s'", optarg);
             config->grace_ms = (int64_t)(seconds * 1000);
+            break;
+        case OPT_JOURNAL:
+            config->journal_dir = optarg;
             break;
         case OPT_MAX_QUEUED:
             if (!s_parse_count(optarg, 1, 1000000000, &config->max_queued))

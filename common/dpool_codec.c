@@ -33,7 +33,7 @@ typedef struct {
 
 static const s_command_schema_t s_schemas[] = {
     {DPOOL_CMD_POOL_OPEN, "pSn|RT", DPOOL_PAYLOAD_NONE},
-    {DPOOL_CMD_POOL_OPENED, "pcmn", DPOOL_PAYLOAD_NONE},
+    {DPOOL_CMD_POOL_OPENED, "pcmn|t", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_SUBMIT, "pts|F", DPOOL_PAYLOAD_REQUIRED},
     {DPOOL_CMD_RESULT, "tcm", DPOOL_PAYLOAD_OPTIONAL},
     {DPOOL_CMD_OUTPUT, "tnb", DPOOL_PAYLOAD_NONE},
@@ -48,7 +48,7 @@ static const s_command_schema_t s_schemas[] = {
     {DPOOL_CMD_WORKER_RESULT, "tcmn", DPOOL_PAYLOAD_OPTIONAL},
     {DPOOL_CMD_WORKER_OUTPUT, "tnb", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_KILL, "t", DPOOL_PAYLOAD_NONE},
-    {DPOOL_CMD_HEARTBEAT, "", DPOOL_PAYLOAD_NONE},
+    {DPOOL_CMD_HEARTBEAT, "|t", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_BYE, "", DPOOL_PAYLOAD_NONE},
 };
 

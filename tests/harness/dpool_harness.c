@@ -25,6 +25,7 @@
 struct dpool_harness {
     char dir[256];
     char endpoint[256];
+    pid_t broker_pid;
     pid_t pids[S_MAX_PROCESSES];
     size_t pid_count;
 };
@@ -157,9 +158,13 @@ dpool_harness_start_broker(dpool_harness_t *self, const char *const *extra_args)
     for (size_t i = 0; extra_args && extra_args[i] && argc < 31; i++)
         argv[argc++] = extra_args[i];
     argv[argc] = NULL;
+    // A restarted broker must not be mistaken for the last one: its endpoint goes first.
+    unlink(endpoint_file);
+    self->endpoint[0] = '\0';
     pid_t pid = s_spawn(self, argv, log_path);
     if (pid < 0)
         return NULL;
+    self->broker_pid = pid;
     for (int i = 0; i < 1000; i++) {
         if (s_read_endpoint(self, endpoint_file))
             return self->endpoint;
@@ -249,6 +254,12 @@ dpool_harness_wait_processes(dpool_harness_t *self, int processes, double timeou
     }
     zsock_destroy(&dealer);
     return reached;
+}
+
+pid_t
+dpool_harness_broker_pid(const dpool_harness_t *self)
+{
+    return self->broker_pid;
 }
 
 const char *

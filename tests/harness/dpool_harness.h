@@ -42,6 +42,9 @@ int dpool_harness_stop(dpool_harness_t *self, pid_t pid);
 // Returns false when pid is not ours.
 bool dpool_harness_signal(dpool_harness_t *self, pid_t pid, int signum);
 
+// The pid of the broker last started, or 0.
+pid_t dpool_harness_broker_pid(const dpool_harness_t *self);
+
 // The broker's endpoint, or NULL before dpool_harness_start_broker.
 const char *dpool_harness_endpoint(const dpool_harness_t *self);
 
