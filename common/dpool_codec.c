@@ -17,7 +17,8 @@
       R  retries         uint32
 
     Fields after a '|' are optional on decoding: a peer of an older minor revision
-    may leave them out, and they then read as 0. Encoders always write them all. */
+    may leave them out, and they then read as 0. Fields after the last known one are a
+    newer peer's and are ignored. Encoders always write every field they know. */
 #include "dpool_codec.h"
 #include "dpool_msgpack_check.h"
 
@@ -309,13 +310,14 @@ s_decode_fields(const msgpack_object *root, const char *schema, dpool_msg_t *msg
 {
     size_t required;
     size_t fields = s_field_count(schema, &required);
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < required ||
-        root->via.array.size > fields) {
-        *why = "body is not an array with the command's field count";
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < required) {
+        *why = "body is not an array with the command's fields";
         return DPOOL_ERR_PROTO;
     }
+    // Fields past the ones this version knows are a newer peer's: they are skipped.
+    size_t present = root->via.array.size < fields ? root->via.array.size : fields;
     const char *field = schema;
-    for (size_t i = 0; i < root->via.array.size; i++, field++) {
+    for (size_t i = 0; i < present; i++, field++) {
         if (*field == '|')
             field++;
         int rc = s_decode_field(&root->via.array.ptr[i], *field, msg, why);
