@@ -1,6 +1,7 @@
 /*  The function registry, the module loader and every built-in except crash and
-    demo.worker, called in-process through dpool_functions_call(): the same path a
-    worker process takes for a task. */
+    demo.worker, called in-process through dpool_functions_call() and
+    dpool_functions_call_chunk(): the same paths a worker process takes for a task
+    and for a CHUNK. */
 #include "dpool_builtins.h"
 #include "dpool_functions.h"
 
@@ -307,10 +308,12 @@ Test(functions, example_module_loads_and_its_functions_run)
     char error[512] = "";
     cr_assert_eq(dpool_functions_load(functions, EXAMPLE_MODULE, error, sizeof error), DPOOL_OK,
                  "%s", error);
-    cr_assert_eq(dpool_functions_size(functions), 11);
+    cr_assert_eq(dpool_functions_size(functions), 13);
     cr_assert_str_eq(dpool_functions_name(functions, 8), "example.upper");
     cr_assert_str_eq(dpool_functions_name(functions, 9), "example.sum");
     cr_assert_str_eq(dpool_functions_name(functions, 10), "example.print");
+    cr_assert_str_eq(dpool_functions_name(functions, 11), "example.init");
+    cr_assert_str_eq(dpool_functions_name(functions, 12), "example.initialized");
     CALL("example.upper", msgpack_pack_array(&pk, 1); s_pack_str(&pk, "Hello, dpool 1"));
     cr_assert_eq(call.rc, DPOOL_OK);
     cr_assert(s_str_is(&call.result.data, "HELLO, DPOOL 1"));
@@ -340,5 +343,128 @@ Test(functions, module_that_cannot_load_is_named_in_the_error)
     error[0] = '\0';
     cr_assert_neq(dpool_functions_load(functions, EXAMPLE_MODULE, error, sizeof error), DPOOL_OK);
     cr_assert(strstr(error, "libdpool_example.so"), "error: %s", error);
-    cr_assert_eq(dpool_functions_size(functions), 11);
+    cr_assert_eq(dpool_functions_size(functions), 13);
+}
+
+Test(functions, example_initialized_reports_whether_example_init_ran_here)
+{
+    char error[512] = "";
+    cr_assert_eq(dpool_functions_load(functions, EXAMPLE_MODULE, error, sizeof error), DPOOL_OK,
+                 "%s", error);
+    CALL("example.initialized", msgpack_pack_array(&pk, 0));
+    cr_assert_eq(call.rc, DPOOL_OK, "%s", call.message);
+    cr_assert_eq(call.result.data.type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq(call.result.data.via.array.size, 2);
+    cr_assert_eq(call.result.data.via.array.ptr[0].type, MSGPACK_OBJECT_BOOLEAN);
+    cr_assert_not(call.result.data.via.array.ptr[0].via.boolean);
+    cr_assert_eq(call.result.data.via.array.ptr[1].via.u64, (uint64_t)getpid());
+    CALL("example.init", msgpack_pack_array(&pk, 0));
+    cr_assert_eq(call.rc, DPOOL_OK, "%s", call.message);
+    CALL("example.initialized", msgpack_pack_array(&pk, 1); msgpack_pack_double(&pk, 0.01));
+    cr_assert_eq(call.rc, DPOOL_OK, "%s", call.message);
+    cr_assert(call.result.data.via.array.ptr[0].via.boolean);
+    CALL("example.initialized", msgpack_pack_array(&pk, 1); s_pack_str(&pk, "x"));
+    cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
+}
+
+// Runs a chunk and decodes its result array into call (also when an item failed).
+static void
+s_call_chunk_raw(const char *name, const void *args, size_t size)
+{
+    free(call.message);
+    call.message = NULL;
+    msgpack_sbuffer_clear(&call.bytes);
+    call.rc = dpool_functions_call_chunk(functions, name, args, size, &call.bytes, &call.message);
+    if (call.rc == DPOOL_OK)
+        cr_assert_null(call.message);
+    else
+        cr_assert_not_null(call.message, "every failure carries a message");
+    if (call.bytes.size == 0)
+        return;
+    size_t offset = 0;
+    cr_assert_eq(msgpack_unpack_next(&call.result, call.bytes.data, call.bytes.size, &offset),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq(offset, call.bytes.size, "the result is exactly one value");
+    cr_assert_eq(call.result.data.type, MSGPACK_OBJECT_ARRAY);
+}
+
+#define CALL_CHUNK(name, packing)                                                                  \
+    do {                                                                                           \
+        msgpack_sbuffer args_;                                                                     \
+        msgpack_sbuffer_init(&args_);                                                              \
+        msgpack_packer pk;                                                                         \
+        msgpack_packer_init(&pk, &args_, msgpack_sbuffer_write);                                   \
+        packing;                                                                                   \
+        s_call_chunk_raw(name, args_.data, args_.size);                                            \
+        msgpack_sbuffer_destroy(&args_);                                                           \
+    } while (0)
+
+static void
+s_pack_add_items(msgpack_packer *pk, uint32_t count)
+{
+    msgpack_pack_array(pk, count);
+    for (uint32_t i = 0; i < count; i++) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_uint32(pk, i);
+        msgpack_pack_uint32(pk, 1000);
+    }
+}
+
+static void
+s_assert_sums(uint32_t count)
+{
+    cr_assert_eq(call.result.data.via.array.size, count);
+    for (uint32_t i = 0; i < count; i++)
+        cr_assert_eq(call.result.data.via.array.ptr[i].via.u64, (uint64_t)i + 1000, "item %u",
+                     (unsigned)i);
+}
+
+Test(functions, chunk_returns_every_items_result_in_order)
+{
+    // 3, 20 and 70000 items: the three msgpack array header sizes of the result.
+    const uint32_t counts[] = {3, 20, 70000};
+    for (size_t c = 0; c < 3; c++) {
+        CALL_CHUNK("add", s_pack_add_items(&pk, counts[c]));
+        cr_assert_eq(call.rc, DPOOL_OK, "%s", call.message);
+        s_assert_sums(counts[c]);
+    }
+    CALL_CHUNK("add", msgpack_pack_array(&pk, 0));
+    cr_assert_eq(call.rc, DPOOL_OK);
+    cr_assert_eq(call.result.data.via.array.size, 0, "an empty chunk gives an empty array");
+}
+
+Test(functions, chunk_stops_at_the_first_failing_item_with_the_results_before_it)
+{
+    CALL_CHUNK("add", msgpack_pack_array(&pk, 4); msgpack_pack_array(&pk, 2);
+               msgpack_pack_int(&pk, 1); msgpack_pack_int(&pk, 2); msgpack_pack_array(&pk, 2);
+               msgpack_pack_int(&pk, 3); msgpack_pack_int(&pk, 4); msgpack_pack_array(&pk, 2);
+               msgpack_pack_int(&pk, 5); s_pack_str(&pk, "x"); msgpack_pack_array(&pk, 0));
+    cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
+    cr_assert_str_eq(call.message, "item 2: add: unsupported operand types (numbers expected)");
+    cr_assert_eq(call.result.data.via.array.size, 2, "exactly the results before item 2");
+    cr_assert_eq(call.result.data.via.array.ptr[0].via.u64, 3);
+    cr_assert_eq(call.result.data.via.array.ptr[1].via.u64, 7);
+    // The first item failing gives an empty array; an item that is not an array fails.
+    CALL_CHUNK("echo", msgpack_pack_array(&pk, 2); msgpack_pack_int(&pk, 5);
+               msgpack_pack_array(&pk, 1); msgpack_pack_int(&pk, 6));
+    cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
+    cr_assert(strncmp(call.message, "item 0: ", 8) == 0 &&
+                  strstr(call.message, "not a msgpack array"),
+              "message: %s", call.message);
+    cr_assert_eq(call.result.data.via.array.size, 0);
+}
+
+Test(functions, chunk_that_is_not_an_array_fails_as_a_whole)
+{
+    CALL_CHUNK("noop", msgpack_pack_int(&pk, 5));
+    cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
+    cr_assert(strstr(call.message, "not a msgpack array of argument arrays"), "message: %s",
+              call.message);
+    cr_assert_eq(call.bytes.size, 0);
+    const uint8_t lying[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x90}; // 4 billion items in 6 bytes
+    s_call_chunk_raw("noop", lying, sizeof lying);
+    cr_assert_eq(call.rc, DPOOL_ERR_TASK_FAILED);
+    cr_assert_eq(call.bytes.size, 0);
+    CALL_CHUNK("no.such.function", msgpack_pack_array(&pk, 0));
+    cr_assert_eq(call.rc, DPOOL_ERR_NO_FUNCTION);
 }

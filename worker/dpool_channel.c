@@ -13,6 +13,11 @@
 #include <unistd.h>
 
 #define S_HEADER_SIZE 5
+// Reads one dpool_channel_fill makes at most: a large result takes several loop
+// turns of the daemon, and the other processes are served in between.
+#define S_FILL_READS 16
+// The most buffer a channel keeps while it holds no frame.
+#define S_KEEP_CAPACITY (1024u * 1024u)
 // A RESULT body starts with an int32 code and a uint32 message length.
 #define S_RESULT_HEAD_SIZE 8
 
@@ -100,7 +105,9 @@ dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t
     return s_write_all(self->fd, iov, 3);
 }
 
-// Drops taken frames and makes room for at least want more bytes.
+// Drops taken frames and makes room for at least want more bytes. A buffer that
+// grew for a large chunk is given back once it is empty, so every process slot
+// does not keep the largest frame it ever saw.
 static int
 s_make_room(dpool_channel_t *self, size_t want)
 {
@@ -108,6 +115,11 @@ s_make_room(dpool_channel_t *self, size_t want)
         memmove(self->data, self->data + self->taken, self->size - self->taken);
         self->size -= self->taken;
         self->taken = 0;
+    }
+    if (self->size == 0 && self->capacity > S_KEEP_CAPACITY && want <= S_KEEP_CAPACITY) {
+        free(self->data);
+        self->data = NULL;
+        self->capacity = 0;
     }
     if (self->capacity - self->size >= want)
         return DPOOL_OK;
@@ -147,8 +159,14 @@ s_read(dpool_channel_t *self, size_t want, bool block)
 int
 dpool_channel_fill(dpool_channel_t *self)
 {
-    int rc = s_read(self, 1, false);
-    return rc < 0 ? rc : DPOOL_OK;
+    for (int i = 0; i < S_FILL_READS; i++) {
+        int rc = s_read(self, 1, false);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            break;
+    }
+    return DPOOL_OK;
 }
 
 int
@@ -181,11 +199,11 @@ dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8
 }
 
 int
-dpool_channel_send_task(dpool_channel_t *self, const char *function, const void *args,
+dpool_channel_send_task(dpool_channel_t *self, bool chunk, const char *function, const void *args,
                         size_t args_size)
 {
-    return dpool_channel_send(self, DPOOL_CHANNEL_TASK, function, strlen(function) + 1, args,
-                              args_size);
+    return dpool_channel_send(self, chunk ? DPOOL_CHANNEL_CHUNK : DPOOL_CHANNEL_TASK, function,
+                              strlen(function) + 1, args, args_size);
 }
 
 bool
@@ -217,9 +235,8 @@ dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, 
     memcpy(head + sizeof code32, &message_size32, sizeof message_size32);
     if (message_size)
         memcpy(head + S_RESULT_HEAD_SIZE, message, message_size);
-    int rc =
-        dpool_channel_send(self, DPOOL_CHANNEL_RESULT, head, S_RESULT_HEAD_SIZE + message_size,
-                           code == DPOOL_OK ? result : NULL, code == DPOOL_OK ? result_size : 0);
+    int rc = dpool_channel_send(self, DPOOL_CHANNEL_RESULT, head, S_RESULT_HEAD_SIZE + message_size,
+                                result, result_size);
     free(head);
     return rc;
 }

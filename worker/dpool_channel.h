@@ -5,7 +5,8 @@
     kind byte and that many bytes of body. The daemon reads without blocking and
     parses what has arrived; a worker process reads blocking, one frame at a time.
     Writes block until the whole frame is written: the peer is always reading when
-    it is written to (an idle process waits for a task; the daemon polls). */
+    it is written to (an idle process waits for a task; the daemon polls). A CHUNK
+    of many MB therefore costs one write and one read of its bytes, no copy. */
 #ifndef DPOOL_CHANNEL_H
 #define DPOOL_CHANNEL_H
 
@@ -14,14 +15,23 @@
 #include <stdint.h>
 
 // Frame kinds.
-#define DPOOL_CHANNEL_READY 'R' // process -> daemon: started, waiting for a task; no body
-#define DPOOL_CHANNEL_TASK 'T'  // daemon -> process: function name, NUL, argument bytes
-#define DPOOL_CHANNEL_RESULT                                                                       \
-    'D' // process -> daemon: int32 code, uint32 n, n bytes of
-        // message, then the result bytes
+// READY   process -> daemon: started (initializer done), waiting for a task; no body
+// TASK    daemon -> process: function name, NUL, argument bytes (one argument array)
+// CHUNK   daemon -> process: as TASK, but the bytes are an array of argument arrays
+// RESULT  process -> daemon: int32 code, uint32 n, n bytes of message, then the
+//         result bytes (none for a failed task, the results so far for a failed chunk)
+// INIT_FAILED  process -> daemon: the initializer failed; body = its message. The
+//         process exits right after.
+#define DPOOL_CHANNEL_READY 'R'
+#define DPOOL_CHANNEL_TASK 'T'
+#define DPOOL_CHANNEL_CHUNK 'C'
+#define DPOOL_CHANNEL_RESULT 'D'
+#define DPOOL_CHANNEL_INIT_FAILED 'I'
 
 // Frames larger than this are refused by a reader: the length prefix comes from
-// another process, and a corrupt one must not become a 4 GB allocation.
+// another process, and a corrupt one must not become a 4 GB allocation. It is far
+// above the protocol's largest message (64 MiB by default), so any TASK or CHUNK the
+// broker lets through, and its result, fits in one frame.
 #define DPOOL_CHANNEL_FRAME_MAX (1024u * 1024u * 1024u)
 
 typedef struct dpool_channel_t dpool_channel_t;
@@ -42,8 +52,10 @@ int dpool_channel_fd(const dpool_channel_t *self);
 int dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t head_size,
                        const void *tail, size_t tail_size);
 
-// Reads what is available without blocking. Returns DPOOL_OK, or DPOOL_ERR_IO at
-// end of file or on an error (the peer has gone or closed its end).
+// Reads what is available without blocking, up to a bounded amount per call (so
+// one process sending a large result cannot hold the daemon's loop). Returns
+// DPOOL_OK, or DPOOL_ERR_IO at end of file or on an error (the peer has gone or
+// closed its end).
 int dpool_channel_fill(dpool_channel_t *self);
 
 // Takes the next complete frame read so far, blocking until there is one when
@@ -53,18 +65,20 @@ int dpool_channel_fill(dpool_channel_t *self);
 int dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8_t **body,
                        size_t *size);
 
-// Sends a TASK frame: function (borrowed, NUL-terminated), then args_size bytes
-// of args (borrowed). Returns what dpool_channel_send returns.
-int dpool_channel_send_task(dpool_channel_t *self, const char *function, const void *args,
-                            size_t args_size);
+// Sends a TASK frame, or a CHUNK frame when chunk is true: function (borrowed,
+// NUL-terminated), then args_size bytes of args (borrowed). Returns what
+// dpool_channel_send returns.
+int dpool_channel_send_task(dpool_channel_t *self, bool chunk, const char *function,
+                            const void *args, size_t args_size);
 
-// Splits a TASK frame's body into the function name and the argument bytes (both
+// Splits a TASK or CHUNK frame's body into the function name and the argument bytes (both
 // borrowed from body). Returns false when the body holds no NUL-terminated name.
 bool dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function,
                               const uint8_t **args, size_t *args_size);
 
-// Sends a RESULT frame: code, message (borrowed, may be NULL) and, for DPOOL_OK,
-// result_size bytes of result (borrowed). Returns what dpool_channel_send returns.
+// Sends a RESULT frame: code, message (borrowed, may be NULL) and result_size bytes
+// of result (borrowed; 0 bytes for a failed task, the partial array for a failed
+// chunk). Returns what dpool_channel_send returns.
 int dpool_channel_send_result(dpool_channel_t *self, int code, const char *message,
                               const void *result, size_t result_size);
 

@@ -11,6 +11,7 @@
 #include "dpool_proto.h"
 
 #include <dlfcn.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,30 +220,51 @@ s_fail(char **message_p, int code, char *message)
     return code;
 }
 
+// Calls fn on args, appending its one result value to result. On failure, result is
+// cut back to the size it had, so a chunk keeps the results of the items before.
 static int
 s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgpack_sbuffer *result,
          char **message_p)
 {
+    size_t start = result->size;
     dpool_task_t task = {name, NULL};
     msgpack_packer packer;
     msgpack_packer_init(&packer, result, msgpack_sbuffer_write);
     int rc = fn(&task, args, &packer);
     if (rc != DPOOL_OK) {
-        msgpack_sbuffer_clear(result);
+        result->size = start;
         if (task.message)
             return s_fail(message_p, DPOOL_ERR_TASK_FAILED, task.message);
         return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                       s_format("function %s failed: %s (%d)", name, dpool_strerror(rc), rc));
     }
     free(task.message);
-    if (result->size == 0)
+    if (result->size == start)
         msgpack_pack_nil(&packer);
-    else if (!s_is_one_value(result->data, result->size)) {
-        msgpack_sbuffer_clear(result);
+    else if (!s_is_one_value(result->data + start, result->size - start)) {
+        result->size = start;
         return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                       s_format("function %s packed a result that is not exactly one value", name));
     }
     return DPOOL_OK;
+}
+
+// Decodes the one msgpack value args holds into unpacked. Arguments come from any
+// client: sizes are checked before msgpack-c allocates. Returns false, with
+// *message_p set, when args are not one complete value.
+static bool
+s_unpack_args(const char *name, const void *args, size_t args_size, msgpack_unpacked *unpacked,
+              char **message_p)
+{
+    size_t offset = 0;
+    msgpack_unpack_return rc = dpool_codec_sizes_fit(args, args_size)
+                                   ? msgpack_unpack_next(unpacked, args, args_size, &offset)
+                                   : MSGPACK_UNPACK_PARSE_ERROR;
+    if (rc == MSGPACK_UNPACK_SUCCESS && offset == args_size)
+        return true;
+    s_fail(message_p, DPOOL_ERR_TASK_FAILED,
+           s_format("arguments of %s are not one complete msgpack value", name));
+    return false;
 }
 
 int
@@ -256,16 +278,9 @@ dpool_functions_call(const dpool_functions_t *self, const char *name, const void
                       s_format("no function \"%s\" in this worker", name ? name : "(null)"));
     msgpack_unpacked unpacked;
     msgpack_unpacked_init(&unpacked);
-    size_t offset = 0;
-    // Arguments come from any client: sizes are checked before msgpack-c allocates.
-    msgpack_unpack_return unpacked_rc =
-        dpool_codec_sizes_fit(args, args_size)
-            ? msgpack_unpack_next(&unpacked, args, args_size, &offset)
-            : MSGPACK_UNPACK_PARSE_ERROR;
-    int rc;
-    if (unpacked_rc != MSGPACK_UNPACK_SUCCESS || offset != args_size)
-        rc = s_fail(message_p, DPOOL_ERR_TASK_FAILED,
-                    s_format("arguments of %s are not one complete msgpack value", name));
+    int rc = DPOOL_ERR_TASK_FAILED;
+    if (!s_unpack_args(name, args, args_size, &unpacked, message_p))
+        rc = DPOOL_ERR_TASK_FAILED;
     else if (unpacked.data.type != MSGPACK_OBJECT_ARRAY)
         rc = s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                     s_format("arguments of %s are not a msgpack array", name));
@@ -273,4 +288,115 @@ dpool_functions_call(const dpool_functions_t *self, const char *name, const void
         rc = s_invoke(fn, name, &unpacked.data, result, message_p);
     msgpack_unpacked_destroy(&unpacked);
     return rc;
+}
+
+// Writes the array header for count items in front of the items packed after the
+// S_CHUNK_HEAD bytes reserved at the start of result: one move of the bytes, once
+// per chunk.
+#define S_CHUNK_HEAD 5
+
+static void
+s_finish_array(msgpack_sbuffer *result, size_t count)
+{
+    uint8_t head[S_CHUNK_HEAD];
+    size_t size;
+    if (count < 16) {
+        head[0] = (uint8_t)(0x90 | count);
+        size = 1;
+    } else if (count <= UINT16_MAX) {
+        head[0] = 0xdc;
+        head[1] = (uint8_t)(count >> 8);
+        head[2] = (uint8_t)count;
+        size = 3;
+    } else {
+        head[0] = 0xdd;
+        for (int i = 0; i < 4; i++)
+            head[1 + i] = (uint8_t)(count >> (24 - 8 * i));
+        size = 5;
+    }
+    memmove(result->data + size, result->data + S_CHUNK_HEAD, result->size - S_CHUNK_HEAD);
+    memcpy(result->data, head, size);
+    result->size -= S_CHUNK_HEAD - size;
+}
+
+// Reads the array header at the start of bytes (size bytes): *count items, whose
+// bytes begin at *offset. False when bytes do not start with an array.
+static bool
+s_array_head(const uint8_t *bytes, size_t size, uint32_t *count, size_t *offset)
+{
+    if (size >= 1 && (bytes[0] & 0xf0) == 0x90) {
+        *count = bytes[0] & 0x0f;
+        *offset = 1;
+    } else if (size >= 3 && bytes[0] == 0xdc) {
+        *count = (uint32_t)bytes[1] << 8 | bytes[2];
+        *offset = 3;
+    } else if (size >= 5 && bytes[0] == 0xdd) {
+        *count = (uint32_t)bytes[1] << 24 | (uint32_t)bytes[2] << 16 | (uint32_t)bytes[3] << 8 |
+                 bytes[4];
+        *offset = 5;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+// Runs one item, the msgpack value at *offset in args, and moves *offset past it.
+static int
+s_invoke_item(dpool_task_fn_t *fn, const char *name, const char *args, size_t args_size,
+              size_t *offset, msgpack_unpacked *item, msgpack_sbuffer *result, char **message_p)
+{
+    if (msgpack_unpack_next(item, args, args_size, offset) != MSGPACK_UNPACK_SUCCESS)
+        return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
+                      s_format("arguments of %s are not one complete msgpack value", name));
+    if (item->data.type != MSGPACK_OBJECT_ARRAY)
+        return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
+                      s_format("arguments of %s are not a msgpack array", name));
+    return s_invoke(fn, name, &item->data, result, message_p);
+}
+
+// Runs fn on each item of the chunk in order, decoding one item at a time (so memory
+// follows the largest item, not the chunk), appending results; stops at the first
+// failure with its code and "item k: ..." in *message_p.
+static int
+s_invoke_items(dpool_task_fn_t *fn, const char *name, const char *args, size_t args_size,
+               uint32_t count, size_t offset, msgpack_sbuffer *result, char **message_p)
+{
+    msgpack_unpacked item;
+    msgpack_unpacked_init(&item);
+    int rc = DPOOL_OK;
+    uint32_t k = 0;
+    for (; k < count; k++) {
+        char *why = NULL;
+        rc = s_invoke_item(fn, name, args, args_size, &offset, &item, result, &why);
+        if (rc != DPOOL_OK) {
+            *message_p = s_format("item %" PRIu32 ": %s", k, why);
+            free(why);
+            if (!*message_p)
+                *message_p = strdup(dpool_strerror(rc));
+            break;
+        }
+    }
+    msgpack_unpacked_destroy(&item);
+    s_finish_array(result, k);
+    return rc;
+}
+
+int
+dpool_functions_call_chunk(const dpool_functions_t *self, const char *name, const void *args,
+                           size_t args_size, msgpack_sbuffer *result, char **message_p)
+{
+    *message_p = NULL;
+    dpool_task_fn_t *fn = dpool_functions_lookup(self, name);
+    if (!fn)
+        return s_fail(message_p, DPOOL_ERR_NO_FUNCTION,
+                      s_format("no function \"%s\" in this worker", name ? name : "(null)"));
+    uint32_t count = 0;
+    size_t offset = 0;
+    // The size check covers every item too, before any of them reaches msgpack-c.
+    if (!dpool_codec_sizes_fit(args, args_size) || !s_array_head(args, args_size, &count, &offset))
+        return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
+                      s_format("chunk for %s is not a msgpack array of argument arrays", name));
+    if (msgpack_sbuffer_write(result, "\0\0\0\0\0", S_CHUNK_HEAD) != 0)
+        return s_fail(message_p, DPOOL_ERR_NOMEM, NULL);
+    return s_invoke_items(fn, name, args, args_size, count, offset, result, message_p);
 }

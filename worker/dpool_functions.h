@@ -39,4 +39,16 @@ int dpool_functions_load(dpool_functions_t *self, const char *path, char *error,
 int dpool_functions_call(const dpool_functions_t *self, const char *name, const void *args,
                          size_t args_size, msgpack_sbuffer *result, char **message_p);
 
+// Runs a CHUNK: args (args_size bytes of msgpack, borrowed) must be one array of
+// argument arrays, and the function called name runs once per item, in order.
+// result (caller-owned, initialised and empty) receives one msgpack array: on
+// DPOOL_OK every item's result; when item k fails (the function failed, or the item
+// is not an array), the k results before it, with that failure's code returned
+// (DPOOL_ERR_TASK_FAILED) and *message_p an owned "item k: <message>" (k counted
+// from 0). When the chunk as a whole is unusable (unknown name: DPOOL_ERR_NO_FUNCTION;
+// not one msgpack array: DPOOL_ERR_TASK_FAILED), result stays empty and *message_p
+// explains. The chunk is decoded once; its items are not copied.
+int dpool_functions_call_chunk(const dpool_functions_t *self, const char *name, const void *args,
+                               size_t args_size, msgpack_sbuffer *result, char **message_p);
+
 #endif

@@ -28,16 +28,22 @@ s_usage(FILE *out)
 {
     fprintf(out,
             "usage: dpool-worker [--broker EP] [--processes N] [--module FILE.so]...\n"
-            "                    [--maxtasksperchild N] [--log-level L] [--help] [--version]\n"
+            "                    [--maxtasksperchild N] [--initializer NAME] [--log-level L]\n"
+            "                    [--help] [--version]\n"
             "\n"
             "  -b, --broker EP           broker endpoint (default $%s or %s)\n"
             "  -p, --processes N         worker processes, 1..%d (default: CPU count)\n"
             "  -m, --module FILE.so      load a task module (repeatable)\n"
-            "  -t, --maxtasksperchild N  replace a process after N tasks (default: never)\n"
+            "  -t, --maxtasksperchild N  replace a process after N tasks; a chunk counts as\n"
+            "                            one task (default: never)\n"
+            "  -i, --initializer NAME    run function NAME with no arguments in each new\n"
+            "                            process before its first task (built-in or from a\n"
+            "                            module); the daemon stops if it fails %d times in a row\n"
             "  -l, --log-level L         error, warn, info or debug (default info)\n"
             "  -h, --help                show this help\n"
             "  -V, --version             show the version\n",
-            DPOOL_ENDPOINT_ENV, DPOOL_DEFAULT_ENDPOINT, DPOOL_WORKER_PROCESSES_MAX);
+            DPOOL_ENDPOINT_ENV, DPOOL_DEFAULT_ENDPOINT, DPOOL_WORKER_PROCESSES_MAX,
+            DPOOL_WORKER_INIT_FAILURES_MAX);
 }
 
 // Parses a whole number in [min, max]; false for anything else.
@@ -71,76 +77,90 @@ s_cpu_count(void)
     return cpus > DPOOL_WORKER_PROCESSES_MAX ? DPOOL_WORKER_PROCESSES_MAX : (unsigned)cpus;
 }
 
-int
-main(int argc, char *argv[])
+// Applies one option to config, level and modules. Returns -1 to go on, or the
+// exit status when the program ends here (--help, --version, a bad value).
+static int
+s_apply(int option, char *const argv[], dpool_worker_config_t *config, dpool_log_level_t *level,
+        const char **modules)
+{
+    switch (option) {
+    case 'b':
+        config->endpoint = optarg;
+        return -1;
+    case 'p':
+        if (!s_parse_count(optarg, 1, DPOOL_WORKER_PROCESSES_MAX, &config->processes))
+            return s_fail("--processes needs a whole number from 1 to 1024");
+        return -1;
+    case 'm':
+        modules[config->module_count++] = optarg;
+        return -1;
+    case 't':
+        if (!s_parse_count(optarg, 0, 1000000000, &config->max_tasks_per_child))
+            return s_fail("--maxtasksperchild needs a whole number (0 = never)");
+        return -1;
+    case 'i':
+        if (!*optarg)
+            return s_fail("--initializer needs a function name");
+        config->initializer = optarg;
+        return -1;
+    case 'l':
+        if (!dpool_log_parse_level(optarg, level))
+            return s_fail("--log-level needs error, warn, info or debug");
+        return -1;
+    case 'h':
+        s_usage(stdout);
+        return EXIT_SUCCESS;
+    case 'V':
+        printf("dpool-worker %s\n", DPOOL_VERSION);
+        return EXIT_SUCCESS;
+    case ':':
+        fprintf(stderr, "dpool-worker: %s needs a value (try --help)\n", argv[optind - 1]);
+        return EXIT_FAILURE;
+    default:
+        fprintf(stderr, "dpool-worker: unknown option %s (try --help)\n", argv[optind - 1]);
+        return EXIT_FAILURE;
+    }
+}
+
+// Parses the command line into config and level. Returns -1 to run, or the exit
+// status when the program ends here.
+static int
+s_parse(int argc, char *argv[], dpool_worker_config_t *config, dpool_log_level_t *level,
+        const char **modules)
 {
     static const struct option options[] = {
         {"broker", required_argument, NULL, 'b'},
         {"processes", required_argument, NULL, 'p'},
         {"module", required_argument, NULL, 'm'},
         {"maxtasksperchild", required_argument, NULL, 't'},
+        {"initializer", required_argument, NULL, 'i'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv(DPOOL_ENDPOINT_ENV);
-    dpool_worker_config_t config = {
-        .endpoint = env && *env ? env : DPOOL_DEFAULT_ENDPOINT,
-        .processes = s_cpu_count(),
-    };
-    dpool_log_level_t level = DPOOL_LOG_LEVEL_INFO;
-    // At most argc modules: an array sized once, so parsing needs no cleanup path.
-    const char **modules = calloc((size_t)argc, sizeof *modules);
-    if (!modules)
-        return s_fail("out of memory");
-    config.modules = modules;
     opterr = 0;
     int option;
-    while ((option = getopt_long(argc, argv, ":b:p:m:t:l:hV", options, NULL)) != -1) {
-        switch (option) {
-        case 'b':
-            config.endpoint = optarg;
-            break;
-        case 'p':
-            if (!s_parse_count(optarg, 1, DPOOL_WORKER_PROCESSES_MAX, &config.processes))
-                return free(modules), s_fail("--processes needs a whole number from 1 to 1024");
-            break;
-        case 'm':
-            modules[config.module_count++] = optarg;
-            break;
-        case 't':
-            if (!s_parse_count(optarg, 0, 1000000000, &config.max_tasks_per_child))
-                return free(modules), s_fail("--maxtasksperchild needs a whole number (0 = never)");
-            break;
-        case 'l':
-            if (!dpool_log_parse_level(optarg, &level))
-                return free(modules), s_fail("--log-level needs error, warn, info or debug");
-            break;
-        case 'h':
-            s_usage(stdout);
-            return free(modules), EXIT_SUCCESS;
-        case 'V':
-            printf("dpool-worker %s\n", DPOOL_VERSION);
-            return free(modules), EXIT_SUCCESS;
-        case ':':
-            fprintf(stderr, "dpool-worker: %s needs a value (try --help)\n", argv[optind - 1]);
-            return free(modules), EXIT_FAILURE;
-        default:
-            fprintf(stderr, "dpool-worker: unknown option %s (try --help)\n", argv[optind - 1]);
-            return free(modules), EXIT_FAILURE;
-        }
+    while ((option = getopt_long(argc, argv, ":b:p:m:t:i:l:hV", options, NULL)) != -1) {
+        int status = s_apply(option, argv, config, level, modules);
+        if (status >= 0)
+            return status;
     }
     if (optind < argc) {
         fprintf(stderr, "dpool-worker: unexpected argument %s (try --help)\n", argv[optind]);
-        return free(modules), EXIT_FAILURE;
+        return EXIT_FAILURE;
     }
-    if (!strstr(config.endpoint, "://"))
-        return free(modules), s_fail("--broker needs an endpoint like tcp://host:5555");
-    dpool_log_setup("worker", level);
+    if (!strstr(config->endpoint, "://"))
+        return s_fail("--broker needs an endpoint like tcp://host:5555");
+    return -1;
+}
+
+// Builds the daemon, runs it until a signal (or until it gives up), destroys it.
+static int
+s_run(const dpool_worker_config_t *config)
+{
     char error[512] = "";
-    dpool_worker_t *worker = dpool_worker_new(&config, error, sizeof error);
-    free(modules);
+    dpool_worker_t *worker = dpool_worker_new(config, error, sizeof error);
     if (!worker)
         return s_fail(error);
     // czmq would install its own SIGINT/SIGTERM handlers at its first socket; ours
@@ -152,8 +172,33 @@ main(int argc, char *argv[])
     sigaction(SIGINT, &action, NULL);
     signal(SIGPIPE, SIG_IGN);
     int rc = dpool_worker_run(worker, &s_stop);
+    if (rc != DPOOL_OK) {
+        const char *why = dpool_worker_error(worker);
+        s_fail(why ? why : dpool_strerror(rc));
+    }
     dpool_worker_destroy(&worker);
-    if (rc != DPOOL_OK)
-        return s_fail(dpool_strerror(rc));
-    return EXIT_SUCCESS;
+    return rc == DPOOL_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int
+main(int argc, char *argv[])
+{
+    const char *env = getenv(DPOOL_ENDPOINT_ENV);
+    dpool_worker_config_t config = {
+        .endpoint = env && *env ? env : DPOOL_DEFAULT_ENDPOINT,
+        .processes = s_cpu_count(),
+    };
+    dpool_log_level_t level = DPOOL_LOG_LEVEL_INFO;
+    // At most argc modules: an array sized once, so parsing needs no cleanup path.
+    const char **modules = calloc((size_t)argc, sizeof *modules);
+    if (!modules)
+        return s_fail("out of memory");
+    config.modules = modules;
+    int status = s_parse(argc, argv, &config, &level, modules);
+    if (status < 0) {
+        dpool_log_setup("worker", level);
+        status = s_run(&config);
+    }
+    free(modules);
+    return status;
 }

@@ -10,14 +10,31 @@
                                         line to stderr; returns times (for testing
                                         that output larger than a pipe arrives whole,
                                         and before the result)
+        example.init   []            -> nil; marks this process as initialized. Meant
+                                        for `dpool-worker --initializer example.init`,
+                                        which runs it once in each new worker process
+                                        (Python's Pool initializer)
+        example.initialized [seconds?] -> [initialized, pid] after sleeping `seconds`
+                                        (default 0): whether example.init ran in this
+                                        process, and which process it is
+
+    example.init keeps its flag in a file-scope variable: an initializer exists to set
+    up per-process state (a connection, a cache), and each worker process has its own
+    copy of the module's memory, so the flag is per process by construction.
 
     A module includes only <dpool/worker.h>, exports dpool_module_init, and is
     loaded into the daemon before it forks, so every worker process has it. */
 #include <dpool/worker.h>
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+// Set by example.init in the process it runs in (see the comment above).
+static bool s_initialized = false;
 
 static int
 s_upper(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
@@ -81,6 +98,42 @@ s_print(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
     return DPOOL_OK;
 }
 
+static int
+s_init(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
+    (void)task, (void)args, (void)result;
+    s_initialized = true;
+    return DPOOL_OK;
+}
+
+static int
+s_initialized_fn(dpool_task_t *task, const msgpack_object *args, msgpack_packer *result)
+{
+    double seconds = 0;
+    if (args->via.array.size > 1 ||
+        (args->via.array.size == 1 && args->via.array.ptr[0].type != MSGPACK_OBJECT_FLOAT64 &&
+         args->via.array.ptr[0].type != MSGPACK_OBJECT_FLOAT32 &&
+         args->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER))
+        return dpool_task_fail(task, "%s takes an optional number of seconds",
+                               dpool_task_function(task));
+    if (args->via.array.size == 1)
+        seconds = args->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                      ? (double)args->via.array.ptr[0].via.u64
+                      : args->via.array.ptr[0].via.f64;
+    if (!(seconds >= 0 && seconds <= 60))
+        return dpool_task_fail(task, "%s: seconds must be from 0 to 60", dpool_task_function(task));
+    struct timespec left = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+    msgpack_pack_array(result, 2);
+    if (s_initialized)
+        msgpack_pack_true(result);
+    else
+        msgpack_pack_false(result);
+    msgpack_pack_int64(result, (int64_t)getpid());
+    return DPOOL_OK;
+}
+
 int
 dpool_module_init(dpool_functions_t *functions)
 {
@@ -89,5 +142,9 @@ dpool_module_init(dpool_functions_t *functions)
         rc = dpool_functions_add(functions, "example.sum", s_sum);
     if (rc == DPOOL_OK)
         rc = dpool_functions_add(functions, "example.print", s_print);
+    if (rc == DPOOL_OK)
+        rc = dpool_functions_add(functions, "example.init", s_init);
+    if (rc == DPOOL_OK)
+        rc = dpool_functions_add(functions, "example.initialized", s_initialized_fn);
     return rc;
 }

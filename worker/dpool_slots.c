@@ -1,0 +1,305 @@
+/*  The worker processes as the daemon runs them: one slot per process place, its
+    life (spawn, READY, tasks, death, replacement with back-off) and what its channel
+    and output pipes bring.
+
+    Output before results. A worker process flushes stdout and stderr before it
+    writes its result, so when the result frame arrives the daemon drains both pipes
+    and forwards what they hold, and only then sends WORKER_RESULT. A process killed
+    for its time limit is killed first and drained after, so everything it wrote
+    goes out before the -14 result and nothing can be written after it.
+
+    Initializer failures. A process whose initializer fails says so on its channel
+    (or dies before READY) and is replaced with the usual back-off; after
+    DPOOL_WORKER_INIT_FAILURES_MAX in a row, the daemon stops with self->error. */
+#include "dpool_worker_internal.h"
+
+#include "dpool_clock.h"
+#include "dpool_log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+s_forward_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, size_t size)
+{
+    if (slot->state != DPOOL_SLOT_BUSY) {
+        DPOOL_LOG_DEBUG("dropped %zu bytes of output from idle worker process %d", size,
+                        (int)dpool_proc_pid(slot->proc));
+        return;
+    }
+    dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_OUTPUT,
+                       .task_id = slot->task_id,
+                       .count = (uint32_t)stream,
+                       .text = self->buffer,
+                       .text_size = size};
+    dpool_uplink_send(self->uplink, &msg);
+}
+
+void
+dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bool drain)
+{
+    for (;;) {
+        ssize_t got =
+            dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
+        if (got <= 0)
+            return;
+        s_forward_output(self, slot, stream, (size_t)got);
+        if (!drain)
+            return;
+    }
+}
+
+static void
+s_drain_output(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    dpool_slots_read_output(self, slot, DPOOL_STREAM_STDOUT, true);
+    dpool_slots_read_output(self, slot, DPOOL_STREAM_STDERR, true);
+}
+
+void
+dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    int64_t now = dpool_clock_ms();
+    slot->proc = dpool_proc_spawn(dpool_runner_main, &self->runner);
+    if (!slot->proc) {
+        slot->spawn_at = now + DPOOL_WORKER_RESTART_DELAY_MAX_MS;
+        return;
+    }
+    slot->state = DPOOL_SLOT_STARTING;
+    slot->tasks_done = 0;
+    slot->spawned_at = now;
+}
+
+// Empties slot after its process ended (crash, exit, KILL, time limit) and schedules
+// the replacement. restart_now skips the back-off: a kill is no sign of a sick module.
+static void
+s_bury(dpool_worker_t *self, dpool_slot_t *slot, bool restart_now)
+{
+    int64_t now = dpool_clock_ms();
+    if (slot->state == DPOOL_SLOT_IDLE)
+        self->idle--;
+    if (restart_now || now - slot->spawned_at >= DPOOL_WORKER_SHORT_LIFE_MS)
+        slot->restart_delay = 0;
+    else if (slot->restart_delay < DPOOL_WORKER_RESTART_DELAY_MIN_MS)
+        slot->restart_delay = DPOOL_WORKER_RESTART_DELAY_MIN_MS;
+    else if (slot->restart_delay < DPOOL_WORKER_RESTART_DELAY_MAX_MS)
+        slot->restart_delay *= 2;
+    slot->spawn_at = now + slot->restart_delay;
+    dpool_proc_destroy(&slot->proc);
+    slot->state = DPOOL_SLOT_EMPTY;
+    slot->deadline = 0;
+}
+
+// One more new process whose initializer failed, for why (borrowed): logged, and
+// after too many in a row the daemon's loop is told to stop.
+static void
+s_count_init_failure(dpool_worker_t *self, pid_t pid, const char *why)
+{
+    DPOOL_LOG_WARN("initializer %s failed in worker process %d: %s", self->initializer, (int)pid,
+                   why);
+    if (++self->init_failures < DPOOL_WORKER_INIT_FAILURES_MAX || self->error)
+        return;
+    self->error = zsys_sprintf("initializer %s failed in %u new processes in a row: %s",
+                               self->initializer, self->init_failures, why);
+}
+
+// The process in slot died or broke its channel: its running task, if any, is
+// lost, and the result says how.
+static void
+s_on_death(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    char why[512];
+    s_drain_output(self, slot);
+    dpool_proc_reap(slot->proc, self->host, why, sizeof why);
+    if (slot->state == DPOOL_SLOT_BUSY) {
+        DPOOL_LOG_WARN("task %" PRIu64 " lost: %s", slot->task_id, why);
+        dpool_tasks_send_result(self, slot->task_id, DPOOL_ERR_WORKER_LOST, why, NULL, 0);
+    } else if (slot->state == DPOOL_SLOT_STARTING && self->initializer) {
+        s_count_init_failure(self, dpool_proc_pid(slot->proc), why);
+    } else if (slot->state != DPOOL_SLOT_RETIRING) {
+        DPOOL_LOG_WARN("%s while idle", why);
+    }
+    s_bury(self, slot, slot->state == DPOOL_SLOT_RETIRING);
+}
+
+// INIT_FAILED from a STARTING process: body (size bytes, borrowed) is the message.
+static void
+s_on_init_failed(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_t size)
+{
+    char *message = strndup((const char *)body, size);
+    s_count_init_failure(self, dpool_proc_pid(slot->proc), message ? message : "out of memory");
+    free(message);
+    char why[512];
+    dpool_proc_reap(slot->proc, self->host, why, sizeof why);
+    s_bury(self, slot, false);
+}
+
+// The process in slot is free: it takes the oldest pending task, or counts as idle.
+static void
+s_on_idle(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    dpool_job_t *job = zlist_pop(self->pending);
+    if (!job) {
+        slot->state = DPOOL_SLOT_IDLE;
+        self->idle++;
+        return;
+    }
+    dpool_slots_start(self, slot, job);
+    dpool_tasks_job_destroy(&job);
+}
+
+// Hands a job to the idle process in slot. The frame is the function name, a NUL,
+// and the argument bytes exactly as they came from the broker: a chunk of many MB
+// is written once, from the broker's frame, without a copy.
+void
+dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *job)
+{
+    slot->state = DPOOL_SLOT_BUSY;
+    slot->task_id = job->task_id;
+    slot->time_limit_ms = job->time_limit_ms;
+    // The limit counts from here, not from the TASK's arrival: a task that waited in
+    // pending for a process has not run yet.
+    slot->deadline = job->time_limit_ms ? dpool_clock_ms() + job->time_limit_ms : 0;
+    int rc = dpool_channel_send_task(dpool_proc_channel(slot->proc),
+                                     (job->flags & DPOOL_FLAG_CHUNK) != 0, job->function,
+                                     zframe_data(job->args), zframe_size(job->args));
+    if (rc == DPOOL_ERR_INVALID) {
+        slot->state = DPOOL_SLOT_IDLE;
+        slot->deadline = 0;
+        dpool_tasks_send_result(self, job->task_id, DPOOL_ERR_TOO_BIG, "task arguments are too big",
+                                NULL, 0);
+        s_on_idle(self, slot);
+    } else if (rc != DPOOL_OK) {
+        s_on_death(self, slot);
+    }
+}
+
+static void
+s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_t size)
+{
+    int code;
+    char *message = NULL;
+    const uint8_t *result;
+    size_t result_size;
+    if (slot->state != DPOOL_SLOT_BUSY ||
+        !dpool_channel_parse_result(body, size, &code, &message, &result, &result_size)) {
+        s_on_death(self, slot); // a process that breaks the channel's rules is not trusted
+        return;
+    }
+    // A failed chunk brings the results of the items before the failing one.
+    zframe_t *payload =
+        code == DPOOL_OK || result_size > 0 ? zframe_new(result, result_size) : NULL;
+    s_drain_output(self, slot);
+    uint64_t task_id = slot->task_id;
+    slot->deadline = 0;
+    unsigned max = self->runner.max_tasks;
+    if (max && ++slot->tasks_done >= max)
+        slot->state = DPOOL_SLOT_RETIRING; // it exits by itself; its replacement brings the credit
+    else
+        s_on_idle(self, slot);
+    unsigned credits = slot->state == DPOOL_SLOT_IDLE ? dpool_tasks_take_credits(self) : 0;
+    dpool_tasks_send_result(self, task_id, code, message, &payload, credits);
+    free(message);
+}
+
+// Handles one frame; false when the slot was emptied.
+static bool
+s_on_frame(dpool_worker_t *self, dpool_slot_t *slot, uint8_t kind, const uint8_t *body, size_t size)
+{
+    if (kind == DPOOL_CHANNEL_READY && slot->state == DPOOL_SLOT_STARTING) {
+        self->init_failures = 0;
+        s_on_idle(self, slot);
+    } else if (kind == DPOOL_CHANNEL_RESULT) {
+        s_on_result(self, slot, body, size);
+    } else if (kind == DPOOL_CHANNEL_INIT_FAILED && slot->state == DPOOL_SLOT_STARTING &&
+               self->initializer) {
+        s_on_init_failed(self, slot, body, size);
+    } else {
+        s_on_death(self, slot);
+    }
+    return slot->proc && slot->state != DPOOL_SLOT_EMPTY;
+}
+
+void
+dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    dpool_channel_t *channel = dpool_proc_channel(slot->proc);
+    int fill = dpool_channel_fill(channel);
+    // Frames that arrived before an end of file still count: a process that retires
+    // after its last task writes the result and exits at once.
+    for (;;) {
+        uint8_t kind;
+        const uint8_t *body;
+        size_t size;
+        int rc = dpool_channel_next(channel, false, &kind, &body, &size);
+        if (rc == 0)
+            break;
+        if (rc != 1) {
+            s_on_death(self, slot);
+            return;
+        }
+        if (!s_on_frame(self, slot, kind, body, size))
+            return;
+    }
+    if (fill != DPOOL_OK)
+        s_on_death(self, slot);
+}
+
+void
+dpool_slots_kill(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    char why[512];
+    dpool_proc_reap(slot->proc, self->host, why, sizeof why);
+    s_bury(self, slot, true); // its replacement's CREDIT stands for it
+}
+
+// "0.3", "1", "2.25": seconds with up to 3 decimals, no trailing zeros.
+static void
+s_format_seconds(uint32_t ms, char *text, size_t size)
+{
+    int length = snprintf(text, size, "%" PRIu32 ".%03" PRIu32, ms / 1000, ms % 1000);
+    while (length > 0 && text[length - 1] == '0')
+        text[--length] = '\0';
+    if (length > 0 && text[length - 1] == '.')
+        text[--length] = '\0';
+}
+
+void
+dpool_slots_time_out(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    char why[512], seconds[32];
+    pid_t pid = dpool_proc_pid(slot->proc);
+    // Kill first, then drain: a process that keeps printing could otherwise hold the
+    // drain forever, and no byte it wrote may arrive after the result.
+    dpool_proc_reap(slot->proc, self->host, why, sizeof why);
+    s_drain_output(self, slot);
+    s_format_seconds(slot->time_limit_ms, seconds, sizeof seconds);
+    char *message =
+        zsys_sprintf("task ran past its time limit of %s s: process %d on host %s killed", seconds,
+                     (int)pid, self->host);
+    DPOOL_LOG_WARN("task %" PRIu64 ": %s", slot->task_id, message ? message : "time limit");
+    dpool_tasks_send_result(self, slot->task_id, DPOOL_ERR_TASK_TIMEOUT,
+                            message ? message : "task ran past its time limit", NULL, 0);
+    zstr_free(&message);
+    s_bury(self, slot, true); // its replacement's CREDIT stands for it
+}
+
+dpool_slot_t *
+dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id)
+{
+    for (unsigned i = 0; i < self->processes; i++)
+        if (self->slots[i].state == DPOOL_SLOT_BUSY && self->slots[i].task_id == task_id)
+            return &self->slots[i];
+    return NULL;
+}
+
+dpool_slot_t *
+dpool_slots_find_idle(dpool_worker_t *self)
+{
+    for (unsigned i = 0; i < self->processes; i++)
+        if (self->slots[i].state == DPOOL_SLOT_IDLE)
+            return &self->slots[i];
+    return NULL;
+}

@@ -1,0 +1,169 @@
+/*  The worker daemon's side of the broker conversation (docs/PROTOCOL.md, "The
+    worker daemon's conversation"): the hello, credits, results, and the handlers of
+    the commands a broker sends a worker (TASK, KILL, HEARTBEAT, ERROR), chosen from
+    a table. Everything here arrives over the network: a command that makes no sense
+    is logged and dropped, never trusted. */
+#include "dpool_worker_internal.h"
+
+#include "dpool_clock.h"
+#include "dpool_log.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// TASKs held while no process is idle. The broker sends a TASK only against a
+// credit, so more than a handful means a confused broker.
+#define S_PENDING_MAX 1024
+
+unsigned
+dpool_tasks_take_credits(dpool_worker_t *self)
+{
+    if (self->idle <= self->granted)
+        return 0;
+    unsigned credits = self->idle - self->granted;
+    self->granted = self->idle;
+    return credits;
+}
+
+void
+dpool_tasks_send_hello(dpool_worker_t *self)
+{
+    size_t count = dpool_functions_size(self->functions);
+    const char **names = calloc(count ? count : 1, sizeof *names);
+    if (!names)
+        return;
+    for (size_t i = 0; i < count; i++)
+        names[i] = dpool_functions_name(self->functions, i);
+    dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_HELLO,
+                       .name = self->host,
+                       .pid = (uint32_t)getpid(),
+                       .count = self->processes,
+                       .functions = (char **)names,
+                       .function_count = count};
+    dpool_uplink_send(self->uplink, &msg);
+    free(names);
+    self->hello_at = dpool_clock_ms();
+    // A new registration holds no credits: every idle process earns one again.
+    self->granted = 0;
+}
+
+void
+dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
+                        zframe_t **payload_p, unsigned credits)
+{
+    dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_RESULT,
+                       .task_id = task_id,
+                       .code = code,
+                       .text = (char *)message,
+                       .text_size = message ? strlen(message) : 0,
+                       .count = credits,
+                       .payload = payload_p ? *payload_p : NULL};
+    if (payload_p)
+        *payload_p = NULL;
+    dpool_uplink_send(self->uplink, &msg);
+}
+
+void
+dpool_tasks_job_destroy(dpool_job_t **job_p)
+{
+    if (!job_p || !*job_p)
+        return;
+    free((*job_p)->function);
+    zframe_destroy(&(*job_p)->args);
+    free(*job_p);
+    *job_p = NULL;
+}
+
+static void
+s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
+{
+    if (self->granted == 0)
+        DPOOL_LOG_WARN("task %" PRIu64 " arrived without a credit", msg->task_id);
+    else
+        self->granted--;
+    if (!dpool_functions_lookup(self->functions, msg->name)) {
+        char *why = zsys_sprintf("no function \"%s\" on worker host %s", msg->name, self->host);
+        dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_NO_FUNCTION, why, NULL,
+                                dpool_tasks_take_credits(self));
+        zstr_free(&why);
+        return;
+    }
+    dpool_job_t job = {msg->task_id, msg->name, msg->payload, msg->flags, msg->time_limit_ms};
+    dpool_slot_t *slot = dpool_slots_find_idle(self);
+    if (slot) {
+        self->idle--;
+        dpool_slots_start(self, slot, &job);
+        return;
+    }
+    dpool_job_t *kept = malloc(sizeof *kept);
+    if (!kept || zlist_size(self->pending) >= S_PENDING_MAX || zlist_append(self->pending, kept)) {
+        free(kept);
+        dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
+                                "worker daemon has no idle process for this task", NULL, 0);
+        return;
+    }
+    *kept = job;
+    msg->name = NULL; // moved into the pending job
+    msg->payload = NULL;
+}
+
+static void
+s_on_kill(dpool_worker_t *self, dpool_msg_t *msg)
+{
+    dpool_slot_t *slot = dpool_slots_find_task(self, msg->task_id);
+    if (slot) {
+        dpool_slots_kill(self, slot);
+        return;
+    }
+    for (dpool_job_t *job = zlist_first(self->pending); job; job = zlist_next(self->pending)) {
+        if (job->task_id == msg->task_id) {
+            zlist_remove(self->pending, job);
+            dpool_tasks_job_destroy(&job);
+            return;
+        }
+    }
+    DPOOL_LOG_DEBUG("KILL for task %" PRIu64 ", which runs here no more", msg->task_id);
+}
+
+static void
+s_on_error(dpool_worker_t *self, dpool_msg_t *msg)
+{
+    DPOOL_LOG_WARN("broker reports error %d: %s", msg->code, msg->text ? msg->text : "");
+    // A broker that restarted does not know this daemon and says so; hello again,
+    // but not more than once a second in case our hello is what it refuses.
+    if (msg->text && strstr(msg->text, "WORKER_HELLO") &&
+        dpool_clock_ms() - self->hello_at >= DPOOL_WORKER_HEARTBEAT_MS)
+        dpool_tasks_send_hello(self);
+}
+
+typedef void(s_handler_fn)(dpool_worker_t *self, dpool_msg_t *msg);
+
+void
+dpool_tasks_on_broker(dpool_worker_t *self)
+{
+    static const struct {
+        dpool_cmd_t command;
+        s_handler_fn *handler;
+    } handlers[] = {
+        {DPOOL_CMD_TASK, s_on_task},
+        {DPOOL_CMD_KILL, s_on_kill},
+        {DPOOL_CMD_HEARTBEAT, NULL}, // a sign of life; nothing to answer
+        {DPOOL_CMD_ERROR, s_on_error},
+    };
+    const size_t count = sizeof handlers / sizeof handlers[0];
+    dpool_msg_t msg = {0};
+    // Everything readable, before any dispatching: a burst of TASKs is one turn.
+    while (dpool_uplink_recv(self->uplink, &msg)) {
+        size_t i = 0;
+        while (i < count && handlers[i].command != msg.command)
+            i++;
+        if (i < count && handlers[i].handler)
+            handlers[i].handler(self, &msg);
+        else if (i == count)
+            DPOOL_LOG_WARN("dropped %s from the broker: not a command for workers",
+                           dpool_proto_command_name(msg.command));
+        dpool_msg_reset(&msg);
+    }
+}

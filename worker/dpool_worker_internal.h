@@ -1,0 +1,136 @@
+/*  The worker daemon's records, shared by its modules (dpool_worker.c: lifecycle,
+    poll loop and timers; dpool_slots.c: the worker processes, one slot each;
+    dpool_tasks.c: what the daemon says to and hears from the broker). Not
+    installed, not used outside worker/.
+
+    Credits. The broker may hold one credit per idle process and no more (that is
+    what makes a pool's cap exact), so the daemon keeps `granted`, the credits the
+    broker holds, and `idle`, its idle processes, and tops the broker up whenever
+    idle > granted: with a result (credits = 1), or with CREDIT at the end of a loop
+    turn, which batches the hello's credits. A process that dies while idle leaves
+    granted > idle, so its replacement earns no second credit; a TASK that arrives
+    for it meanwhile waits in `pending` for the first process to become idle. */
+#ifndef DPOOL_WORKER_INTERNAL_H
+#define DPOOL_WORKER_INTERNAL_H
+
+#include "dpool_functions.h"
+#include "dpool_proc.h"
+#include "dpool_proto.h"
+#include "dpool_runner.h"
+#include "dpool_uplink.h"
+#include "dpool_worker.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+// PROTOCOL.md: "The daemon sends HEARTBEAT [] every second".
+#define DPOOL_WORKER_HEARTBEAT_MS 1000
+// A process that dies within this long of starting is restarted after a growing
+// delay (doubling up to DPOOL_WORKER_RESTART_DELAY_MAX_MS), so a module that kills
+// every process it is loaded into costs a few forks a second, not a fork storm.
+#define DPOOL_WORKER_SHORT_LIFE_MS 1000
+#define DPOOL_WORKER_RESTART_DELAY_MIN_MS 100
+#define DPOOL_WORKER_RESTART_DELAY_MAX_MS 5000
+
+typedef enum {
+    DPOOL_SLOT_EMPTY,    // no process; one is started at spawn_at
+    DPOOL_SLOT_STARTING, // forked, running its initializer; not READY yet
+    DPOOL_SLOT_IDLE,
+    DPOOL_SLOT_BUSY,
+    DPOOL_SLOT_RETIRING, // ran its last task (maxtasksperchild) and is exiting
+} dpool_slot_state_t;
+
+// A TASK as the broker sent it, kept while no process is idle.
+typedef struct {
+    uint64_t task_id;
+    char *function; // owned
+    zframe_t *args; // owned: arguments, or a CHUNK's array of argument arrays
+    uint32_t flags; // DPOOL_FLAG_*
+    uint32_t time_limit_ms;
+} dpool_job_t;
+
+// One worker process place.
+typedef struct {
+    dpool_proc_t *proc; // NULL when EMPTY
+    dpool_slot_state_t state;
+    uint64_t task_id;       // when BUSY
+    uint32_t time_limit_ms; // when BUSY: the task's limit; 0 = none
+    int64_t deadline;       // when BUSY with a limit: when the process is killed
+    unsigned tasks_done;    // tasks (a chunk counts once) since the process started
+    int64_t spawned_at;
+    int64_t spawn_at; // when EMPTY: when to start the replacement
+    int64_t restart_delay;
+} dpool_slot_t;
+
+struct dpool_worker_t {
+    char *endpoint;
+    char host[256];
+    unsigned processes;
+    dpool_functions_t *functions;
+    char *initializer; // owned; NULL = none
+    dpool_runner_config_t runner;
+    dpool_slot_t *slots;
+    zlist_t *pending; // of dpool_job_t, oldest first
+    dpool_uplink_t *uplink;
+    unsigned idle;
+    unsigned granted;
+    int64_t heartbeat_at;
+    int64_t hello_at;
+    unsigned init_failures; // new processes in a row whose initializer failed
+    char *error;            // owned: why the daemon stopped on its own, or NULL
+    char *buffer;           // DPOOL_WORKER_OUTPUT_CHUNK bytes for pipe reads
+};
+
+// Bytes read from an output pipe in one go: one WORKER_OUTPUT each.
+#define DPOOL_WORKER_OUTPUT_CHUNK 65536
+
+// dpool_tasks.c
+
+// How many credits the broker should get now, counted as given.
+unsigned dpool_tasks_take_credits(dpool_worker_t *self);
+
+// Sends WORKER_HELLO with every function; the broker then holds no credit.
+void dpool_tasks_send_hello(dpool_worker_t *self);
+
+// Sends WORKER_RESULT; *payload_p (may be NULL or point to NULL) is consumed.
+void dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
+                             zframe_t **payload_p, unsigned credits);
+
+// Reads and handles every message the broker has sent (TASK, KILL, ERROR, ...).
+void dpool_tasks_on_broker(dpool_worker_t *self);
+
+// Frees a job. NULL-safe; sets *job_p to NULL.
+void dpool_tasks_job_destroy(dpool_job_t **job_p);
+
+// dpool_slots.c
+
+// Forks a process into the EMPTY slot (it becomes STARTING), or, when fork fails,
+// schedules another try.
+void dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Hands job (borrowed) to the process in slot, which must be IDLE and no longer
+// counted in self->idle; the slot becomes BUSY.
+void dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *job);
+
+// Handles what the process in slot sent on its channel (READY, RESULT, INIT_FAILED,
+// end of file).
+void dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Reads the stream of the process in slot once, or with drain until it is empty,
+// forwarding it as WORKER_OUTPUT while a task runs.
+void dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bool drain);
+
+// KILL: kills the process in slot (BUSY), sends no result; a replacement follows at once.
+void dpool_slots_kill(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Kills the process in slot, whose task ran past its time limit: forwards the output
+// the task wrote, answers -14, and has the process replaced at once.
+void dpool_slots_time_out(dpool_worker_t *self, dpool_slot_t *slot);
+
+// The BUSY slot running task_id, or NULL.
+dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
+
+// The first IDLE slot, or NULL.
+dpool_slot_t *dpool_slots_find_idle(dpool_worker_t *self);
+
+#endif
