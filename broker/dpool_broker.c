@@ -251,6 +251,8 @@ dpool_broker_destroy(dpool_broker_t **self_p)
         dpool_hosts_destroy_all(self);
     if (self->clients)
         dpool_clients_destroy_all(self);
+    if (self->named_pools)
+        dpool_pools_destroy_all(self);
     zhashx_destroy(&self->hosts);
     zhashx_destroy(&self->clients);
     zhashx_destroy(&self->named_pools);
@@ -303,9 +305,13 @@ dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, con
         dpool_journal_done(self->journal, zframe_data(client->routing_id),
                            zframe_size(client->routing_id), task->client_task_id) != 0)
         DPOOL_LOG_ERROR("out of memory journalling a completion");
+    dpool_pool_t *pool = task->pool;
     dpool_broker_free_task(task);
     client->tasks--;
     dpool_clients_release_if_idle(self, client);
+    // A named pool whose holders all left lives on for its tasks; the last one frees it.
+    if (pool->holders == 0)
+        dpool_pools_release(self, pool);
 }
 
 bool

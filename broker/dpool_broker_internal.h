@@ -137,6 +137,8 @@ int dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool
 void dpool_pools_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_pool_t *pool);
 // Frees a pool nobody holds once its last task is gone; keeps it otherwise.
 void dpool_pools_release(dpool_broker_t *self, dpool_pool_t *pool);
+// Frees every named pool left (shutdown, after the scheduler was drained).
+void dpool_pools_destroy_all(dpool_broker_t *self);
 
 // Client records (dpool_clients.c).
 // The record for this routing id, made if new. NULL on out-of-memory.

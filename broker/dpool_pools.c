@@ -211,3 +211,17 @@ dpool_pools_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_pool_t
     client->ref_count--;
     free(collect.ids);
 }
+
+void
+dpool_pools_destroy_all(dpool_broker_t *self)
+{
+    dpool_pool_t *pool;
+    while ((pool = zhashx_first(self->named_pools))) {
+        // The scheduler was drained, so this succeeds; if not, its destroy frees the rest.
+        dpool_sched_pool_remove(self->sched, &pool->sched_pool);
+        zhashx_delete(self->named_pools, pool->name);
+        free(pool->name);
+        free(pool->label);
+        free(pool);
+    }
+}

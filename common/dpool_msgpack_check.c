@@ -9,6 +9,10 @@
 
 #include <stdint.h>
 
+// msgpack-c's unpacker keeps open containers on a fixed stack of this many
+// (MSGPACK_EMBED_STACK_SIZE) and fails with NOMEM past it: deeper bytes are refused here.
+#define S_DEPTH_MAX 32
+
 static uint64_t
 s_be(const uint8_t *p, size_t n)
 {
@@ -24,6 +28,8 @@ dpool_codec_sizes_fit(const void *data, size_t size)
     const uint8_t *p = data;
     size_t at = 0;
     uint64_t pending = 1;
+    uint64_t open[S_DEPTH_MAX]; // items still due in each open, non-empty container
+    size_t depth = 0;
     while (pending > 0) {
         if (at >= size || pending > size - at)
             return false;
@@ -127,6 +133,13 @@ dpool_codec_sizes_fit(const void *data, size_t size)
             return false;
         at += skip;
         pending += children;
+        if (((b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf)) && depth == S_DEPTH_MAX)
+            return false;
+        if (children > 0)
+            open[depth++] = children;
+        else
+            while (depth > 0 && --open[depth - 1] == 0) // the item ends its containers
+                depth--;
     }
     return true;
 }

@@ -5,8 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# clang and its runtime libraries (libFuzzer, sanitizers) build the fuzz targets of fuzz/.
 packages="build-essential cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev \
-libcriterion-dev libjansson-dev iproute2"
+libcriterion-dev libjansson-dev iproute2 clang libclang-rt-14-dev"
+# docker-compose (v1, small, Python): tests/test_multihost.c validates docker-compose.yml
+packages="$packages docker-compose"
 missing=""
 for p in $packages; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

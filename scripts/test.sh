@@ -2,7 +2,8 @@
 # The test command: builds dpool twice and runs the whole criterion suite with ctest
 # on each build: once as released (RelWithDebInfo), once under AddressSanitizer +
 # UndefinedBehaviorSanitizer. Any test failure or any sanitizer report (from a test
-# or from a daemon a test started) fails the run.
+# or from a daemon a test started) fails the run. Then fuzz/run.sh runs every fuzz
+# target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${DPOOL_TEST_JOBS:-2}
@@ -27,5 +28,10 @@ if compgen -G "$reports/*" >/dev/null; then
     cat "$reports"/* >&2
     status=1
 fi
-[ "$status" = 0 ] && echo "== all tests passed, with and without sanitizers"
-exit "$status"
+[ "$status" = 0 ] || exit "$status"
+
+# libFuzzer targets for every decoder of network bytes, 10 s each from their seed corpus
+# (about 60 s in all); a crash, leak or sanitizer report fails the run.
+echo "== fuzz (libFuzzer, clang)"
+fuzz/run.sh || exit 1
+echo "== all tests passed, with and without sanitizers, and under the fuzzers"

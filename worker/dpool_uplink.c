@@ -37,6 +37,13 @@ dpool_uplink_new(const char *endpoint)
     zsock_set_identity(self->sock, self->id); // ZMQ_IDENTITY is ZMQ_ROUTING_ID's old name
     zsock_set_sndtimeo(self->sock, 0);
     zsock_set_linger(self->sock, 1000); // time for the BYE to leave
+    // ZMTP heartbeats drop a connection that has been silent for 3 s, so after a cut
+    // link ZeroMQ reconnects at once (with its own backoff) instead of waiting on TCP
+    // retransmissions whose interval doubles while the link is down.
+    zsock_set_heartbeat_ivl(self->sock, 1000);
+    zsock_set_heartbeat_timeout(self->sock, 3000);
+    zsock_set_reconnect_ivl(self->sock, 100);
+    zsock_set_reconnect_ivl_max(self->sock, 2000);
     if (zsock_connect(self->sock, "%s", endpoint) != 0) {
         DPOOL_LOG_ERROR("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         goto fail;

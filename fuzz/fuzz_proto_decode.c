@@ -1,0 +1,85 @@
+/*  Fuzz target: dpool_proto_decode, on a multipart message cut from the input.
+
+    Input layout (defined here; make_corpus.c writes it):
+      byte 0   bits 0-1: the number of frames - 1 (1 to 4);
+               bit 2: the first frame is a routing id (the broker's ROUTER side)
+      then, for each frame but the last, a 2-byte big-endian length and that many bytes
+      (fewer when the input runs out); the last frame takes the rest.
+    A message that decodes is built again with dpool_proto_build and decoded once more:
+    both decodings must agree, so whatever the decoder accepts the encoder can write. */
+#include "dpool_fuzz.h"
+
+#include <dpool/errors.h>
+
+#define S_FRAMES_MAX 4
+
+static zmsg_t *
+s_message(const uint8_t *data, size_t size, bool *with_routing_id)
+{
+    zmsg_t *zmsg = zmsg_new();
+    size_t frames = (data[0] & 0x3) + 1;
+    *with_routing_id = data[0] & 0x4;
+    size_t at = 1;
+    for (size_t i = 0; i < frames; i++) {
+        size_t length = size - at;
+        if (i + 1 < frames) {
+            length = at + 2 <= size ? (size_t)data[at] << 8 | data[at + 1] : 0;
+            at = at + 2 <= size ? at + 2 : size;
+            length = length < size - at ? length : size - at;
+        }
+        zmsg_addmem(zmsg, data + at, length);
+        at += length;
+    }
+    return zmsg;
+}
+
+static void
+s_round_trip(dpool_msg_t *msg, zframe_t *routing_id, bool with_routing_id)
+{
+    zframe_t *payload = msg->payload ? zframe_dup(msg->payload) : NULL;
+    zmsg_t *built = dpool_proto_build(msg, routing_id);
+    DPOOL_FUZZ_CHECK(built, "a decoded %s does not build again",
+                     dpool_proto_command_name(msg->command));
+    msg->payload = payload; // the build moved the original away
+    dpool_msg_t again = {0};
+    zframe_t *routing_again = NULL;
+    const char *why = NULL;
+    int rc = dpool_proto_decode(&built, with_routing_id, &routing_again, &again, &why);
+    DPOOL_FUZZ_CHECK(rc == DPOOL_OK, "a rebuilt %s does not decode: %s",
+                     dpool_proto_command_name(msg->command), why);
+    DPOOL_FUZZ_CHECK(!built, "decode left the message with the caller");
+    if (with_routing_id)
+        DPOOL_FUZZ_CHECK(routing_id && routing_again && zframe_eq(routing_id, routing_again),
+                         "routing id changed");
+    dpool_fuzz_check_same_msg(msg, &again);
+    dpool_msg_reset(&again);
+    zframe_destroy(&routing_again);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    bool with_routing_id;
+    zmsg_t *zmsg = s_message(data, size, &with_routing_id);
+    dpool_msg_t msg = {0};
+    zframe_t *routing_id = NULL;
+    const char *why = NULL;
+    int rc = dpool_proto_decode(&zmsg, with_routing_id, &routing_id, &msg, &why);
+    DPOOL_FUZZ_CHECK(!zmsg, "decode left the message with the caller");
+    DPOOL_FUZZ_CHECK(rc == DPOOL_OK || rc == DPOOL_ERR_PROTO, "decode returned %d", rc);
+    DPOOL_FUZZ_CHECK(!with_routing_id || routing_id, "the routing id was not handed back");
+    if (rc == DPOOL_OK) {
+        DPOOL_FUZZ_CHECK(dpool_proto_command_name(msg.command), "decoded an unknown command");
+        dpool_fuzz_check_msg_invariants(&msg);
+        s_round_trip(&msg, routing_id, with_routing_id);
+    } else {
+        DPOOL_FUZZ_CHECK(why && *why, "a failure without a reason");
+        DPOOL_FUZZ_CHECK(!msg.name && !msg.text && !msg.functions && !msg.payload,
+                         "a failed decode left something owned in msg");
+    }
+    dpool_msg_reset(&msg);
+    zframe_destroy(&routing_id);
+    return 0;
+}
