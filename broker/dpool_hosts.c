@@ -119,7 +119,8 @@ s_on_output(dpool_broker_t *self, dpool_host_t *host, dpool_msg_t *msg)
                            .task_id = task->client_task_id,
                            .count = msg->count,
                            .text = msg->text,
-                           .text_size = msg->text_size};
+                           .text_size = msg->text_size,
+                           .name = host->host};
     dpool_broker_send(self, task->client->routing_id, &forward);
 }
 

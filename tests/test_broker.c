@@ -161,6 +161,7 @@ Test(broker, routes_a_task_to_the_worker_and_its_output_and_result_back)
     cr_assert_eq(output.count, DPOOL_STREAM_STDOUT);
     cr_assert_eq(output.text_size, 8);
     cr_assert(memcmp(output.text, "printed\n", 8) == 0);
+    cr_assert_str_eq(output.name, "testhost", "OUTPUT names the host the task ran on");
     expect(client, DPOOL_CMD_RESULT, &result, 5000);
     cr_assert_eq(result.task_id, 77);
     cr_assert_eq(result.code, DPOOL_OK);
