@@ -3,11 +3,15 @@
       tput N   N no-op tasks submitted back to back by one client, then every result
                collected: tasks per second through broker and workers.
       lat N    N no-op tasks one after another with the blocking apply: the round-trip
-               latency of one task, as percentiles. */
+               latency of one task, as percentiles.
+      map N    dpool_map of noop over the integers 0..N-1 with the default chunksize
+               (Python's: ceil(N / (4 x cap))), as Python's Pool.map(noop, range(N)):
+               items per second, packing and unpacking included. */
 #include <dpool/dpool.h>
 #include <dpool_clock.h>
 #include <errno.h>
 #include <getopt.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +19,14 @@
 static void
 s_usage(FILE *out)
 {
-    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat) N\n\n"
+    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat|map) N\n\n"
                  "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
                  "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"
                  "  lat N    run N no-op tasks one by one; prints\n"
                  "           RESULT system=dpool mode=lat n=N p50_us=.. p99_us=.. "
-                 "p999_us=..\n\n"
+                 "p999_us=..\n"
+                 "  map N    map noop over N integers, default chunksize; prints\n"
+                 "           RESULT system=dpool mode=map n=N secs=S rate=R\n\n"
                  "  -b, --broker EP      broker endpoint (default $DPOOL_BROKER, else "
                  "tcp://127.0.0.1:5555)\n"
                  "  -n, --processes N    the pool's cap (default 0: every process)\n"
@@ -99,6 +105,35 @@ s_lat(dpool_t *pool, long count)
     return 0;
 }
 
+static int
+s_map(dpool_t *pool, long count)
+{
+    int64_t start = dpool_clock_us();
+    // The items as the caller would have them: one msgpack array of the integers.
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, (size_t)count);
+    for (long i = 0; i < count; i++)
+        msgpack_pack_long(&pk, i);
+    dpool_buf_t items = {.data = sbuf.data, .size = sbuf.size}, results = {0};
+    dpool_error_t err = {0};
+    int rc = dpool_map(pool, "noop", &items, 0, &results, &err);
+    msgpack_sbuffer_destroy(&sbuf);
+    size_t got = 0, offset = 0;
+    if (rc == DPOOL_OK &&
+        (dpool_array_open(&results, &got, &offset) != DPOOL_OK || got != (size_t)count))
+        rc = DPOOL_ERR_PROTO;
+    double secs = (double)(dpool_clock_us() - start) / 1e6;
+    dpool_buf_free(&results);
+    if (rc != DPOOL_OK)
+        return s_fail("map", &err);
+    printf("RESULT system=dpool mode=map n=%ld secs=%.3f rate=%.1f\n", count, secs,
+           (double)count / secs);
+    return 0;
+}
+
 static bool
 s_parse_count(const char *text, long *count)
 {
@@ -142,13 +177,14 @@ main(int argc, char **argv)
     long count = 0;
     bool tput = optind < argc && strcmp(argv[optind], "tput") == 0;
     bool lat = optind < argc && strcmp(argv[optind], "lat") == 0;
-    if ((!tput && !lat) || optind + 2 != argc || !s_parse_count(argv[optind + 1], &count))
+    bool map = optind < argc && strcmp(argv[optind], "map") == 0;
+    if ((!tput && !lat && !map) || optind + 2 != argc || !s_parse_count(argv[optind + 1], &count))
         return s_usage(stderr), 2;
     dpool_error_t err = {0};
     dpool_t *pool = dpool_new_opts(&opts, &err);
     if (!pool)
         return s_fail("cannot open the pool", &err);
-    int code = tput ? s_tput(pool, count) : s_lat(pool, count);
+    int code = tput ? s_tput(pool, count) : lat ? s_lat(pool, count) : s_map(pool, count);
     dpool_close(pool);
     dpool_join(pool);
     dpool_destroy(&pool);

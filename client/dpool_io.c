@@ -26,6 +26,8 @@ typedef struct {
     char *endpoint;
     char *pool_name;
     uint32_t cap;
+    uint32_t retries;
+    uint32_t time_limit_ms;
     int64_t timeout_ms;
     dpool_output_fn *output;
     void *output_arg;
@@ -114,7 +116,9 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
     dpool_msg_t open = {.command = DPOOL_CMD_POOL_OPEN,
                         .pool_ref = DPOOL_IO_POOL_REF,
                         .name = self->pool_name,
-                        .count = self->cap};
+                        .count = self->cap,
+                        .retries = self->retries,
+                        .time_limit_ms = self->time_limit_ms};
     if (dpool_proto_send(self->dealer, &open, NULL) != DPOOL_OK)
         return snprintf(why, why_size, "cannot queue POOL_OPEN"), DPOOL_ERR_IO;
     zpoller_t *poller = zpoller_new(pipe, self->dealer, self->monitor, NULL);
@@ -284,6 +288,8 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     if (!state->endpoint || (config->pool_name && !state->pool_name))
         return DPOOL_ERR_NOMEM;
     state->cap = config->cap;
+    state->retries = config->retries;
+    state->time_limit_ms = config->time_limit_ms;
     state->timeout_ms = (int64_t)(config->connect_timeout * 1000.0);
     state->output = config->output;
     state->output_arg = config->output_arg;

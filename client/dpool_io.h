@@ -16,6 +16,8 @@ typedef struct {
     const char *endpoint;    // broker endpoint
     const char *pool_name;   // NULL = private pool
     uint32_t cap;            // 0 = the cluster's process count
+    uint32_t retries;        // re-runs of a task after a lost worker
+    uint32_t time_limit_ms;  // per task; 0 = none
     double connect_timeout;  // seconds, > 0
     dpool_output_fn *output; // never NULL
     void *output_arg;

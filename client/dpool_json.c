@@ -135,9 +135,10 @@ static json_t *s_convert(const msgpack_object *obj, int depth);
 static char *
 s_key_text(const msgpack_object *key, int depth, size_t *size)
 {
+    // msgpack-c gives an empty string a NULL ptr, which memchr and strndup must not see.
     if (key->type == MSGPACK_OBJECT_STR &&
-        memchr(key->via.str.ptr, '\0', key->via.str.size) == NULL) {
-        char *text = strndup(key->via.str.ptr, key->via.str.size);
+        (key->via.str.size == 0 || memchr(key->via.str.ptr, '\0', key->via.str.size) == NULL)) {
+        char *text = key->via.str.size ? strndup(key->via.str.ptr, key->via.str.size) : strdup("");
         *size = key->via.str.size;
         return text;
     }

@@ -1,6 +1,8 @@
 /*  dpool_pack: builds task arguments (a msgpack array) from a format string, so a C
     caller can write dpool_pack(&args, "isd", 1, "x", 2.5) instead of driving a
     msgpack packer. The letters are listed in dpool/dpool.h. */
+#include "dpool_walk.h"
+
 #include <dpool/dpool.h>
 
 #include <msgpack.h>
@@ -125,4 +127,30 @@ dpool_pack(dpool_buf_t *buf, const char *fmt, ...)
     int rc = dpool_vpack(buf, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+int
+dpool_array_open(const dpool_buf_t *array, size_t *count, size_t *offset)
+{
+    if (!array || !array->data || !count || !offset)
+        return DPOOL_ERR_INVALID;
+    size_t at = 0;
+    if (!dpool_walk_array(array->data, array->size, &at, count))
+        return DPOOL_ERR_INVALID;
+    *offset = at;
+    return DPOOL_OK;
+}
+
+int
+dpool_array_next(const dpool_buf_t *array, size_t *offset, const char **data, size_t *size)
+{
+    if (!array || !array->data || !offset || !data || !size)
+        return DPOOL_ERR_INVALID;
+    size_t at = *offset;
+    if (!dpool_walk_skip(array->data, array->size, &at))
+        return DPOOL_ERR_INVALID;
+    *data = array->data + *offset;
+    *size = at - *offset;
+    *offset = at;
+    return DPOOL_OK;
 }

@@ -1,7 +1,9 @@
-/*  The pending-task table. A result is completed while the table lock is held, so a
-    waiter in dpool_pending_wait_empty (join, terminate) never sees an empty table
-    before every handle is ready. Lock order: table, then result; the result module
-    never takes the table lock. */
+/*  The pending-task table. An outcome is delivered with the table lock released (a
+    sink takes its map's lock, and a map submits under the pool lock, which takes this
+    one: holding ours across the delivery would invert that order), while the
+    `delivering` count keeps the table from looking idle until the delivery is over.
+    Lock order: pool, then table, then result; nothing here is called with a result or
+    map lock held. */
 #include "dpool_pending.h"
 #include "dpool_result.h"
 
@@ -10,13 +12,16 @@
 
 struct _dpool_pending_t {
     pthread_mutex_t lock;
-    pthread_cond_t empty; // broadcast when the table becomes empty
-    zhashx_t *tasks;      // task id -> s_entry_t
+    pthread_cond_t idle; // broadcast when tasks, deliveries or holds drop
+    zhashx_t *tasks;     // task id -> s_entry_t (owned; the table frees entries itself)
+    size_t delivering;   // entries taken out whose outcome is being handed over
+    size_t holds;        // dpool_pending_hold minus dpool_pending_release
 };
 
 typedef struct {
-    uint64_t task_id; // the key points here, so keys need no allocation of their own
-    dpool_result_t *result;
+    uint64_t task_id;       // the key points here, so keys need no allocation of their own
+    dpool_result_t *result; // a reference of the table's own, or NULL for a sink
+    dpool_sink_t sink;
 } s_entry_t;
 
 static size_t
@@ -36,17 +41,6 @@ s_compare_id(const void *a, const void *b)
     return left < right ? -1 : left > right;
 }
 
-static void
-s_entry_destroy(void **item_p)
-{
-    s_entry_t *entry = *item_p;
-    if (!entry)
-        return;
-    dpool_result_destroy(&entry->result);
-    free(entry);
-    *item_p = NULL;
-}
-
 dpool_pending_t *
 dpool_pending_new(void)
 {
@@ -60,14 +54,13 @@ dpool_pending_new(void)
     zhashx_set_key_comparator(self->tasks, s_compare_id);
     zhashx_set_key_duplicator(self->tasks, NULL);
     zhashx_set_key_destructor(self->tasks, NULL);
-    zhashx_set_destructor(self->tasks, s_entry_destroy);
-    if (!dpool_cond_init_monotonic(&self->empty))
+    if (!dpool_cond_init_monotonic(&self->idle))
         goto fail_hash;
     if (pthread_mutex_init(&self->lock, NULL) != 0)
         goto fail_cond;
     return self;
 fail_cond:
-    pthread_cond_destroy(&self->empty);
+    pthread_cond_destroy(&self->idle);
 fail_hash:
     zhashx_destroy(&self->tasks);
 fail_free:
@@ -84,28 +77,69 @@ dpool_pending_destroy(dpool_pending_t **self_p)
     *self_p = NULL;
     dpool_pending_fail_all(self, DPOOL_ERR_TERMINATED, "terminated: the pool was destroyed");
     zhashx_destroy(&self->tasks);
-    pthread_cond_destroy(&self->empty);
+    pthread_cond_destroy(&self->idle);
     pthread_mutex_destroy(&self->lock);
     free(self);
+}
+
+static int
+s_insert(dpool_pending_t *self, s_entry_t *entry)
+{
+    pthread_mutex_lock(&self->lock);
+    int rc = zhashx_insert(self->tasks, &entry->task_id, entry);
+    pthread_mutex_unlock(&self->lock);
+    // only a duplicate id fails an insert, and ids come from one counter: a bug of ours
+    return rc == 0 ? DPOOL_OK : DPOOL_ERR_INVALID;
 }
 
 int
 dpool_pending_add(dpool_pending_t *self, dpool_result_t *result)
 {
-    s_entry_t *entry = malloc(sizeof *entry);
+    s_entry_t *entry = calloc(1, sizeof *entry);
     if (!entry)
         return DPOOL_ERR_NOMEM;
     entry->task_id = dpool_result_task_id(result);
     entry->result = dpool_result_ref(result);
-    pthread_mutex_lock(&self->lock);
-    int rc = zhashx_insert(self->tasks, &entry->task_id, entry);
-    pthread_mutex_unlock(&self->lock);
-    if (rc == 0)
-        return DPOOL_OK;
-    // only a duplicate id fails an insert, and ids come from one counter: a bug of ours
-    dpool_result_destroy(&entry->result);
+    int rc = s_insert(self, entry);
+    if (rc != DPOOL_OK) {
+        dpool_result_destroy(&entry->result);
+        free(entry);
+    }
+    return rc;
+}
+
+int
+dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink_t *sink)
+{
+    s_entry_t *entry = calloc(1, sizeof *entry);
+    if (!entry)
+        return DPOOL_ERR_NOMEM;
+    entry->task_id = task_id;
+    entry->sink = *sink;
+    int rc = s_insert(self, entry);
+    if (rc != DPOOL_OK)
+        free(entry);
+    return rc;
+}
+
+// Hands the outcome over (no lock held) and frees the entry.
+static void
+s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p)
+{
+    if (entry->result) {
+        dpool_result_complete(entry->result, code, message, payload_p);
+        dpool_result_destroy(&entry->result);
+    } else
+        entry->sink.fn(entry->sink.arg, code, message, payload_p);
     free(entry);
-    return DPOOL_ERR_INVALID;
+}
+
+// Under self->lock: wakes waiters when something they wait for may have ended.
+static void
+s_signal_locked(dpool_pending_t *self)
+{
+    if (zhashx_size(self->tasks) == 0 && self->delivering == 0)
+        pthread_cond_broadcast(&self->idle);
 }
 
 bool
@@ -115,12 +149,17 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
     pthread_mutex_lock(&self->lock);
     s_entry_t *entry = zhashx_lookup(self->tasks, &task_id);
     if (entry) {
-        dpool_result_complete(entry->result, code, message, payload_p);
         zhashx_delete(self->tasks, &task_id);
-        if (zhashx_size(self->tasks) == 0)
-            pthread_cond_broadcast(&self->empty);
+        self->delivering++;
     }
     pthread_mutex_unlock(&self->lock);
+    if (entry) {
+        s_deliver(entry, code, message, payload_p);
+        pthread_mutex_lock(&self->lock);
+        self->delivering--;
+        s_signal_locked(self);
+        pthread_mutex_unlock(&self->lock);
+    }
     if (payload_p)
         zframe_destroy(payload_p);
     return entry != NULL;
@@ -129,12 +168,20 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
 size_t
 dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message)
 {
+    size_t count = 0;
     pthread_mutex_lock(&self->lock);
-    size_t count = zhashx_size(self->tasks);
-    for (s_entry_t *entry = zhashx_first(self->tasks); entry; entry = zhashx_next(self->tasks))
-        dpool_result_complete(entry->result, code, message, NULL);
-    zhashx_purge(self->tasks);
-    pthread_cond_broadcast(&self->empty);
+    // One entry at a time, restarting the walk each time: a delivery runs unlocked, and
+    // the table may change meanwhile.
+    for (s_entry_t *entry = zhashx_first(self->tasks); entry; entry = zhashx_first(self->tasks)) {
+        zhashx_delete(self->tasks, &entry->task_id);
+        self->delivering++;
+        pthread_mutex_unlock(&self->lock);
+        s_deliver(entry, code, message, NULL);
+        count++;
+        pthread_mutex_lock(&self->lock);
+        self->delivering--;
+    }
+    s_signal_locked(self);
     pthread_mutex_unlock(&self->lock);
     return count;
 }
@@ -143,23 +190,47 @@ size_t
 dpool_pending_count(dpool_pending_t *self)
 {
     pthread_mutex_lock(&self->lock);
-    size_t count = zhashx_size(self->tasks);
+    size_t count = zhashx_size(self->tasks) + self->delivering;
     pthread_mutex_unlock(&self->lock);
     return count;
 }
 
+void
+dpool_pending_hold(dpool_pending_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->holds++;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void
+dpool_pending_release(dpool_pending_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->holds--;
+    pthread_cond_broadcast(&self->idle);
+    pthread_mutex_unlock(&self->lock);
+}
+
+// Under self->lock: true while there is something the waiter waits for.
+static bool
+s_busy_locked(dpool_pending_t *self, bool holds)
+{
+    return zhashx_size(self->tasks) > 0 || self->delivering > 0 || (holds && self->holds > 0);
+}
+
 int
-dpool_pending_wait_empty(dpool_pending_t *self, double timeout)
+dpool_pending_wait_empty(dpool_pending_t *self, double timeout, bool holds)
 {
     struct timespec deadline;
     if (timeout >= 0)
         dpool_deadline_in(timeout, &deadline);
     pthread_mutex_lock(&self->lock);
     int rc = 0;
-    while (zhashx_size(self->tasks) > 0 && rc == 0)
-        rc = timeout < 0 ? pthread_cond_wait(&self->empty, &self->lock)
-                         : pthread_cond_timedwait(&self->empty, &self->lock, &deadline);
-    bool empty = zhashx_size(self->tasks) == 0;
+    while (s_busy_locked(self, holds) && rc == 0)
+        rc = timeout < 0 ? pthread_cond_wait(&self->idle, &self->lock)
+                         : pthread_cond_timedwait(&self->idle, &self->lock, &deadline);
+    bool idle = !s_busy_locked(self, holds);
     pthread_mutex_unlock(&self->lock);
-    return empty ? DPOOL_OK : DPOOL_ERR_TIMEOUT;
+    return idle ? DPOOL_OK : DPOOL_ERR_TIMEOUT;
 }

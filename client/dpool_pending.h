@@ -1,6 +1,12 @@
 /*  dpool_pending: a pool's table of tasks submitted and still without a result, keyed
     by task id (O(1) per task). Shared by the user threads that submit and wait and the
-    I/O thread that delivers results, so every call takes the table's own lock. */
+    I/O thread that delivers results, so every call takes the table's own lock.
+
+    A task's outcome goes either to a result handle or to a sink (a map's chunk). It is
+    delivered outside the table lock, so a sink may take locks of its own, but the table
+    counts the delivery as still pending until it is over: a waiter never sees an empty
+    table before every outcome has landed. "Holds" let other work (a map's combined
+    result, a callback not run yet) count for dpool_join too. */
 #ifndef DPOOL_PENDING_H
 #define DPOOL_PENDING_H
 
@@ -8,6 +14,16 @@
 #include <dpool/dpool.h>
 
 typedef struct _dpool_pending_t dpool_pending_t;
+
+// Receives a task's outcome, once: code, message (borrowed, may be NULL) and the
+// payload (*payload_p may be taken and NULLed; may be NULL). Runs on the thread that
+// completes the task (usually the I/O thread) with no dpool lock held.
+typedef void(dpool_sink_fn)(void *arg, int code, const char *message, zframe_t **payload_p);
+
+typedef struct {
+    dpool_sink_fn *fn;
+    void *arg;
+} dpool_sink_t;
 
 // An empty table, or NULL when memory runs out.
 dpool_pending_t *dpool_pending_new(void);
@@ -20,8 +36,12 @@ void dpool_pending_destroy(dpool_pending_t **self_p);
 // DPOOL_ERR_NOMEM.
 int dpool_pending_add(dpool_pending_t *self, dpool_result_t *result);
 
-// Gives task_id its outcome (see dpool_result_complete for what moves) and removes it.
-// Returns false for a task id the table does not hold (already failed here, or not ours).
+// Adds a task whose outcome goes to sink (copied). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
+int dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink_t *sink);
+
+// Gives task_id its outcome (see dpool_result_complete / dpool_sink_fn for what moves)
+// and removes it. Returns false for a task id the table does not hold (already failed
+// here, or not ours); *payload_p is freed in every case.
 bool dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
                             zframe_t **payload_p);
 
@@ -32,8 +52,14 @@ size_t dpool_pending_fail_all(dpool_pending_t *self, int code, const char *messa
 // How many tasks wait for a result.
 size_t dpool_pending_count(dpool_pending_t *self);
 
-// Waits up to timeout seconds (negative = no limit) until the table is empty. Returns
-// DPOOL_OK or DPOOL_ERR_TIMEOUT.
-int dpool_pending_wait_empty(dpool_pending_t *self, double timeout);
+// Counts one more piece of unfinished work for dpool_pending_wait_empty(.., true).
+void dpool_pending_hold(dpool_pending_t *self);
+
+// Ends one hold taken with dpool_pending_hold.
+void dpool_pending_release(dpool_pending_t *self);
+
+// Waits up to timeout seconds (negative = no limit) until no task is pending, and
+// with holds also until no hold is left. Returns DPOOL_OK or DPOOL_ERR_TIMEOUT.
+int dpool_pending_wait_empty(dpool_pending_t *self, double timeout, bool holds);
 
 #endif

@@ -3,9 +3,12 @@
     lock, gives the task the next id, records its handle in the table and pushes a
     SUBMIT into the I/O thread's pipe, all under the lock so ids reach the broker in
     order and close / terminate cannot slip between a check and a send. The I/O thread
-    never takes this lock, so a full pipe only slows submitters down. */
+    never takes this lock, so a full pipe only slows submitters down. A task's outcome
+    goes to its result handle, or for a map's chunk to the map's sink; callbacks run on
+    the pool's callback thread (dpool_cbq). */
 #include "dpool_io.h"
 #include "dpool_pending.h"
+#include "dpool_pool.h"
 #include "dpool_result.h"
 
 #include <pthread.h>
@@ -15,6 +18,8 @@
 
 // Connect timeouts beyond this are "forever" and would overflow poll timeouts.
 #define S_CONNECT_TIMEOUT_MAX 86400.0
+// Time limits travel as 32-bit milliseconds.
+#define S_TIME_LIMIT_MAX (4294967295.0 / 1000.0)
 
 struct _dpool_t {
     pthread_mutex_t lock;   // guards the fields below and serialises sends to the I/O thread
@@ -24,6 +29,7 @@ struct _dpool_t {
     uint32_t cap;           // fixed at open
     double connect_timeout; // seconds
     dpool_pending_t *pending;
+    dpool_cbq_t *cbq;
     dpool_io_t *io;
 };
 
@@ -61,6 +67,11 @@ s_check_opts(const dpool_opts_t *opts, dpool_error_t *err)
                         opts->processes);
         return DPOOL_ERR_INVALID;
     }
+    if (!(opts->time_limit <= S_TIME_LIMIT_MAX)) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "time_limit must be at most %.0f s",
+                        S_TIME_LIMIT_MAX);
+        return DPOOL_ERR_INVALID;
+    }
     size_t name_size = opts->name ? strlen(opts->name) : 1;
     if (name_size == 0 || name_size > DPOOL_PROTO_NAME_MAX) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "a pool name has 1 to %d bytes",
@@ -68,6 +79,17 @@ s_check_opts(const dpool_opts_t *opts, dpool_error_t *err)
         return DPOOL_ERR_INVALID;
     }
     return DPOOL_OK;
+}
+
+// Seconds to whole milliseconds, rounded up so that a tiny limit is still a limit.
+static uint32_t
+s_time_limit_ms(double time_limit)
+{
+    if (!(time_limit > 0))
+        return 0;
+    double ms = time_limit * 1000.0;
+    uint32_t whole = (uint32_t)ms;
+    return (double)whole < ms ? whole + 1 : whole;
 }
 
 dpool_t *
@@ -89,7 +111,8 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
         opts->connect_timeout > 0 ? opts->connect_timeout : DPOOL_DEFAULT_CONNECT_TIMEOUT;
     self->connect_timeout = timeout < S_CONNECT_TIMEOUT_MAX ? timeout : S_CONNECT_TIMEOUT_MAX;
     self->pending = dpool_pending_new();
-    if (!self->pending) {
+    self->cbq = self->pending ? dpool_cbq_new(self->pending) : NULL;
+    if (!self->cbq) {
         dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -97,6 +120,8 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
         .endpoint = s_endpoint(opts),
         .pool_name = opts->name,
         .cap = (uint32_t)opts->processes,
+        .retries = opts->retries,
+        .time_limit_ms = s_time_limit_ms(opts->time_limit),
         .connect_timeout = self->connect_timeout,
         .output = opts->output ? opts->output : s_default_output,
         .output_arg = opts->output ? opts->output_arg : NULL,
@@ -107,6 +132,7 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
         goto fail;
     return self;
 fail:
+    dpool_cbq_destroy(&self->cbq);
     dpool_pending_destroy(&self->pending);
     pthread_mutex_destroy(&self->lock);
     free(self);
@@ -136,8 +162,8 @@ s_is_array(const dpool_buf_t *args)
     return (first & 0xf0) == 0x90 || first == 0xdc || first == 0xdd;
 }
 
-static int
-s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err)
+int
+dpool_pool_check_function(const char *function, dpool_error_t *err)
 {
     size_t size = function ? strlen(function) : 0;
     if (size == 0 || size > DPOOL_PROTO_NAME_MAX) {
@@ -145,6 +171,14 @@ s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err)
                         DPOOL_PROTO_NAME_MAX);
         return DPOOL_ERR_INVALID;
     }
+    return DPOOL_OK;
+}
+
+static int
+s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err)
+{
+    if (dpool_pool_check_function(function, err) != DPOOL_OK)
+        return DPOOL_ERR_INVALID;
     if (args && !s_is_array(args)) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "arguments must be one msgpack array");
         return DPOOL_ERR_INVALID;
@@ -152,43 +186,107 @@ s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err)
     return DPOOL_OK;
 }
 
-// Under self->lock: numbers, records and sends one task. Returns an owned handle.
-static dpool_result_t *
-s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool_error_t *err)
+// Under self->lock: refuses work once the pool is closed.
+static int
+s_check_open_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool_error_t *err)
 {
-    if (self->closed) {
-        zframe_destroy(payload_p);
-        dpool_error_set(err, DPOOL_ERR_CLOSED, "cannot submit \"%s\": the pool was %s", function,
-                        self->terminated ? "terminated" : "closed");
-        return NULL;
-    }
-    uint64_t task_id = ++self->last_task_id;
-    dpool_result_t *result = dpool_result_new(task_id);
-    if (!result || dpool_pending_add(self->pending, result) != DPOOL_OK) {
-        zframe_destroy(payload_p);
-        dpool_result_destroy(&result);
-        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    if (!self->closed)
+        return DPOOL_OK;
+    zframe_destroy(payload_p);
+    dpool_error_set(err, DPOOL_ERR_CLOSED, "cannot submit \"%s\": the pool was %s", function,
+                    self->terminated ? "terminated" : "closed");
+    return DPOOL_ERR_CLOSED;
+}
+
+// Under self->lock: sends the task already recorded in the pending table under task_id.
+static int
+s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t flags,
+              zframe_t **payload_p)
+{
     dpool_msg_t msg = {.command = DPOOL_CMD_SUBMIT,
                        .pool_ref = DPOOL_IO_POOL_REF,
                        .task_id = task_id,
                        .name = (char *)function,
+                       .flags = flags,
                        .payload = *payload_p};
     *payload_p = NULL;
     int rc = dpool_io_send(self->io, &msg);
     zframe_destroy(&msg.payload);
+    return rc;
+}
+
+// Under self->lock: numbers, records and sends one task. Returns an owned handle.
+static dpool_result_t *
+s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p,
+                const dpool_callbacks_t *callbacks, dpool_error_t *err)
+{
+    if (s_check_open_locked(self, function, payload_p, err) != DPOOL_OK)
+        return NULL;
+    uint64_t task_id = ++self->last_task_id;
+    dpool_result_t *result = dpool_result_new(task_id);
+    int rc = result ? DPOOL_OK : DPOOL_ERR_NOMEM;
+    if (rc == DPOOL_OK && callbacks)
+        rc = dpool_cbq_watch(self->cbq, result, callbacks);
+    if (rc == DPOOL_OK)
+        rc = dpool_pending_add(self->pending, result);
+    if (rc != DPOOL_OK) {
+        zframe_destroy(payload_p);
+        // a watched handle must still complete, so its job and hold are let go
+        if (result)
+            dpool_result_complete(result, DPOOL_ERR_NOMEM, "out of memory", NULL);
+        dpool_result_destroy(&result);
+        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    rc = s_send_locked(self, task_id, function, 0, payload_p);
     if (rc != DPOOL_OK) {
         dpool_pending_complete(self->pending, task_id, rc, "cannot pass the task on", NULL);
-        dpool_result_destroy(&result);
         dpool_error_set(err, rc, "cannot pass task %llu to the I/O thread",
                         (unsigned long long)task_id);
     }
     return result;
 }
 
+int
+dpool_pool_submit_chunk(dpool_t *self, const char *function, zframe_t **payload_p,
+                        const dpool_sink_t *sink, dpool_error_t *err)
+{
+    pthread_mutex_lock(&self->lock);
+    int rc = s_check_open_locked(self, function, payload_p, err);
+    uint64_t task_id = 0;
+    if (rc == DPOOL_OK) {
+        task_id = ++self->last_task_id;
+        rc = dpool_pending_add_sink(self->pending, task_id, sink);
+        if (rc != DPOOL_OK) {
+            zframe_destroy(payload_p);
+            dpool_error_set(err, rc, "out of memory");
+        }
+    }
+    if (rc == DPOOL_OK &&
+        s_send_locked(self, task_id, function, DPOOL_FLAG_CHUNK, payload_p) != DPOOL_OK) {
+        // the sink is in the table: it gets the failure like any outcome
+        dpool_pending_complete(self->pending, task_id, DPOOL_ERR_IO, "cannot pass the task on",
+                               NULL);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+dpool_pending_t *
+dpool_pool_pending(dpool_t *self)
+{
+    return self->pending;
+}
+
+dpool_cbq_t *
+dpool_pool_cbq(dpool_t *self)
+{
+    return self->cbq;
+}
+
 dpool_result_t *
-dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_error_t *err)
+dpool_apply_async_cb(dpool_t *self, const char *function, const dpool_buf_t *args,
+                     const dpool_callbacks_t *callbacks, dpool_error_t *err)
 {
     if (!self) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "pool is NULL");
@@ -204,9 +302,15 @@ dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args, 
         return NULL;
     }
     pthread_mutex_lock(&self->lock);
-    dpool_result_t *result = s_submit_locked(self, function, &payload, err);
+    dpool_result_t *result = s_submit_locked(self, function, &payload, callbacks, err);
     pthread_mutex_unlock(&self->lock);
     return result;
+}
+
+dpool_result_t *
+dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_error_t *err)
+{
+    return dpool_apply_async_cb(self, function, args, NULL, err);
 }
 
 dpool_result_t *
@@ -273,7 +377,7 @@ dpool_join(dpool_t *self)
     pthread_mutex_unlock(&self->lock);
     if (!closed)
         return DPOOL_ERR_STATE;
-    return dpool_pending_wait_empty(self->pending, -1);
+    return dpool_pending_wait_empty(self->pending, -1, true);
 }
 
 // Under self->lock: sends a command that names only the pool (TERMINATE, POOL_RELEASE).
@@ -297,7 +401,7 @@ dpool_terminate(dpool_t *self)
     // The broker answers RESULT -13 for each task; wait for them so that every handle
     // is final when terminate returns, but not for ever on a broker that is gone.
     if (rc == DPOOL_OK)
-        rc = dpool_pending_wait_empty(self->pending, self->connect_timeout);
+        rc = dpool_pending_wait_empty(self->pending, self->connect_timeout, false);
     if (rc != DPOOL_OK) {
         char why[128];
         snprintf(why, sizeof why, "terminated (the broker did not confirm within %.1f s)",
@@ -321,6 +425,11 @@ dpool_destroy(dpool_t **self_p)
     s_send_pool_command_locked(self, DPOOL_CMD_POOL_RELEASE);
     pthread_mutex_unlock(&self->lock);
     dpool_io_destroy(&self->io);
+    // Every handle gets its outcome before the callback thread drains and stops, so each
+    // watched handle's callback runs once; only then may the table go.
+    dpool_pending_fail_all(self->pending, DPOOL_ERR_TERMINATED,
+                           "terminated: the pool was destroyed");
+    dpool_cbq_destroy(&self->cbq);
     dpool_pending_destroy(&self->pending);
     pthread_mutex_destroy(&self->lock);
     free(self);

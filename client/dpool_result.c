@@ -3,6 +3,7 @@
     outcome is written once by the pool's I/O thread (or by terminate / destroy when
     the broker is gone) and read by any number of user threads. */
 #include "dpool_result.h"
+#include "dpool_walk.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,8 +19,12 @@ struct _dpool_result_t {
     bool ready; // under lock; once true, code, message and value never change
     int code;
     char message[sizeof(((dpool_error_t *)0)->message)];
-    zframe_t *value;  // the result's msgpack bytes when code == DPOOL_OK
-    uint64_t task_id; // fixed at birth
+    zframe_t *value;            // the result's msgpack bytes when code == DPOOL_OK
+    uint64_t task_id;           // fixed at birth
+    dpool_result_hook_fn *hook; // set before the handle can complete
+    void *hook_arg;
+    size_t *offsets; // under lock: where each item of an array value starts, made on demand
+    size_t item_count;
 };
 
 void
@@ -102,16 +107,25 @@ dpool_result_destroy(dpool_result_t **self_p)
     if (refs > 0)
         return;
     zframe_destroy(&self->value);
+    free(self->offsets);
     pthread_cond_destroy(&self->done);
     pthread_mutex_destroy(&self->lock);
     free(self);
 }
 
 void
+dpool_result_set_hook(dpool_result_t *self, dpool_result_hook_fn *hook, void *arg)
+{
+    self->hook = hook;
+    self->hook_arg = arg;
+}
+
+void
 dpool_result_complete(dpool_result_t *self, int code, const char *message, zframe_t **payload_p)
 {
     pthread_mutex_lock(&self->lock);
-    if (!self->ready) {
+    bool first = !self->ready;
+    if (first) {
         self->ready = true;
         self->code = code;
         snprintf(self->message, sizeof self->message, "%s", message ? message : "");
@@ -124,6 +138,32 @@ dpool_result_complete(dpool_result_t *self, int code, const char *message, zfram
     pthread_mutex_unlock(&self->lock);
     if (payload_p)
         zframe_destroy(payload_p);
+    if (first && self->hook)
+        self->hook(self->hook_arg, self);
+}
+
+void *
+dpool_result_hook_arg(const dpool_result_t *self)
+{
+    return self->hook_arg;
+}
+
+bool
+dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *size,
+                  const char **message)
+{
+    static const char nil = (char)0xc0;
+    pthread_mutex_lock(&self->lock);
+    bool ready = self->ready;
+    pthread_mutex_unlock(&self->lock);
+    if (!ready)
+        return false;
+    // Once ready the outcome never changes, so it is read without the lock.
+    *code = self->code;
+    *data = self->value ? (const char *)zframe_data(self->value) : &nil;
+    *size = self->value ? zframe_size(self->value) : 1;
+    *message = self->message;
+    return true;
 }
 
 // Waits with self->lock held until ready or the timeout runs out; returns ready.
@@ -221,4 +261,71 @@ uint64_t
 dpool_result_task_id(const dpool_result_t *self)
 {
     return self ? self->task_id : 0;
+}
+
+// Under self->lock, ready and successful: finds where each item of the array value
+// starts (once). Returns DPOOL_OK or DPOOL_ERR_INVALID when the value is no array.
+static int
+s_index_locked(dpool_result_t *self)
+{
+    if (self->offsets)
+        return DPOOL_OK;
+    const char *data = self->value ? (const char *)zframe_data(self->value) : NULL;
+    size_t size = self->value ? zframe_size(self->value) : 0, at = 0, count = 0;
+    if (!data || !dpool_walk_array(data, size, &at, &count) || count > size - at)
+        return DPOOL_ERR_INVALID;
+    size_t *offsets = malloc((count + 1) * sizeof *offsets);
+    if (!offsets)
+        return DPOOL_ERR_NOMEM;
+    for (size_t i = 0; i < count; i++) {
+        offsets[i] = at;
+        if (!dpool_walk_skip(data, size, &at)) {
+            free(offsets);
+            return DPOOL_ERR_INVALID;
+        }
+    }
+    offsets[count] = at;
+    self->offsets = offsets;
+    self->item_count = count;
+    return DPOOL_OK;
+}
+
+// Takes the lock and checks the handle holds a successful array value.
+static int
+s_items_locked(dpool_result_t *self)
+{
+    if (!self->ready)
+        return DPOOL_ERR_NOT_READY;
+    if (self->code != DPOOL_OK)
+        return self->code;
+    return s_index_locked(self);
+}
+
+int
+dpool_result_count(dpool_result_t *self, size_t *count)
+{
+    if (!self || !count)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    int rc = s_items_locked(self);
+    *count = rc == DPOOL_OK ? self->item_count : 0;
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+int
+dpool_result_item(dpool_result_t *self, size_t index, const char **data, size_t *size)
+{
+    if (!self || !data || !size)
+        return DPOOL_ERR_INVALID;
+    pthread_mutex_lock(&self->lock);
+    int rc = s_items_locked(self);
+    if (rc == DPOOL_OK && index >= self->item_count)
+        rc = DPOOL_ERR_INVALID;
+    if (rc == DPOOL_OK) {
+        *data = (const char *)zframe_data(self->value) + self->offsets[index];
+        *size = self->offsets[index + 1] - self->offsets[index];
+    }
+    pthread_mutex_unlock(&self->lock);
+    return rc;
 }

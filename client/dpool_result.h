@@ -17,6 +17,22 @@ dpool_result_t *dpool_result_new(uint64_t task_id);
 // Adds a reference and returns self; drop it with dpool_result_destroy.
 dpool_result_t *dpool_result_ref(dpool_result_t *self);
 
+// Called once, right after the outcome is recorded, on the thread that recorded it
+// (usually the I/O thread), with no lock held.
+typedef void(dpool_result_hook_fn)(void *arg, dpool_result_t *result);
+
+// Sets the hook; call it before the handle can complete (before it is submitted).
+void dpool_result_set_hook(dpool_result_t *self, dpool_result_hook_fn *hook, void *arg);
+
+// The hook's argument (NULL when no hook is set).
+void *dpool_result_hook_arg(const dpool_result_t *self);
+
+// Borrows a ready handle's outcome: *code, and the value's bytes (*data / *size, nil
+// when there were none) or the message. Valid while the caller holds a reference.
+// Returns false when the handle is not ready.
+bool dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *size,
+                       const char **message);
+
 // Records the outcome and wakes every waiter. code is DPOOL_OK or an outcome code;
 // message (borrowed, may be NULL) is copied; *payload_p (may be NULL) is taken and
 // NULLed. Only the first outcome counts: later calls just free their payload.

@@ -477,3 +477,104 @@ Test(client_fake_broker, lost_broker_fails_pending_tasks_as_unreachable)
     dpool_result_destroy(&result);
     dpool_destroy(&pool);
 }
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int successes, failures, last_code;
+    bool block, blocked; // block: the callback waits until block is cleared
+    pthread_t thread;
+} calls_t;
+
+static void
+s_on_value(void *arg, const char *data, size_t size)
+{
+    (void)data;
+    (void)size;
+    calls_t *calls = arg;
+    pthread_mutex_lock(&calls->lock);
+    calls->successes++;
+    calls->thread = pthread_self();
+    calls->blocked = calls->block;
+    pthread_cond_broadcast(&calls->changed);
+    while (calls->block)
+        pthread_cond_wait(&calls->changed, &calls->lock);
+    pthread_mutex_unlock(&calls->lock);
+}
+
+static void
+s_on_failure(void *arg, const dpool_error_t *err)
+{
+    calls_t *calls = arg;
+    pthread_mutex_lock(&calls->lock);
+    calls->failures++;
+    calls->last_code = err->code;
+    calls->thread = pthread_self();
+    pthread_cond_broadcast(&calls->changed);
+    pthread_mutex_unlock(&calls->lock);
+}
+
+Test(client_fake_broker, apply_async_callbacks_run_once_on_the_callback_thread)
+{
+    dpool_t *pool = s_open(NULL, 2, NULL, NULL);
+    calls_t calls = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+    dpool_callbacks_t callbacks = {s_on_value, s_on_failure, &calls};
+    dpool_result_t *ok = dpool_apply_async_cb(pool, "echo", NULL, &callbacks, NULL);
+    dpool_result_t *bad = dpool_apply_async_cb(pool, "fail", NULL, &callbacks, NULL);
+    cr_assert_not_null(ok);
+    cr_assert_not_null(bad);
+    dpool_close(pool);
+    cr_assert_eq(dpool_join(pool), DPOOL_OK);
+    cr_assert_eq(calls.successes, 1);
+    cr_assert_eq(calls.failures, 1);
+    cr_assert_eq(calls.last_code, DPOOL_ERR_TASK_FAILED);
+    cr_assert_not(pthread_equal(calls.thread, pthread_self()));
+    dpool_result_destroy(&ok);
+    dpool_result_destroy(&bad);
+    dpool_destroy(&pool);
+    cr_assert_eq(calls.successes + calls.failures, 2, "nothing ran twice");
+}
+
+Test(client_fake_broker, a_blocked_callback_does_not_hold_up_other_results)
+{
+    dpool_t *a = s_open(NULL, 2, NULL, NULL), *b = s_open(NULL, 2, NULL, NULL);
+    calls_t calls = {
+        .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER, .block = true};
+    dpool_callbacks_t callbacks = {s_on_value, s_on_failure, &calls};
+    dpool_result_t *first = dpool_apply_async_cb(a, "echo", NULL, &callbacks, NULL);
+    pthread_mutex_lock(&calls.lock);
+    while (!calls.blocked)
+        pthread_cond_wait(&calls.changed, &calls.lock);
+    pthread_mutex_unlock(&calls.lock);
+    // pool A's callback thread is stuck: results still arrive, on A and on B
+    int64_t start = dpool_clock_ms();
+    cr_assert_eq(dpool_apply(b, "echo", NULL, NULL, NULL), DPOOL_OK);
+    dpool_result_t *second = dpool_apply_async_cb(a, "echo", NULL, &callbacks, NULL);
+    cr_assert_eq(dpool_result_wait(second, 5), DPOOL_OK);
+    cr_assert_lt(dpool_clock_ms() - start, 1000, "results waited for a blocked callback");
+    cr_assert_eq(calls.successes, 1, "the second callback waits its turn");
+    pthread_mutex_lock(&calls.lock);
+    calls.block = false;
+    pthread_cond_broadcast(&calls.changed);
+    pthread_mutex_unlock(&calls.lock);
+    dpool_close(a);
+    cr_assert_eq(dpool_join(a), DPOOL_OK);
+    cr_assert_eq(calls.successes, 2);
+    dpool_result_destroy(&first);
+    dpool_result_destroy(&second);
+    dpool_destroy(&a);
+    dpool_destroy(&b);
+}
+
+Test(client_fake_broker, destroy_runs_the_error_callback_of_terminated_tasks)
+{
+    dpool_t *pool = s_open(NULL, 2, NULL, NULL);
+    calls_t calls = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+    dpool_callbacks_t callbacks = {s_on_value, s_on_failure, &calls};
+    dpool_result_t *result = dpool_apply_async_cb(pool, "never", NULL, &callbacks, NULL);
+    dpool_destroy(&pool);
+    cr_assert_eq(calls.failures, 1, "destroy returned before the error callback ran");
+    cr_assert_eq(calls.last_code, DPOOL_ERR_TERMINATED);
+    cr_assert_eq(calls.successes, 0);
+    dpool_result_destroy(&result);
+}

@@ -20,6 +20,7 @@ typedef struct {
 
 static const s_command_t s_commands[] = {
     {"apply", dpool_cli_apply, "run one task and print its result as JSON"},
+    {"map", dpool_cli_map, "run a task per line of stdin, print the results as JSON lines"},
     {"status", dpool_cli_status, "show hosts, processes, pools and functions"},
 };
 

@@ -15,6 +15,7 @@
 typedef int(dpool_cli_command_fn)(int argc, char **argv);
 
 int dpool_cli_apply(int argc, char **argv);
+int dpool_cli_map(int argc, char **argv);
 int dpool_cli_status(int argc, char **argv);
 
 // Prints "dpool: <command>: <text>" and a newline on stderr (command NULL: just

@@ -336,6 +336,10 @@ s_pump(s_capture_t captures[2], int in_fd, const char *stdin_text, int64_t deadl
         close(in_fd);
         in_fd = -1;
     }
+    // Non-blocking: a program that streams (prints while it reads) must get its output
+    // read while its input is still being fed, or both sides wait for ever.
+    if (in_fd >= 0)
+        fcntl(in_fd, F_SETFL, fcntl(in_fd, F_GETFL) | O_NONBLOCK);
     while (captures[0].fd >= 0 || captures[1].fd >= 0) {
         struct pollfd fds[3] = {{.fd = captures[0].fd, .events = POLLIN},
                                 {.fd = captures[1].fd, .events = POLLIN},
@@ -354,7 +358,7 @@ s_pump(s_capture_t captures[2], int in_fd, const char *stdin_text, int64_t deadl
         if (in_fd >= 0 && fds[2].revents) {
             ssize_t put = write(in_fd, stdin_text + fed, to_feed - fed);
             fed += put > 0 ? (size_t)put : 0;
-            if (put < 0 || fed == to_feed) {
+            if ((put < 0 && errno != EAGAIN) || fed == to_feed) {
                 close(in_fd);
                 in_fd = -1;
             }

@@ -394,7 +394,10 @@ dpool_netns_add_host(dpool_netns_t *self, const char *name)
     s_host_t *host = &self->hosts[self->host_count];
     memset(host, 0, sizeof *host);
     snprintf(host->name, sizeof host->name, "%s", name);
-    snprintf(host->ns, sizeof host->ns, "%s-%s", self->prefix, name);
+    // Through a local: gcc's -Wrestrict takes host (inside self) and self->prefix for one object.
+    char ns[sizeof host->ns];
+    snprintf(ns, sizeof ns, "%s-%s", self->prefix, name);
+    memcpy(host->ns, ns, sizeof ns);
     snprintf(host->address, sizeof host->address, S_SUBNET "%zu", self->host_count + 1);
     // Through locals: gcc's -Wrestrict sees one object in host's fields and self's.
     char ns_path[sizeof host->ns_path], log[sizeof host->log];

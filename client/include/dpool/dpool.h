@@ -27,6 +27,17 @@
     - Each pool runs one background I/O thread that owns the pool's only ZeroMQ socket.
       The output handler runs on that thread: it must return promptly and must not call
       any dpool_* function of the same pool (the thread it would wait for is its own).
+    - Callbacks (dpool_callbacks_t) run on the pool's own CALLBACK THREAD, started with
+      the pool's first call that has callbacks: one at a time, in completion order, each
+      once. Results keep arriving while a callback runs (the I/O thread never waits for
+      one), and each pool has its own callback thread, so a callback that blocks delays
+      only later callbacks of its own pool. A callback may call any dpool_* function
+      except dpool_join, dpool_terminate and dpool_destroy of its own pool (they wait
+      for the callback thread). dpool_join waits until every callback has run;
+      dpool_destroy runs the callbacks still due (tasks it terminates get their
+      error_callback) before it returns.
+    - A dpool_imap_t pulls its items on a thread of its own (the FEEDER): a
+      dpool_source_fn runs there, never on the caller's thread.
     - Making a pool turns off CZMQ's default SIGINT/SIGTERM handler
       (zsys_handler_set(NULL)), so the program keeps its own signal behaviour: Ctrl-C
       still ends a program that did not ask otherwise. A program that wants CZMQ's
@@ -83,7 +94,47 @@ typedef struct {
     double connect_timeout;  // seconds; <= 0 = DPOOL_DEFAULT_CONNECT_TIMEOUT
     dpool_output_fn *output; // NULL = write to this process's stdout / stderr and flush
     void *output_arg;        // passed to output, borrowed: must outlive the pool
+    double time_limit;       // seconds a task may run before it is killed and fails with
+                             // DPOOL_ERR_TASK_TIMEOUT; <= 0 = no limit (a chunk of a map
+                             // is one task)
+    unsigned retries;        // times a task is run again after its process or host died
+                             // (DPOOL_ERR_WORKER_LOST); 0 = never
 } dpool_opts_t;
+
+// A successful outcome: data / size are the result's msgpack bytes (for a map, one
+// msgpack array of the items' results), borrowed for the call. Runs on the pool's
+// callback thread (see THREAD SAFETY).
+typedef void(dpool_callback_fn)(void *arg, const char *data, size_t size);
+
+// A failed outcome (borrowed for the call). Runs on the pool's callback thread.
+typedef void(dpool_error_callback_fn)(void *arg, const dpool_error_t *err);
+
+// Python's callback= and error_callback=. Either may be NULL; arg is passed to both and
+// is borrowed: it must stay valid until the callback ran.
+typedef struct {
+    dpool_callback_fn *callback;
+    dpool_error_callback_fn *error_callback;
+    void *arg;
+} dpool_callbacks_t;
+
+typedef struct _dpool_imap_t dpool_imap_t;
+
+// Pulls the next item for a lazy imap: returns 1 with *data / *size set to one msgpack
+// value (borrowed: valid until the next call), 0 at the end of the items, or a negative
+// code to stop there (the iterator reports it at that item's index). Runs on the
+// iterator's feeder thread.
+typedef int(dpool_source_fn)(void *arg, const char **data, size_t *size);
+
+// Options for dpool_imap_new. Zero-initialise; every zero field means its default.
+typedef struct {
+    size_t chunksize;        // items per task; 0 = 1
+    size_t window;           // chunks submitted and not yet consumed, at most (bounded
+                             // memory); 0 = max(16, 4 x the pool's cap)
+    bool unordered;          // completion order (imap_unordered) instead of input order
+    bool star;               // each item is an argument array (starmap), not the one arg
+    dpool_source_fn *source; // pull items lazily; the items argument is then NULL
+    void *source_arg;        // passed to source, borrowed until dpool_imap_destroy
+} dpool_imap_opts_t;
 
 /* ---- Building arguments ---------------------------------------------------------- */
 
@@ -103,6 +154,14 @@ int dpool_pack(dpool_buf_t *buf, const char *fmt, ...);
 
 // dpool_pack with a va_list.
 int dpool_vpack(dpool_buf_t *buf, const char *fmt, va_list ap);
+
+// Reads the header of a msgpack array (a map's items or results): *count elements,
+// the first at *offset. Returns DPOOL_OK or DPOOL_ERR_INVALID when array holds no array.
+int dpool_array_open(const dpool_buf_t *array, size_t *count, size_t *offset);
+
+// Borrows the element at *offset of array (data / size point into array) and moves
+// *offset past it. Returns DPOOL_OK, or DPOOL_ERR_INVALID when no whole value is there.
+int dpool_array_next(const dpool_buf_t *array, size_t *offset, const char **data, size_t *size);
 
 /* ---- Pools ----------------------------------------------------------------------- */
 
@@ -132,6 +191,12 @@ int dpool_cap(const dpool_t *self);
 dpool_result_t *dpool_apply_async(dpool_t *self, const char *function, const dpool_buf_t *args,
                                   dpool_error_t *err);
 
+// dpool_apply_async with Python's callback / error_callback (callbacks borrowed,
+// copied; NULL = none): exactly one of them runs, once, on the pool's callback thread,
+// when the outcome is in. No callback runs when the call returns NULL.
+dpool_result_t *dpool_apply_async_cb(dpool_t *self, const char *function, const dpool_buf_t *args,
+                                     const dpool_callbacks_t *callbacks, dpool_error_t *err);
+
 // One-line dpool_apply_async: the arguments are packed from fmt as dpool_pack does. A
 // submission that fails (closed pool, bad format) still returns a handle, already
 // ready and unsuccessful, so dpool_result_get reports the error (a failed future).
@@ -146,11 +211,82 @@ dpool_result_t *dpool_apply_asyncf(dpool_t *self, const char *function, const ch
 int dpool_apply(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_buf_t *value,
                 dpool_error_t *err);
 
+/* ---- Map family ------------------------------------------------------------------
+   items is ONE msgpack array (borrowed, read during the call) holding one value per
+   item. map calls function(item) for each (arguments [item]); starmap calls
+   function(*item), so each item must itself be an argument array. Items travel in
+   chunks of chunksize: one SUBMIT each (DPOOL_FLAG_CHUNK), run in one process, one
+   slot of the cap. chunksize 0 = Python's default for map: ceil(items / (4 x cap)),
+   cap being dpool_cap (at least 1). The results keep the input order. An item that
+   fails fails the whole map with its code and the message "item K: <message>", K its
+   0-based index in items (the first failure to arrive); the other chunks run on. */
+
+// Runs function over items and waits. On DPOOL_OK *results (may be NULL) holds one
+// msgpack array of the results in input order, owned by the caller (walk it with
+// dpool_array_open / dpool_array_next). Otherwise the first failure, *err filled:
+// DPOOL_ERR_INVALID (items not an array of whole values), DPOOL_ERR_CLOSED, or an
+// item's outcome code. Zero items: an empty array at once.
+int dpool_map(dpool_t *self, const char *function, const dpool_buf_t *items, size_t chunksize,
+              dpool_buf_t *results, dpool_error_t *err);
+
+// dpool_map returning at once: the handle's value is the array of results
+// (dpool_result_get, or dpool_result_count / dpool_result_item); callbacks (may be NULL)
+// get the array, or the first failure. NULL with *err filled when nothing could be
+// submitted (closed pool, items not an array).
+dpool_result_t *dpool_map_async(dpool_t *self, const char *function, const dpool_buf_t *items,
+                                size_t chunksize, const dpool_callbacks_t *callbacks,
+                                dpool_error_t *err);
+
+// dpool_map where each item is an argument array (Python's starmap).
+int dpool_starmap(dpool_t *self, const char *function, const dpool_buf_t *items, size_t chunksize,
+                  dpool_buf_t *results, dpool_error_t *err);
+
+// dpool_map_async where each item is an argument array (Python's starmap_async).
+dpool_result_t *dpool_starmap_async(dpool_t *self, const char *function, const dpool_buf_t *items,
+                                    size_t chunksize, const dpool_callbacks_t *callbacks,
+                                    dpool_error_t *err);
+
+// Python's imap: an iterator over function(item) in input order, items (a msgpack array,
+// copied) submitted by a feeder thread in chunks of chunksize (0 = 1), at most a window
+// of chunks ahead of the consumer. Returns an owned iterator, or NULL with *err filled.
+dpool_imap_t *dpool_imap(dpool_t *self, const char *function, const dpool_buf_t *items,
+                         size_t chunksize, dpool_error_t *err);
+
+// Python's imap_unordered: as dpool_imap, in completion order (a chunk's results stay
+// together, in order).
+dpool_imap_t *dpool_imap_unordered(dpool_t *self, const char *function, const dpool_buf_t *items,
+                                   size_t chunksize, dpool_error_t *err);
+
+// The general iterator: items as for dpool_imap, or NULL with opts->source pulling them
+// lazily (memory stays bounded by the window whatever the number of items). opts is
+// borrowed (NULL = defaults). Returns an owned iterator, or NULL with *err filled.
+dpool_imap_t *dpool_imap_new(dpool_t *self, const char *function, const dpool_buf_t *items,
+                             const dpool_imap_opts_t *opts, dpool_error_t *err);
+
+// The next result, waiting up to timeout seconds (negative = no limit). Returns 1 with
+// *data / *size set to its msgpack bytes (borrowed: valid until the next call on the
+// iterator), 0 when every item has been yielded, DPOOL_ERR_TIMEOUT when none came in
+// time (call again), or an item's failure (*err: code and "item K: <message>"); after a
+// failure, which comes after every result before it, the iterator stops and each later
+// call returns the same failure.
+int dpool_imap_next(dpool_imap_t *self, double timeout, const char **data, size_t *size,
+                    dpool_error_t *err);
+
+// The 0-based index, in the items, of what dpool_imap_next returned last (a result or
+// a failure); with unordered iterators, the way to tell which item a result is for.
+size_t dpool_imap_index(const dpool_imap_t *self);
+
+// Stops feeding (waiting for a source call in progress to return) and frees the
+// iterator; chunks already submitted run on, their results dropped. Call it before
+// destroying the pool. NULL-safe; sets *self_p to NULL.
+void dpool_imap_destroy(dpool_imap_t **self_p);
+
 // No more submissions: later apply / apply_async fail with DPOOL_ERR_CLOSED. Tasks
 // already submitted run on. Returns DPOOL_OK (DPOOL_ERR_INVALID for NULL).
 int dpool_close(dpool_t *self);
 
-// Waits until every task submitted to this pool has its result. Returns DPOOL_OK, or
+// Waits until every task submitted to this pool has its result and every callback due
+// has run. Returns DPOOL_OK, or
 // DPOOL_ERR_STATE when the pool was neither closed nor terminated (as Python's join).
 // Tasks whose broker connection is lost for longer than the connect timeout fail as
 // DPOOL_ERR_UNREACHABLE, so join returns then too.
@@ -191,6 +327,16 @@ int dpool_result_successful(dpool_result_t *self);
 // The task id this client gave the task (counting from 1 per pool; 0 for a handle of
 // a submission that failed).
 uint64_t dpool_result_task_id(const dpool_result_t *self);
+
+// For a map's handle: *count results, once it succeeded. Returns DPOOL_OK,
+// DPOOL_ERR_NOT_READY, the map's failure code, or DPOOL_ERR_INVALID when the value is
+// not an array.
+int dpool_result_count(dpool_result_t *self, size_t *count);
+
+// For a map's handle: borrows result `index` (msgpack bytes inside the handle, valid
+// while the handle lives). Returns as dpool_result_count; DPOOL_ERR_INVALID for an
+// index past the end.
+int dpool_result_item(dpool_result_t *self, size_t index, const char **data, size_t *size);
 
 // Drops the caller's handle. The task itself goes on. NULL-safe; sets *self_p to NULL.
 void dpool_result_destroy(dpool_result_t **self_p);
