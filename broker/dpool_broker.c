@@ -9,6 +9,7 @@
 
 #include <dpool/errors.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sys/random.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -106,7 +107,16 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     zsock_set_router_mandatory(self->router, 0);
     zsock_set_sndhwm(self->router, 0);
     zsock_set_rcvhwm(self->router, 0);
+    // A peer whose link was cut comes back on a new connection with its old routing id
+    // while the broker may still hold the dead one: the new connection takes the id over
+    // (without handover ZeroMQ would refuse it until TCP gives up on the old one).
+    zsock_set_router_handover(self->router, 1);
+    // ZMTP heartbeats drop connections that went silent, so they do not linger.
+    zsock_set_heartbeat_ivl(self->router, 1000);
+    zsock_set_heartbeat_timeout(self->router, 3000);
     zsock_set_linger(self->router, 0);
+    if (self->auth)
+        dpool_auth_apply(self->auth, self->router);
     // ZeroMQ refuses an oversized message before it is buffered: a peer cannot make the
     // broker allocate more than this for one message (it is disconnected instead).
     zsock_set_maxmsgsize(
@@ -185,10 +195,15 @@ s_random_epoch(void)
 dpool_broker_t *
 dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size)
 {
-    if (!config->insecure && !dpool_broker_endpoint_is_local(config->bind)) {
+    if (!config->insecure && !config->curve_secret &&
+        !dpool_broker_endpoint_is_local(config->bind)) {
         snprintf(why, why_size,
                  "%s is not a loopback address: binding it without CURVE needs --insecure",
                  config->bind);
+        return NULL;
+    }
+    if (!config->curve_secret != !config->authorized) {
+        snprintf(why, why_size, "--curve-secret and --authorized go together");
         return NULL;
     }
     dpool_broker_t *self = calloc(1, sizeof *self);
@@ -207,6 +222,9 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
     }
     self->started_ms = self->now_ms = dpool_clock_ms();
     self->epoch = s_random_epoch();
+    if (config->curve_secret &&
+        !(self->auth = dpool_auth_new(config->curve_secret, config->authorized, why, why_size)))
+        goto fail;
     if (config->journal_dir && s_open_journal(self, why, why_size) < 0)
         goto fail;
     if (s_bind(self, why, why_size) < 0)
@@ -258,6 +276,7 @@ dpool_broker_destroy(dpool_broker_t **self_p)
     zhashx_destroy(&self->named_pools);
     dpool_sched_destroy(&self->sched);
     zsock_destroy(&self->router);
+    dpool_auth_destroy(&self->auth);
     zstr_free(&self->endpoint);
     free(self);
 }
@@ -392,19 +411,61 @@ s_is_client_command(dpool_cmd_t command)
            command == DPOOL_CMD_STATUS;
 }
 
+// Counts a message refused for its key or role, answers ERROR -17 and logs it, at most
+// once a second: a stranger must not be able to flood the log.
+static void
+s_refuse(dpool_broker_t *self, zframe_t *routing_id, const char *key, const char *why)
+{
+    self->unauthorised++;
+    if (self->now_ms - self->unauthorised_logged_ms >= 1000) {
+        DPOOL_LOG_WARN("refused a message from key %s: %s (%" PRIu64 " refused so far)",
+                       *key ? key : "?", why, self->unauthorised);
+        self->unauthorised_logged_ms = self->now_ms;
+    }
+    dpool_broker_send_error(self, routing_id, DPOOL_ERR_NOT_AUTHORISED, why);
+}
+
+// With CURVE: the roles of the key that sent *zmsg_p, copied to key (for the log). A
+// message from a key that is not authorised goes no further (it is not even decoded):
+// it is answered ERROR -17 and consumed, and 0 is returned.
+static unsigned
+s_admit(dpool_broker_t *self, zmsg_t **zmsg_p, char key[DPOOL_AUTH_KEY_TEXT + 1])
+{
+    zframe_t *routing_id = zmsg_first(*zmsg_p);
+    // The routing id frame is made by the ROUTER; the peer's first frame has the key.
+    zframe_t *first = routing_id ? zmsg_next(*zmsg_p) : NULL;
+    const char *peer_key = first ? dpool_auth_peer_key(first) : NULL;
+    if (peer_key)
+        memcpy(key, peer_key, DPOOL_AUTH_KEY_TEXT + 1);
+    unsigned roles = dpool_auth_roles(self->auth, peer_key);
+    if (!roles) {
+        if (routing_id)
+            s_refuse(self, routing_id, key, dpool_auth_refusal(0, 0));
+        zmsg_destroy(zmsg_p);
+    }
+    return roles;
+}
+
 static void
 s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
 {
+    unsigned roles = 0;
+    char key[DPOOL_AUTH_KEY_TEXT + 1] = "";
+    if (self->auth && !(roles = s_admit(self, zmsg_p, key)))
+        return;
     zframe_t *routing_id = NULL;
     dpool_msg_t msg = {0};
     const char *why = "unknown";
     int rc = dpool_proto_decode(zmsg_p, true, &routing_id, &msg, &why);
+    const char *refusal = NULL;
     if (rc != DPOOL_OK) {
         self->malformed++;
         DPOOL_LOG_WARN("dropped a malformed message: %s", why);
         if (routing_id)
             dpool_broker_send_error(self, routing_id, rc, why);
-    } else if (s_is_client_command(msg.command) ||
+    } else if (self->auth && (refusal = dpool_auth_refusal(roles, msg.command)))
+        s_refuse(self, routing_id, key, refusal);
+    else if (s_is_client_command(msg.command) ||
                ((msg.command == DPOOL_CMD_HEARTBEAT || msg.command == DPOOL_CMD_BYE) &&
                 zhashx_lookup(self->clients, routing_id)))
         dpool_clients_on_message(self, routing_id, &msg);
@@ -429,6 +490,17 @@ s_drain(dpool_broker_t *self)
     return 0;
 }
 
+// SIGHUP: reads the authorised keys again; on failure the old ones stay in force.
+static void
+s_reload_keys(dpool_broker_t *self)
+{
+    char why[512];
+    if (!self->auth)
+        DPOOL_LOG_INFO("SIGHUP: no CURVE keys to reload (started without --curve-secret)");
+    else if (dpool_auth_reload(self->auth, why, sizeof why) != DPOOL_OK)
+        DPOOL_LOG_ERROR("SIGHUP: keys not reloaded, the previous ones stay: %s", why);
+}
+
 int
 dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
 {
@@ -441,6 +513,10 @@ dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
             return -1;
         }
         self->now_ms = dpool_clock_ms();
+        if (self->config.reload_keys && *self->config.reload_keys) {
+            *self->config.reload_keys = 0;
+            s_reload_keys(self);
+        }
         if (ready > 0 && s_drain(self) < 0) {
             DPOOL_LOG_ERROR("receive failed: %s", zmq_strerror(zmq_errno()));
             return -1;

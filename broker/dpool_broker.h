@@ -18,6 +18,10 @@ typedef struct {
     int64_t max_queued;        // unanswered tasks accepted at most; past it: queue full
     int64_t max_message;       // bytes; larger messages are dropped by ZeroMQ
     const char *journal_dir;   // when set, accepted tasks survive a broker restart
+    const char *curve_secret;  // the broker's zcert secret file; NULL = no CURVE
+    const char *authorized;    // with curve_secret: folder with clients/ and workers/ keys
+    // Set from a SIGHUP handler (may be NULL): the authorised keys are read again.
+    volatile sig_atomic_t *reload_keys;
 } dpool_broker_config_t;
 
 // Fills config with the defaults (tcp://127.0.0.1:5555, grace 10 s).
@@ -27,9 +31,10 @@ void dpool_broker_config_defaults(dpool_broker_config_t *config);
 // address (127.x.x.x, localhost, [::1]).
 bool dpool_broker_endpoint_is_local(const char *endpoint);
 
-// Binds the socket. Returns an owned broker, or NULL with a one-line reason written to
-// why (a buffer of why_size bytes): the bind failed, or a non-loopback bind lacks
-// --insecure. config is copied; its strings must outlive the broker.
+// Binds the socket (a CURVE server when config->curve_secret is set). Returns an owned
+// broker, or NULL with a one-line reason written to why (a buffer of why_size bytes): the
+// bind failed, a key file or the authorised folder cannot be read, or a non-loopback bind
+// lacks both CURVE and --insecure. config is copied; its strings must outlive the broker.
 dpool_broker_t *dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size);
 
 // Destroys the broker; outstanding tasks are dropped. NULL-safe; sets *self_p to NULL.

@@ -4,6 +4,7 @@
 #ifndef DPOOL_BROKER_INTERNAL_H
 #define DPOOL_BROKER_INTERNAL_H
 
+#include "dpool_auth.h"
 #include "dpool_broker.h"
 #include "dpool_journal.h"
 #include "dpool_log.h"
@@ -85,6 +86,9 @@ struct dpool_broker {
     zhashx_t *hosts;          // routing id frame -> dpool_host_t
     zhashx_t *named_pools;    // name -> dpool_pool_t
     uint64_t malformed;       // malformed messages dropped
+    dpool_auth_t *auth;       // NULL without CURVE: then nothing is checked
+    uint64_t unauthorised;    // messages refused for their key or its role
+    int64_t unauthorised_logged_ms; // refusals are logged at most once a second
     dpool_journal_t *journal; // NULL without --journal
     bool replaying;           // rebuilding from the journal: nothing is journalled again
     uint64_t epoch;           // random per start: clients see a restart as a new epoch

@@ -10,14 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-// The one signal flag STYLE.md allows, set by the handler below.
+// The signal flags STYLE.md allows, set by the handlers below: stop, and (SIGHUP)
+// read the authorised CURVE keys again.
 static volatile sig_atomic_t s_stop = 0;
+static volatile sig_atomic_t s_reload = 0;
 
 static void
 s_on_signal(int signum)
 {
     (void)signum;
     s_stop = 1;
+}
+
+static void
+s_on_hangup(int signum)
+{
+    (void)signum;
+    s_reload = 1;
 }
 
 static void
@@ -29,6 +38,11 @@ s_usage(FILE *out)
             "  -b, --bind EP            endpoint to bind (default %s);\n"
             "                           tcp://HOST:* picks a free port\n"
             "      --insecure           allow binding a non-loopback address without CURVE\n"
+            "      --curve-secret FILE  encrypt and authenticate with CURVE: FILE is the\n"
+            "                           broker's secret certificate (dpool keygen's .key_secret)\n"
+            "      --authorized DIR     with --curve-secret: public certificates of the keys\n"
+            "                           let in, DIR/clients/ (submit) and DIR/workers/ (run\n"
+            "                           tasks); SIGHUP reads them again\n"
             "  -g, --grace SECONDS      how long a task waits for a worker offering its\n"
             "                           function before it fails (default 10)\n"
             "      --endpoint-file FILE write the bound endpoint to FILE once listening\n"
@@ -69,7 +83,15 @@ s_parse_count(const char *text, int64_t low, int64_t high, int64_t *value)
 static int
 s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t *level)
 {
-    enum { OPT_INSECURE = 256, OPT_ENDPOINT_FILE, OPT_MAX_QUEUED, OPT_MAX_MESSAGE, OPT_JOURNAL };
+    enum {
+        OPT_INSECURE = 256,
+        OPT_ENDPOINT_FILE,
+        OPT_MAX_QUEUED,
+        OPT_MAX_MESSAGE,
+        OPT_JOURNAL,
+        OPT_CURVE_SECRET,
+        OPT_AUTHORIZED
+    };
     static const struct option options[] = {
         {"bind", required_argument, NULL, 'b'},
         {"insecure", no_argument, NULL, OPT_INSECURE},
@@ -78,6 +100,8 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
         {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
         {"journal", required_argument, NULL, OPT_JOURNAL},
         {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+        {"curve-secret", required_argument, NULL, OPT_CURVE_SECRET},
+        {"authorized", required_argument, NULL, OPT_AUTHORIZED},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -106,6 +130,12 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
         case OPT_JOURNAL:
             config->journal_dir = optarg;
             break;
+        case OPT_CURVE_SECRET:
+            config->curve_secret = optarg;
+            break;
+        case OPT_AUTHORIZED:
+            config->authorized = optarg;
+            break;
         case OPT_MAX_QUEUED:
             if (!s_parse_count(optarg, 1, 1000000000, &config->max_queued))
                 return s_fail("--max-queued needs a whole number from 1 to 1000000000, not '%s'",
@@ -132,6 +162,8 @@ s_parse(int argc, char **argv, dpool_broker_config_t *config, dpool_log_level_t 
     }
     if (optind < argc)
         return s_fail("unexpected argument '%s' (see --help)", argv[optind]);
+    if (!config->curve_secret != !config->authorized)
+        return s_fail("%s", "--curve-secret and --authorized go together (see --help)");
     return -1;
 }
 
@@ -151,6 +183,9 @@ main(int argc, char **argv)
     struct sigaction action = {.sa_handler = s_on_signal};
     sigaction(SIGINT, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
+    struct sigaction hangup = {.sa_handler = s_on_hangup};
+    sigaction(SIGHUP, &hangup, NULL);
+    config.reload_keys = &s_reload;
     char why[512];
     dpool_broker_t *broker = dpool_broker_new(&config, why, sizeof why);
     if (!broker) {
