@@ -6,7 +6,11 @@
                latency of one task, as percentiles.
       map N    dpool_map of noop over the integers 0..N-1 with the default chunksize
                (Python's: ceil(N / (4 x cap))), as Python's Pool.map(noop, range(N)):
-               items per second, packing and unpacking included. */
+               items per second, packing and unpacking included.
+      queue N  broker memory per queued task and the drain rate (dpool_bench_cluster.c)
+      wide K P N  dispatch rate with K worker daemons x P processes connected */
+#include "dpool_bench_cluster.h"
+
 #include <dpool/dpool.h>
 #include <dpool_clock.h>
 #include <errno.h>
@@ -19,14 +23,21 @@
 static void
 s_usage(FILE *out)
 {
-    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat|map) N\n\n"
+    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat|map|queue) N\n"
+                 "       dpool-bench [--broker EP] wide K P N\n\n"
                  "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
                  "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"
                  "  lat N    run N no-op tasks one by one; prints\n"
                  "           RESULT system=dpool mode=lat n=N p50_us=.. p99_us=.. "
                  "p999_us=..\n"
                  "  map N    map noop over N integers, default chunksize; prints\n"
-                 "           RESULT system=dpool mode=map n=N secs=S rate=R\n\n"
+                 "           RESULT system=dpool mode=map n=N secs=S rate=R\n"
+                 "  queue N  with no worker connected (broker run with a long --grace),\n"
+                 "           queue N no-op tasks: broker RSS growth per task; then start 2\n"
+                 "           worker daemons x 2 processes: the drain rate (needs --broker-pid)\n"
+                 "  wide K P N  start K worker daemons of P processes, then N pipelined\n"
+                 "           no-op tasks: RESULT system=dpool mode=wide ... rate=R\n\n"
+                 "      --broker-pid PID the broker's pid, for its memory (queue)\n"
                  "  -b, --broker EP      broker endpoint (default $DPOOL_BROKER, else "
                  "tcp://127.0.0.1:5555)\n"
                  "  -n, --processes N    the pool's cap (default 0: every process)\n"
@@ -147,16 +158,14 @@ int
 main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"broker", required_argument, NULL, 'b'},
-        {"processes", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        {"broker", required_argument, NULL, 'b'},     {"processes", required_argument, NULL, 'n'},
+        {"broker-pid", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},          {NULL, 0, NULL, 0},
     };
     dpool_opts_t opts = {0};
-    long processes = 0;
+    long processes = 0, broker_pid = 0;
     int option;
-    while ((option = getopt_long(argc, argv, "b:n:hV", options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "b:n:P:hV", options, NULL)) != -1) {
         switch (option) {
         case 'b':
             opts.broker = optarg;
@@ -166,6 +175,10 @@ main(int argc, char **argv)
                 return fprintf(stderr, "dpool-bench: bad --processes \"%s\"\n", optarg), 2;
             opts.processes = (int)processes;
             break;
+        case 'P':
+            if (!s_parse_count(optarg, &broker_pid))
+                return fprintf(stderr, "dpool-bench: bad --broker-pid \"%s\"\n", optarg), 2;
+            break;
         case 'h':
             return s_usage(stdout), 0;
         case 'V':
@@ -174,7 +187,23 @@ main(int argc, char **argv)
             return s_usage(stderr), 2;
         }
     }
-    long count = 0;
+    const char *broker = opts.broker ? opts.broker : getenv("DPOOL_BROKER");
+    dpool_bench_env_t env = {.broker = broker ? broker : "tcp://127.0.0.1:5555",
+                             .self_exe = argv[0],
+                             .broker_pid = (pid_t)broker_pid};
+    long count = 0, daemons = 0, per_daemon = 0;
+    if (optind < argc && strcmp(argv[optind], "wide") == 0) {
+        if (optind + 4 != argc || !s_parse_count(argv[optind + 1], &daemons) ||
+            !s_parse_count(argv[optind + 2], &per_daemon) ||
+            !s_parse_count(argv[optind + 3], &count))
+            return s_usage(stderr), 2;
+        return dpool_bench_wide(&env, daemons, per_daemon, count);
+    }
+    if (optind + 2 == argc && strcmp(argv[optind], "queue") == 0) {
+        if (!s_parse_count(argv[optind + 1], &count))
+            return s_usage(stderr), 2;
+        return dpool_bench_queue(&env, count);
+    }
     bool tput = optind < argc && strcmp(argv[optind], "tput") == 0;
     bool lat = optind < argc && strcmp(argv[optind], "lat") == 0;
     bool map = optind < argc && strcmp(argv[optind], "map") == 0;

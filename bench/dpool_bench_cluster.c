@@ -1,0 +1,273 @@
+/*  The cluster-shaped benchmark modes. They read the broker's STATUS (over a DEALER of
+    their own, with the common protocol code) to know when the broker holds every task
+    or sees every process, so timings start and stop on the broker's state, not on a
+    guess. */
+#include "dpool_bench_cluster.h"
+#include "dpool_clock.h"
+#include "dpool_proto.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_MAX_DAEMONS 512
+
+typedef struct {
+    long processes; // "processes" of the status map
+    long queued;    // sum of the pools' "queued"
+} s_status_t;
+
+static long
+s_map_uint(const msgpack_object *map, const char *key)
+{
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            memcmp(k->via.str.ptr, key, k->via.str.size) == 0 &&
+            map->via.map.ptr[i].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return (long)map->via.map.ptr[i].val.via.u64;
+    }
+    return -1;
+}
+
+static const msgpack_object *
+s_map_get(const msgpack_object *map, const char *key)
+{
+    for (uint32_t i = 0; map->type == MSGPACK_OBJECT_MAP && i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            memcmp(k->via.str.ptr, key, k->via.str.size) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+// Asks the broker for its status. Returns false when it does not answer within 5 s.
+static bool
+s_status(const char *broker, s_status_t *status)
+{
+    zsock_t *dealer = zsock_new_dealer(broker);
+    if (!dealer)
+        return false;
+    zsock_set_linger(dealer, 0);
+    dpool_msg_t request = {.command = DPOOL_CMD_STATUS};
+    zpoller_t *poller = zpoller_new(dealer, NULL);
+    bool answered = false;
+    if (dpool_proto_send(dealer, &request, NULL) == 0 && zpoller_wait(poller, 5000) == dealer) {
+        zmsg_t *zmsg = zmsg_recv(dealer);
+        dpool_msg_t reply = {0};
+        const char *why = NULL;
+        msgpack_unpacked unpacked;
+        msgpack_unpacked_init(&unpacked);
+        if (zmsg && dpool_proto_decode(&zmsg, false, NULL, &reply, &why) == 0 && reply.payload &&
+            msgpack_unpack_next(&unpacked, (const char *)zframe_data(reply.payload),
+                                zframe_size(reply.payload), NULL) == MSGPACK_UNPACK_SUCCESS) {
+            status->processes = s_map_uint(&unpacked.data, "processes");
+            status->queued = 0;
+            const msgpack_object *pools = s_map_get(&unpacked.data, "pools");
+            for (uint32_t i = 0;
+                 pools && pools->type == MSGPACK_OBJECT_ARRAY && i < pools->via.array.size; i++)
+                status->queued += s_map_uint(&pools->via.array.ptr[i], "queued");
+            answered = true;
+        }
+        msgpack_unpacked_destroy(&unpacked);
+        dpool_msg_reset(&reply);
+        zmsg_destroy(&zmsg);
+    }
+    zpoller_destroy(&poller);
+    zsock_destroy(&dealer);
+    return answered;
+}
+
+// Waits (at most timeout_s) until test(status) holds.
+static bool
+s_wait_status(const char *broker, bool (*test)(const s_status_t *, long), long want,
+              double timeout_s)
+{
+    int64_t deadline = dpool_clock_ms() + (int64_t)(timeout_s * 1000);
+    s_status_t status;
+    while (dpool_clock_ms() < deadline) {
+        if (s_status(broker, &status) && test(&status, want))
+            return true;
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    return false;
+}
+
+static bool
+s_processes_are(const s_status_t *status, long want)
+{
+    return status->processes == want;
+}
+
+static bool
+s_queued_at_least(const s_status_t *status, long want)
+{
+    return status->queued >= want;
+}
+
+static long
+s_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *file = fopen(path, "r");
+    long rss = -1;
+    while (file && fgets(line, sizeof line, file))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            rss = strtol(line + 6, NULL, 10);
+    if (file)
+        fclose(file);
+    return rss;
+}
+
+// Starts a worker daemon of `processes` processes; it dies with dpool-bench.
+static pid_t
+s_start_worker(const dpool_bench_env_t *env, long processes)
+{
+    char exe[PATH_MAX], worker[PATH_MAX + 32], count[32];
+    snprintf(exe, sizeof exe, "%s", env->self_exe);
+    snprintf(worker, sizeof worker, "%s/dpool-worker", dirname(exe));
+    snprintf(count, sizeof count, "%ld", processes);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        execl(worker, "dpool-worker", "--broker", env->broker, "--processes", count, "--log-level",
+              "error", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void
+s_stop_workers(pid_t *pids, long count)
+{
+    for (long i = 0; i < count; i++)
+        if (pids[i] > 0)
+            kill(pids[i], SIGTERM);
+    for (long i = 0; i < count; i++)
+        if (pids[i] > 0)
+            waitpid(pids[i], NULL, 0);
+}
+
+static dpool_t *
+s_open(const dpool_bench_env_t *env, int processes)
+{
+    dpool_opts_t opts;
+    dpool_opts_init(&opts);
+    opts.broker = env->broker;
+    opts.processes = processes;
+    dpool_error_t err = {0};
+    dpool_t *pool = dpool_new_opts(&opts, &err);
+    if (!pool)
+        fprintf(stderr, "dpool-bench: cannot open the pool: %s %s\n", dpool_strerror(err.code),
+                err.message);
+    return pool;
+}
+
+// Submits count no-op tasks; returns the handles (owned) or NULL.
+static dpool_result_t **
+s_submit(dpool_t *pool, long count)
+{
+    dpool_result_t **results = calloc((size_t)count, sizeof *results);
+    for (long i = 0; results && i < count; i++)
+        if (!(results[i] = dpool_apply_async(pool, "noop", NULL, NULL))) {
+            fprintf(stderr, "dpool-bench: submit failed at task %ld\n", i);
+            return results; // the caller collects what there is
+        }
+    return results;
+}
+
+static bool
+s_collect(dpool_result_t **results, long count)
+{
+    bool all = true;
+    for (long i = 0; results && i < count; i++) {
+        all = all && results[i] && dpool_result_get(results[i], 120, NULL, NULL) == DPOOL_OK;
+        dpool_result_destroy(&results[i]);
+    }
+    free(results);
+    return all;
+}
+
+int
+dpool_bench_queue(const dpool_bench_env_t *env, long count)
+{
+    if (env->broker_pid <= 0 || s_rss_kb(env->broker_pid) < 0) {
+        fprintf(stderr, "dpool-bench: queue needs --broker-pid of a broker on this host\n");
+        return 2;
+    }
+    dpool_t *pool = s_open(env, 4);
+    if (!pool)
+        return 1;
+    long before = s_rss_kb(env->broker_pid);
+    dpool_result_t **results = s_submit(pool, count);
+    if (!s_wait_status(env->broker, s_queued_at_least, count, 120)) {
+        fprintf(stderr, "dpool-bench: the broker never held all %ld tasks (is --grace long?)\n",
+                count);
+        dpool_destroy(&pool); // terminates them
+        for (long i = 0; results && i < count; i++)
+            dpool_result_destroy(&results[i]);
+        free(results);
+        return 1;
+    }
+    long after = s_rss_kb(env->broker_pid);
+    printf("RESULT system=dpool mode=queue n=%ld rss_before_kb=%ld rss_after_kb=%ld "
+           "bytes_per_task=%.1f\n",
+           count, before, after, (double)(after - before) * 1024.0 / (double)count);
+    pid_t workers[2] = {0, 0};
+    int64_t start = dpool_clock_us();
+    for (int i = 0; i < 2; i++)
+        workers[i] = s_start_worker(env, 2);
+    bool ok = s_collect(results, count);
+    double secs = (double)(dpool_clock_us() - start) / 1e6;
+    if (ok)
+        printf("RESULT system=dpool mode=drain n=%ld secs=%.3f rate=%.1f\n", count, secs,
+               (double)count / secs);
+    s_stop_workers(workers, 2);
+    dpool_destroy(&pool);
+    return ok ? 0 : 1;
+}
+
+int
+dpool_bench_wide(const dpool_bench_env_t *env, long daemons, long processes, long count)
+{
+    if (daemons > S_MAX_DAEMONS) {
+        fprintf(stderr, "dpool-bench: wide takes at most %d daemons\n", S_MAX_DAEMONS);
+        return 2;
+    }
+    pid_t *workers = calloc((size_t)daemons, sizeof *workers);
+    if (!workers)
+        return 1;
+    for (long i = 0; i < daemons; i++)
+        workers[i] = s_start_worker(env, processes);
+    int code = 1;
+    dpool_t *pool = NULL;
+    if (!s_wait_status(env->broker, s_processes_are, daemons * processes, 120))
+        fprintf(stderr, "dpool-bench: %ld processes never registered\n", daemons * processes);
+    else if ((pool = s_open(env, 0))) {
+        int64_t start = dpool_clock_us();
+        bool ok = s_collect(s_submit(pool, count), count);
+        double secs = (double)(dpool_clock_us() - start) / 1e6;
+        if (ok)
+            printf("RESULT system=dpool mode=wide daemons=%ld processes=%ld n=%ld secs=%.3f "
+                   "rate=%.1f\n",
+                   daemons, daemons * processes, count, secs, (double)count / secs);
+        code = ok ? 0 : 1;
+        dpool_destroy(&pool);
+    }
+    s_stop_workers(workers, daemons);
+    free(workers);
+    return code;
+}
