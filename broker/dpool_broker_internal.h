@@ -88,7 +88,8 @@ struct dpool_broker {
     uint64_t malformed;       // malformed messages dropped
     dpool_auth_t *auth;       // NULL without CURVE: then nothing is checked
     uint64_t unauthorised;    // messages refused for their key or its role
-    int64_t unauthorised_logged_ms; // refusals are logged at most once a second
+    // When a refusal was last logged: at most one line a second, whatever comes.
+    int64_t unauthorised_logged_ms;
     dpool_journal_t *journal; // NULL without --journal
     bool replaying;           // rebuilding from the journal: nothing is journalled again
     uint64_t epoch;           // random per start: clients see a restart as a new epoch

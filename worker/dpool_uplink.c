@@ -11,15 +11,17 @@
 #include <dpool/errors.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 struct dpool_uplink_t {
     zsock_t *sock;
     char id[18];
+    char *refusal; // owned: the broker's ERROR -17 text, or NULL
 };
 
 dpool_uplink_t *
-dpool_uplink_new(const char *endpoint)
+dpool_uplink_new(const char *endpoint, zcert_t *cert, const char *broker_key)
 {
     dpool_uplink_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -44,6 +46,10 @@ dpool_uplink_new(const char *endpoint)
     zsock_set_heartbeat_timeout(self->sock, 3000);
     zsock_set_reconnect_ivl(self->sock, 100);
     zsock_set_reconnect_ivl_max(self->sock, 2000);
+    if (cert) {
+        zcert_apply(cert, self->sock);
+        zsock_set_curve_serverkey(self->sock, broker_key);
+    }
     if (zsock_connect(self->sock, "%s", endpoint) != 0) {
         DPOOL_LOG_ERROR("cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         goto fail;
@@ -60,6 +66,7 @@ dpool_uplink_destroy(dpool_uplink_t **self_p)
     if (!self_p || !*self_p)
         return;
     zsock_destroy(&(*self_p)->sock);
+    free((*self_p)->refusal);
     free(*self_p);
     *self_p = NULL;
 }
@@ -95,9 +102,25 @@ dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
         if (!zmsg)
             return false;
         const char *why = "";
-        if (dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK)
+        if (dpool_proto_decode(&zmsg, false, NULL, msg, &why) != DPOOL_OK) {
+            DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);
+            continue;
+        }
+        if (msg->command != DPOOL_CMD_ERROR || msg->code != DPOOL_ERR_NOT_AUTHORISED)
             return true;
-        DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);
+        // Every message of a refused daemon is refused; one line says it.
+        if (!self->refusal) {
+            self->refusal = strdup(msg->text ? msg->text : "not authorised");
+            DPOOL_LOG_ERROR("the broker refused this worker: %s",
+                            self->refusal ? self->refusal : "not authorised");
+        }
+        dpool_msg_reset(msg);
     }
     return false;
+}
+
+const char *
+dpool_uplink_refusal(const dpool_uplink_t *self)
+{
+    return self->refusal;
 }

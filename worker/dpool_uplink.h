@@ -1,7 +1,8 @@
 /*  dpool_uplink: the worker daemon's one DEALER connection to the broker. It picks
     the routing id ("W" + 16 random hex digits), sends dpool_msg_t messages without
     ever blocking the daemon's loop, and receives decoded ones, dropping (with a
-    WARN) whatever is malformed. */
+    WARN) whatever is malformed. With a CURVE key pair it encrypts the connection and
+    keeps a broker's ERROR -17 (not authorised) as the uplink's refusal. */
 #ifndef DPOOL_UPLINK_H
 #define DPOOL_UPLINK_H
 
@@ -9,9 +10,11 @@
 
 typedef struct dpool_uplink_t dpool_uplink_t;
 
-// Creates the DEALER and connects it to endpoint (borrowed). Returns an owned
+// Creates the DEALER and connects it to endpoint (borrowed). With cert (borrowed; its
+// keys are copied into the socket) the connection is a CURVE client of the broker whose
+// public key is broker_key (Z85, borrowed); both NULL: no encryption. Returns an owned
 // object, or NULL (logged) when the socket cannot be made or the endpoint is bad.
-dpool_uplink_t *dpool_uplink_new(const char *endpoint);
+dpool_uplink_t *dpool_uplink_new(const char *endpoint, zcert_t *cert, const char *broker_key);
 
 // Closes the connection, giving queued messages (a BYE) up to a second to leave.
 // NULL-safe; sets *self_p to NULL.
@@ -30,7 +33,12 @@ int dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg);
 
 // Takes the next well-formed message, without blocking, into msg (which the
 // caller has zeroed or reset, and resets after use). Malformed messages are logged
-// and skipped. Returns true with a message, false when none is waiting.
+// and skipped, and so is an ERROR -17 (not authorised), which is logged at ERROR once
+// and kept as the refusal. Returns true with a message, false when none is waiting.
 bool dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg);
+
+// The broker's text when it refused this daemon's key or role (ERROR -17), or NULL.
+// Borrowed from self. A refused daemon cannot work: its loop stops.
+const char *dpool_uplink_refusal(const dpool_uplink_t *self);
 
 #endif

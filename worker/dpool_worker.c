@@ -126,7 +126,7 @@ s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size
 static int
 s_connect(dpool_worker_t *self)
 {
-    self->uplink = dpool_uplink_new(self->endpoint);
+    self->uplink = dpool_uplink_new(self->endpoint, self->cert, self->broker_key);
     if (!self->uplink)
         return DPOOL_ERR_IO;
     DPOOL_LOG_INFO("worker %s on %s: %u processes, %zu functions, broker %s",
@@ -168,11 +168,20 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
             break;
         }
         s_on_items(self, items, refs, n);
+        if (dpool_uplink_refusal(self->uplink)) {
+            // Without its key authorised the daemon can do nothing; retrying would spin.
+            zstr_free(&self->error);
+            self->error = zsys_sprintf("the broker refused this worker: %s (check its key in the "
+                                       "broker's authorised workers/ folder)",
+                                       dpool_uplink_refusal(self->uplink));
+            rc = DPOOL_ERR_NOT_AUTHORISED;
+            break;
+        }
         due = s_on_timers(self);
         if (self->error)
             rc = DPOOL_ERR_TASK_FAILED;
     }
-    if (self->hello_at) {
+    if (self->hello_at && rc != DPOOL_ERR_NOT_AUTHORISED) {
         dpool_msg_t bye = {.command = DPOOL_CMD_BYE};
         dpool_uplink_send(self->uplink, &bye);
     }
@@ -181,6 +190,35 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
     free(items);
     free(refs);
     return rc;
+}
+
+// Loads this daemon's key pair and the broker's public key for CURVE. Returns DPOOL_OK,
+// or DPOOL_ERR_INVALID with a one-line reason naming the file in error.
+static int
+s_load_keys(dpool_worker_t *self, const dpool_worker_config_t *config, char *error,
+            size_t error_size)
+{
+    self->cert = zcert_load(config->curve_secret);
+    const char *secret = self->cert ? zcert_secret_txt(self->cert) : NULL;
+    if (!secret || strspn(secret, "0") == strlen(secret)) {
+        snprintf(error, error_size, "--curve-secret %s: %s", config->curve_secret,
+                 self->cert ? "holds no secret key (give the _secret file)"
+                            : "cannot read a CURVE certificate there");
+        return DPOOL_ERR_INVALID;
+    }
+    zcert_t *broker = config->broker_key ? zcert_load(config->broker_key) : NULL;
+    if (!broker) {
+        snprintf(error, error_size, "--broker-key %s: cannot read a CURVE certificate there",
+                 config->broker_key ? config->broker_key : "(missing)");
+        return DPOOL_ERR_INVALID;
+    }
+    self->broker_key = strdup(zcert_public_txt(broker));
+    zcert_destroy(&broker);
+    if (!self->broker_key) {
+        snprintf(error, error_size, "out of memory");
+        return DPOOL_ERR_NOMEM;
+    }
+    return DPOOL_OK;
 }
 
 dpool_worker_t *
@@ -217,6 +255,8 @@ dpool_worker_new(const dpool_worker_config_t *config, char *error, size_t error_
     }
     self->runner =
         (dpool_runner_config_t){self->functions, config->max_tasks_per_child, self->initializer};
+    if (config->curve_secret && s_load_keys(self, config, error, error_size) != DPOOL_OK)
+        goto fail;
     if (gethostname(self->host, sizeof self->host - 1) != 0 || !self->host[0])
         snprintf(self->host, sizeof self->host, "unknown");
     return self;
@@ -246,6 +286,8 @@ dpool_worker_destroy(dpool_worker_t **self_p)
     free(self->endpoint);
     free(self->initializer);
     zstr_free(&self->error);
+    zcert_destroy(&self->cert);
+    free(self->broker_key);
     free(self);
     *self_p = NULL;
 }

@@ -20,7 +20,9 @@ typedef struct {
     unsigned max_tasks_per_child; // 0 = a process runs tasks until it dies
     const char *const *modules;   // paths of task modules to load, in order
     size_t module_count;
-    const char *initializer; // function run with [] in each new process first; NULL = none
+    const char *initializer;  // function run with [] in each new process first; NULL = none
+    const char *curve_secret; // this daemon's zcert secret file; NULL = no CURVE
+    const char *broker_key;   // with curve_secret: the broker's zcert public file
 } dpool_worker_config_t;
 
 typedef struct dpool_worker_t dpool_worker_t;
@@ -28,8 +30,8 @@ typedef struct dpool_worker_t dpool_worker_t;
 // Builds a daemon from config (borrowed; strings are copied): registers the
 // built-ins and loads every module. Starts no process and opens no socket yet.
 // Returns an owned object, or NULL with a one-line reason (naming the module file
-// when a module fails, or the initializer when no function has its name) written
-// to error (error_size bytes, caller-owned).
+// when a module fails, the initializer when no function has its name, or a CURVE
+// key file that cannot be read) written to error (error_size bytes, caller-owned).
 dpool_worker_t *dpool_worker_new(const dpool_worker_config_t *config, char *error,
                                  size_t error_size);
 
@@ -42,7 +44,8 @@ void dpool_worker_destroy(dpool_worker_t **self_p);
 // reaps every process. Returns DPOOL_OK after a requested stop, or a negative code
 // when it cannot run (socket or poll failure, logged) or gives up on its own
 // (DPOOL_ERR_TASK_FAILED: the initializer failed in DPOOL_WORKER_INIT_FAILURES_MAX
-// new processes in a row; dpool_worker_error says so).
+// new processes in a row; DPOOL_ERR_NOT_AUTHORISED: the broker refused this daemon's
+// key; dpool_worker_error says so).
 int dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop);
 
 // Why the last run stopped on its own: a one-line text (borrowed from self) naming

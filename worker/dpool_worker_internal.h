@@ -78,6 +78,8 @@ struct dpool_worker_t {
     int64_t hello_at;
     unsigned init_failures; // new processes in a row whose initializer failed
     char *error;            // owned: why the daemon stopped on its own, or NULL
+    zcert_t *cert;          // owned: this daemon's CURVE key pair; NULL = no CURVE
+    char *broker_key;       // owned: the broker's public key (Z85) when cert is set
     char *buffer;           // DPOOL_WORKER_OUTPUT_CHUNK bytes for pipe reads
 };
 

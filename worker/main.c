@@ -16,6 +16,12 @@
 // The one piece of mutable state STYLE.md allows here: set by the signal handler.
 static volatile sig_atomic_t s_stop = 0;
 
+// Long options without a short letter.
+enum { S_OPT_CURVE_SECRET = 256, S_OPT_BROKER_KEY };
+// Environment fallbacks for the CURVE key files, as DPOOL_BROKER is for --broker.
+#define S_CURVE_SECRET_ENV "DPOOL_CURVE_SECRET"
+#define S_BROKER_KEY_ENV "DPOOL_BROKER_KEY"
+
 static void
 s_on_signal(int signal_number)
 {
@@ -29,7 +35,7 @@ s_usage(FILE *out)
     fprintf(out,
             "usage: dpool-worker [--broker EP] [--processes N] [--module FILE.so]...\n"
             "                    [--maxtasksperchild N] [--initializer NAME] [--log-level L]\n"
-            "                    [--help] [--version]\n"
+            "                    [--curve-secret FILE --broker-key FILE] [--help] [--version]\n"
             "\n"
             "  -b, --broker EP           broker endpoint (default $%s or %s)\n"
             "  -p, --processes N         worker processes, 1..%d (default: CPU count)\n"
@@ -39,11 +45,15 @@ s_usage(FILE *out)
             "  -i, --initializer NAME    run function NAME with no arguments in each new\n"
             "                            process before its first task (built-in or from a\n"
             "                            module); the daemon stops if it fails %d times in a row\n"
+            "      --curve-secret FILE   encrypt with CURVE: this daemon's secret certificate\n"
+            "                            (dpool keygen's .key_secret; default $%s)\n"
+            "      --broker-key FILE     with --curve-secret: the broker's public certificate\n"
+            "                            (default $%s)\n"
             "  -l, --log-level L         error, warn, info or debug (default info)\n"
             "  -h, --help                show this help\n"
             "  -V, --version             show the version\n",
             DPOOL_ENDPOINT_ENV, DPOOL_DEFAULT_ENDPOINT, DPOOL_WORKER_PROCESSES_MAX,
-            DPOOL_WORKER_INIT_FAILURES_MAX);
+            DPOOL_WORKER_INIT_FAILURES_MAX, S_CURVE_SECRET_ENV, S_BROKER_KEY_ENV);
 }
 
 // Parses a whole number in [min, max]; false for anything else.
@@ -103,6 +113,12 @@ s_apply(int option, char *const argv[], dpool_worker_config_t *config, dpool_log
             return s_fail("--initializer needs a function name");
         config->initializer = optarg;
         return -1;
+    case S_OPT_CURVE_SECRET:
+        config->curve_secret = optarg;
+        return -1;
+    case S_OPT_BROKER_KEY:
+        config->broker_key = optarg;
+        return -1;
     case 'l':
         if (!dpool_log_parse_level(optarg, level))
             return s_fail("--log-level needs error, warn, info or debug");
@@ -134,6 +150,8 @@ s_parse(int argc, char *argv[], dpool_worker_config_t *config, dpool_log_level_t
         {"module", required_argument, NULL, 'm'},
         {"maxtasksperchild", required_argument, NULL, 't'},
         {"initializer", required_argument, NULL, 'i'},
+        {"curve-secret", required_argument, NULL, S_OPT_CURVE_SECRET},
+        {"broker-key", required_argument, NULL, S_OPT_BROKER_KEY},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -152,6 +170,9 @@ s_parse(int argc, char *argv[], dpool_worker_config_t *config, dpool_log_level_t
     }
     if (!strstr(config->endpoint, "://"))
         return s_fail("--broker needs an endpoint like tcp://host:5555");
+    if (!config->curve_secret != !config->broker_key)
+        return s_fail("--curve-secret and --broker-key go together (or $" S_CURVE_SECRET_ENV
+                      " and $" S_BROKER_KEY_ENV ")");
     return -1;
 }
 
@@ -184,9 +205,13 @@ int
 main(int argc, char *argv[])
 {
     const char *env = getenv(DPOOL_ENDPOINT_ENV);
+    const char *secret = getenv(S_CURVE_SECRET_ENV);
+    const char *broker_key = getenv(S_BROKER_KEY_ENV);
     dpool_worker_config_t config = {
         .endpoint = env && *env ? env : DPOOL_DEFAULT_ENDPOINT,
         .processes = s_cpu_count(),
+        .curve_secret = secret && *secret ? secret : NULL,
+        .broker_key = broker_key && *broker_key ? broker_key : NULL,
     };
     dpool_log_level_t level = DPOOL_LOG_LEVEL_INFO;
     // At most argc modules: an array sized once, so parsing needs no cleanup path.
