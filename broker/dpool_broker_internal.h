@@ -45,8 +45,12 @@ typedef struct {
     dpool_pool_ref_t *refs; // owned array
     size_t ref_count;
     size_t ref_capacity;
-    size_t tasks;       // tasks submitted and not yet answered
-    zhashx_t *task_ids; // client task id -> dpool_task_t, to run a re-sent task once
+    size_t tasks; // tasks submitted and not yet answered
+    // Client task id -> dpool_task_t, to run a re-sent task once. Made on the first
+    // SUBMIT whose id is not above every id seen (only a re-send is), so the hot path of
+    // a client that never reconnects pays no hashing and no memory for it.
+    zhashx_t *task_ids;
+    uint64_t last_task_id; // the highest task id this client has submitted
     // A client that has sent HEARTBEAT is held to liveness: silent for
     // DPOOL_HEARTBEAT_LIVENESS beats, it has vanished. Clients that never send one
     // (older or minimal ones) are not, so they are never dropped by mistake.
@@ -71,10 +75,11 @@ typedef struct {
     dpool_pool_t *pool;
     uint32_t pool_ref; // the client's ref for pool, as journalled
     uint64_t client_task_id;
-    zframe_t *args;    // owned; moved into the TASK unless the pool retries
+    size_t args_size;
     char *function;    // owned copy, kept only when the pool retries (to re-queue)
     uint32_t flags;    // DPOOL_FLAG_* from the SUBMIT
     uint32_t attempts; // dispatches so far
+    char args[];       // the SUBMIT's arguments, kept inline: one allocation per task
 } dpool_task_t;
 
 struct dpool_broker {
@@ -82,12 +87,12 @@ struct dpool_broker {
     zsock_t *router;
     char *endpoint;
     dpool_sched_t *sched;
-    zhashx_t *clients;        // routing id frame -> dpool_client_t
-    zhashx_t *hosts;          // routing id frame -> dpool_host_t
-    zhashx_t *named_pools;    // name -> dpool_pool_t
-    uint64_t malformed;       // malformed messages dropped
-    dpool_auth_t *auth;       // NULL without CURVE: then nothing is checked
-    uint64_t unauthorised;    // messages refused for their key or its role
+    zhashx_t *clients;     // routing id frame -> dpool_client_t
+    zhashx_t *hosts;       // routing id frame -> dpool_host_t
+    zhashx_t *named_pools; // name -> dpool_pool_t
+    uint64_t malformed;    // malformed messages dropped
+    dpool_auth_t *auth;    // NULL without CURVE: then nothing is checked
+    uint64_t unauthorised; // messages refused for their key or its role
     // When a refusal was last logged: at most one line a second, whatever comes.
     int64_t unauthorised_logged_ms;
     dpool_journal_t *journal; // NULL without --journal
@@ -133,7 +138,8 @@ dpool_pool_ref_t *dpool_pools_open(dpool_broker_t *self, dpool_client_t *client,
                                    const dpool_pool_spec_t *spec);
 // The client's open ref with this number, or NULL.
 dpool_pool_ref_t *dpool_pools_find(dpool_client_t *client, uint32_t ref);
-// Queues submit's task with the arguments in *args_p (consumed always). Returns DPOOL_OK
+// Queues submit's task with the arguments in *args_p (copied; the frame is consumed
+// always). Returns DPOOL_OK
 // (also for a re-send of a task still held, which is dropped), DPOOL_ERR_QUEUE_FULL or
 // DPOOL_ERR_NOMEM. Journals the task when the broker has a journal.
 int dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_pool_ref_t *ref,
@@ -146,6 +152,9 @@ void dpool_pools_release(dpool_broker_t *self, dpool_pool_t *pool);
 void dpool_pools_destroy_all(dpool_broker_t *self);
 
 // Client records (dpool_clients.c).
+// The client's table of task ids, built from its queued and running tasks the first
+// time it is needed. NULL on out-of-memory.
+zhashx_t *dpool_clients_task_ids(dpool_broker_t *self, dpool_client_t *client);
 // The record for this routing id, made if new. NULL on out-of-memory.
 dpool_client_t *dpool_clients_get(dpool_broker_t *self, zframe_t *routing_id);
 

@@ -33,20 +33,42 @@ dpool_clients_get(dpool_broker_t *self, zframe_t *routing_id)
     if (!client)
         return NULL;
     client->routing_id = zframe_dup(routing_id);
-    client->task_ids = zhashx_new();
-    if (!client->routing_id || !client->task_ids) {
-        zframe_destroy(&client->routing_id);
-        zhashx_destroy(&client->task_ids);
+    if (!client->routing_id) {
         free(client);
         return NULL;
     }
-    // Keys point at the task records' own ids: no copies, nothing to free.
-    zhashx_set_key_hasher(client->task_ids, s_task_id_hash);
-    zhashx_set_key_comparator(client->task_ids, s_task_id_compare);
-    zhashx_set_key_duplicator(client->task_ids, NULL);
-    zhashx_set_key_destructor(client->task_ids, NULL);
     zhashx_insert(self->clients, client->routing_id, client);
     return client;
+}
+
+static void
+s_add_task_id(void *ctx, uint64_t task_id, void *data)
+{
+    (void)task_id;
+    dpool_task_t *task = data;
+    if (task->client == ((void **)ctx)[0])
+        zhashx_insert(((void **)ctx)[1], &task->client_task_id, task);
+}
+
+zhashx_t *
+dpool_clients_task_ids(dpool_broker_t *self, dpool_client_t *client)
+{
+    if (client->task_ids)
+        return client->task_ids;
+    zhashx_t *task_ids = zhashx_new();
+    if (!task_ids)
+        return NULL;
+    // Keys point at the task records' own ids: no copies, nothing to free.
+    zhashx_set_key_hasher(task_ids, s_task_id_hash);
+    zhashx_set_key_comparator(task_ids, s_task_id_compare);
+    zhashx_set_key_duplicator(task_ids, NULL);
+    zhashx_set_key_destructor(task_ids, NULL);
+    // Once per client, O(tasks of its pools): only a client that re-sends pays it.
+    void *ctx[2] = {client, task_ids};
+    for (size_t i = 0; i < client->ref_count; i++)
+        dpool_sched_pool_foreach(self->sched, client->refs[i].pool->sched_pool, s_add_task_id, ctx);
+    client->task_ids = task_ids;
+    return task_ids;
 }
 
 static void

@@ -120,11 +120,25 @@ s_journal_submit(dpool_broker_t *self, const dpool_task_t *task, const char *fun
         .task_id = task->client_task_id,
         .function = function,
         .flags = task->flags,
-        .args = zframe_data(task->args),
-        .args_size = zframe_size(task->args),
+        .args = task->args,
+        .args_size = task->args_size,
     };
     if (dpool_journal_submit(self->journal, &entry) != 0)
         DPOOL_LOG_ERROR("out of memory journalling a task: it is not durable");
+}
+
+// True when the client already holds this task: a re-send after a reconnect.
+static bool
+s_is_resent(dpool_broker_t *self, dpool_client_t *client, uint64_t client_task_id)
+{
+    if (client_task_id > client->last_task_id && !client->task_ids) {
+        client->last_task_id = client_task_id;
+        return false;
+    }
+    if (client_task_id > client->last_task_id)
+        client->last_task_id = client_task_id;
+    zhashx_t *task_ids = dpool_clients_task_ids(self, client);
+    return task_ids && zhashx_lookup(task_ids, &client_task_id);
 }
 
 int
@@ -132,7 +146,8 @@ dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_poo
                    const dpool_msg_t *submit, zframe_t **args_p)
 {
     uint64_t client_task_id = submit->task_id;
-    if (zhashx_lookup(client->task_ids, &client_task_id)) {
+    size_t args_size = zframe_size(*args_p);
+    if (s_is_resent(self, client, client_task_id)) {
         zframe_destroy(args_p); // a re-send of a task still held: it runs once
         return DPOOL_OK;
     }
@@ -140,7 +155,7 @@ dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_poo
         zframe_destroy(args_p);
         return DPOOL_ERR_QUEUE_FULL;
     }
-    dpool_task_t *task = calloc(1, sizeof *task);
+    dpool_task_t *task = calloc(1, sizeof *task + args_size);
     uint64_t task_id;
     bool keep_name = task && ref->pool->retries > 0;
     if (!task || (keep_name && !(task->function = strdup(submit->name))) ||
@@ -155,9 +170,11 @@ dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_poo
     task->pool_ref = ref->ref;
     task->flags = submit->flags;
     task->client_task_id = client_task_id;
-    task->args = *args_p;
-    *args_p = NULL;
-    zhashx_insert(client->task_ids, &task->client_task_id, task);
+    task->args_size = args_size;
+    memcpy(task->args, zframe_data(*args_p), args_size);
+    zframe_destroy(args_p);
+    if (client->task_ids)
+        zhashx_insert(client->task_ids, &task->client_task_id, task);
     client->tasks++;
     if (self->journal && !self->replaying)
         s_journal_submit(self, task, submit->name);

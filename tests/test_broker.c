@@ -546,3 +546,21 @@ Test(broker, submissions_past_max_queued_fail_as_queue_full_and_lose_nothing)
     zsock_destroy(&peer);
     dpool_harness_destroy(&small);
 }
+
+Test(broker, a_resent_submission_of_a_task_still_held_runs_once)
+{
+    const char *functions[] = {"f"};
+    open_pool(1, 4);
+    submit(1, 1, "f");
+    submit(1, 2, "f");
+    submit(1, 1, "f"); // the client reconnected and re-sends what has no result yet
+    submit(1, 3, "f");
+    register_worker(functions, 1, 4);
+    dpool_msg_t task;
+    int tasks = 0;
+    while (recv_msg(worker, &task, 700)) {
+        tasks += task.command == DPOOL_CMD_TASK;
+        dpool_msg_reset(&task);
+    }
+    cr_assert_eq(tasks, 3, "%d tasks dispatched for 3 distinct task ids", tasks);
+}
