@@ -3,19 +3,39 @@
     and this thread forwards them, so the hot path is one inproc hop and no decoding.
     Results come back in completion order and are matched through the pending table.
 
-    Broker loss: ZMTP heartbeats (1 s, dropped after 3 s of silence) make a dead or
-    unreachable broker show up as a DISCONNECTED socket event even without a TCP reset;
-    if no reconnect follows within the connect timeout, every pending task fails with
-    DPOOL_ERR_UNREACHABLE, so no get / join waits forever. */
+    Liveness, both ways (docs/PROTOCOL.md, "Heartbeats"): once the pool is open this
+    thread sends HEARTBEAT every second, and counts the broker lost after 3 s without
+    any message from it, or at once when the socket reports the connection gone. ZMTP
+    heartbeats on the DEALER stay on as well: they are what makes libzmq drop a dead
+    TCP connection and reconnect (every 100 ms, backing off to 2 s) without a reset.
+
+    Recovery ("Restarts, re-sends and the journal"): the broker's epoch comes with
+    every POOL_OPENED and HEARTBEAT. When it changes (a restarted broker), when a lost
+    broker speaks again, or when the broker says it does not know us (ERROR "peer not
+    registered", RESULT "pool 1 is not open"), this thread RESYNCS once: POOL_OPEN
+    again with the same settings, then every SUBMIT still without a RESULT, as kept in
+    the pending table, same task id. Until that POOL_OPEN is answered, "not known"
+    answers are older than it and are ignored: the re-sends already cover them. A task
+    answered twice (it ran again after a restart) is delivered once: its entry leaves
+    the table with the first RESULT. Pending tasks fail as unreachable only when the
+    broker stays lost past the reconnect timeout. */
 #include "dpool_io.h"
+#include "dpool_output.h"
 #include "dpool_result.h"
 
 #include <dpool_clock.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_HEARTBEAT_IVL_MS 1000
-#define S_HEARTBEAT_TIMEOUT_MS 3000
+// The protocol's client heartbeat, and how long a silent broker is still alive: three
+// beats, as for worker daemons, so one late beat is not a loss.
+#define S_HEARTBEAT_MS 1000
+#define S_LIVENESS_MS (3 * S_HEARTBEAT_MS)
+// libzmq's reconnect backoff: quick for a broker restarting, bounded for one that is
+// down for long.
+#define S_RECONNECT_IVL_MS 100
+#define S_RECONNECT_IVL_MAX_MS 2000
 // Long enough for POOL_RELEASE to leave after the socket is closed, short enough that a
 // program whose broker is gone does not hang at exit (CZMQ terminates the context then).
 #define S_LINGER_MS 1000
@@ -28,15 +48,24 @@ typedef struct {
     uint32_t cap;
     uint32_t retries;
     uint32_t time_limit_ms;
-    int64_t timeout_ms;
+    int64_t timeout_ms;   // connect timeout
+    int64_t reconnect_ms; // -1 = for ever
     dpool_output_fn *output;
     void *output_arg;
+    dpool_output_t *writer; // the default writer, when output is NULL
     dpool_pending_t *pending;
     char routing_id[18]; // 'C' + 16 hex digits
     // owned by the I/O thread once it runs
     zsock_t *dealer;
     zsock_t *monitor;
-    int64_t lost_since; // ms; 0 while connected (or never connected yet)
+    uint64_t epoch;     // the broker's, from POOL_OPENED / HEARTBEAT; 0 = take the next
+    bool connected;     // as the socket monitor last said
+    bool lost;          // the broker is lost; recovery follows its next message
+    bool reopening;     // a re-sent POOL_OPEN has no POOL_OPENED yet
+    bool released;      // POOL_RELEASE went out: no more beats, no recovery
+    int64_t lost_since; // ms, while lost
+    int64_t last_heard; // ms of the broker's last message
+    int64_t next_beat;  // ms
 } s_state_t;
 
 struct _dpool_io_t {
@@ -63,8 +92,10 @@ s_setup_sockets(s_state_t *self, char *why, size_t why_size)
     zsock_set_sndhwm(self->dealer, 0);
     zsock_set_rcvhwm(self->dealer, 0);
     zsock_set_linger(self->dealer, S_LINGER_MS);
-    zsock_set_heartbeat_ivl(self->dealer, S_HEARTBEAT_IVL_MS);
-    zsock_set_heartbeat_timeout(self->dealer, S_HEARTBEAT_TIMEOUT_MS);
+    zsock_set_heartbeat_ivl(self->dealer, S_HEARTBEAT_MS);
+    zsock_set_heartbeat_timeout(self->dealer, S_LIVENESS_MS);
+    zsock_set_reconnect_ivl(self->dealer, S_RECONNECT_IVL_MS);
+    zsock_set_reconnect_ivl_max(self->dealer, S_RECONNECT_IVL_MAX_MS);
     char monitor_ep[64];
     snprintf(monitor_ep, sizeof monitor_ep, "inproc://dpool-monitor-%s", self->routing_id);
     if (zmq_socket_monitor(zsock_resolve(self->dealer), monitor_ep,
@@ -80,19 +111,39 @@ s_setup_sockets(s_state_t *self, char *why, size_t why_size)
 }
 
 static void
+s_mark_lost(s_state_t *self)
+{
+    if (self->lost)
+        return;
+    self->lost = true;
+    self->lost_since = dpool_clock_ms();
+}
+
+static void
+s_send_beat(s_state_t *self)
+{
+    dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT};
+    dpool_proto_send(self->dealer, &beat, NULL);
+    self->next_beat = dpool_clock_ms() + S_HEARTBEAT_MS;
+}
+
+// Returns the event id read from the monitor, or 0.
+static uint16_t
 s_on_monitor(s_state_t *self)
 {
     zmsg_t *event = zmsg_recv(self->monitor);
     zframe_t *head = event ? zmsg_first(event) : NULL;
-    if (head && zframe_size(head) >= 2) {
-        uint16_t id;
+    uint16_t id = 0;
+    if (head && zframe_size(head) >= 2)
         memcpy(&id, zframe_data(head), sizeof id);
-        if (id == ZMQ_EVENT_CONNECTED)
-            self->lost_since = 0;
-        else if (id == ZMQ_EVENT_DISCONNECTED && self->lost_since == 0)
-            self->lost_since = dpool_clock_ms();
-    }
     zmsg_destroy(&event);
+    if (id == ZMQ_EVENT_CONNECTED)
+        self->connected = true;
+    else if (id == ZMQ_EVENT_DISCONNECTED) {
+        self->connected = false;
+        s_mark_lost(self);
+    }
+    return id;
 }
 
 // Receives one message from the broker into msg; false when it is malformed (dropped:
@@ -108,10 +159,8 @@ s_recv(s_state_t *self, dpool_msg_t *msg)
     return dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK;
 }
 
-// Waits for POOL_OPENED until the connect timeout. Returns DPOOL_OK with *cap_p, or a
-// failure code with why filled; DPOOL_ERR_STATE when the owner gave up ($TERM).
 static int
-s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size)
+s_send_open(s_state_t *self)
 {
     dpool_msg_t open = {.command = DPOOL_CMD_POOL_OPEN,
                         .pool_ref = DPOOL_IO_POOL_REF,
@@ -119,7 +168,15 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
                         .count = self->cap,
                         .retries = self->retries,
                         .time_limit_ms = self->time_limit_ms};
-    if (dpool_proto_send(self->dealer, &open, NULL) != DPOOL_OK)
+    return dpool_proto_send(self->dealer, &open, NULL);
+}
+
+// Waits for POOL_OPENED until the connect timeout. Returns DPOOL_OK with *cap_p, or a
+// failure code with why filled; DPOOL_ERR_STATE when the owner gave up ($TERM).
+static int
+s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size)
+{
+    if (s_send_open(self) != DPOOL_OK)
         return snprintf(why, why_size, "cannot queue POOL_OPEN"), DPOOL_ERR_IO;
     zpoller_t *poller = zpoller_new(pipe, self->dealer, self->monitor, NULL);
     if (!poller)
@@ -142,6 +199,7 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
         if (msg.command == DPOOL_CMD_POOL_OPENED && msg.pool_ref == DPOOL_IO_POOL_REF) {
             rc = msg.code;
             *cap_p = msg.count;
+            self->epoch = msg.task_id;
         } else if (msg.command == DPOOL_CMD_ERROR)
             rc = msg.code < 0 ? msg.code : DPOOL_ERR_PROTO;
         if (rc != DPOOL_ERR_UNREACHABLE)
@@ -155,20 +213,106 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
 }
 
 static void
+s_resend_one(void *arg, zmsg_t *submit)
+{
+    s_state_t *self = arg;
+    zmsg_t *copy = zmsg_dup(submit);
+    if (copy && zmsg_send(&copy, self->dealer) != 0)
+        zmsg_destroy(&copy);
+}
+
+// Opens the pool again and re-sends every unanswered SUBMIT, in that order on the one
+// connection, so the broker has the pool before the first re-sent task arrives.
+static void
+s_resync(s_state_t *self)
+{
+    self->lost = false;
+    self->reopening = true;
+    self->epoch = 0; // whatever epoch comes next is the broker these re-sends went to
+    if (s_send_open(self) != DPOOL_OK)
+        return;
+    dpool_pending_resend(self->pending, s_resend_one, self);
+}
+
+// True for an answer that says the broker does not know our pool: it restarted without
+// a journal, or dropped us as vanished.
+static bool
+s_forgot_us(const dpool_msg_t *msg)
+{
+    if (msg->command == DPOOL_CMD_ERROR)
+        return msg->text && strstr(msg->text, "not registered");
+    return msg->command == DPOOL_CMD_RESULT && msg->code == DPOOL_ERR_INVALID && msg->text &&
+           strstr(msg->text, "is not open");
+}
+
+// Handles what concerns the connection rather than a task. Returns true when msg has
+// been dealt with (a RESULT that only says the broker forgot the task is not an outcome).
+static bool
+s_on_state(s_state_t *self, const dpool_msg_t *msg)
+{
+    bool resync = self->lost && !self->released;
+    bool epoch_carrier =
+        msg->command == DPOOL_CMD_HEARTBEAT || msg->command == DPOOL_CMD_POOL_OPENED;
+    uint64_t epoch = epoch_carrier ? msg->task_id : 0;
+    if (epoch && self->epoch && epoch != self->epoch && !self->released)
+        resync = true;
+    bool forgot = s_forgot_us(msg);
+    if (forgot && !self->reopening && !self->released)
+        resync = true;
+    self->lost = false;
+    self->last_heard = dpool_clock_ms();
+    if (resync)
+        s_resync(self);
+    if (epoch && !self->epoch)
+        self->epoch = epoch;
+    if (msg->command == DPOOL_CMD_POOL_OPENED && msg->pool_ref == DPOOL_IO_POOL_REF) {
+        self->reopening = false;
+        // The broker refused the pool it had granted before: nothing pending can run.
+        if (msg->code < 0)
+            dpool_pending_fail_all(self->pending, msg->code, msg->text);
+    }
+    // Our key was withdrawn (SIGHUP at the broker): nothing we send will be taken.
+    if (msg->command == DPOOL_CMD_ERROR && msg->code == DPOOL_ERR_NOT_AUTHORISED)
+        dpool_pending_fail_all(self->pending, msg->code, msg->text);
+    return forgot || msg->command != DPOOL_CMD_RESULT;
+}
+
+static void
+s_on_output(s_state_t *self, const dpool_msg_t *msg)
+{
+    if (self->output)
+        self->output(self->output_arg, msg->task_id, (int)msg->count, msg->text, msg->text_size);
+    else
+        dpool_output_write(self->writer, (int)msg->count, msg->name, msg->text, msg->text_size);
+}
+
+static void
 s_on_broker(s_state_t *self)
 {
     for (int i = 0; i < S_BATCH && (zsock_events(self->dealer) & ZMQ_POLLIN); i++) {
         dpool_msg_t msg;
-        if (!s_recv(self, &msg))
+        if (!s_recv(self, &msg)) {
+            self->last_heard = dpool_clock_ms(); // malformed, but the broker is there
             continue;
+        }
         if (msg.command == DPOOL_CMD_OUTPUT)
-            self->output(self->output_arg, msg.task_id, (int)msg.count, msg.text, msg.text_size);
-        else if (msg.command == DPOOL_CMD_RESULT)
+            s_on_output(self, &msg);
+        if (!s_on_state(self, &msg))
             dpool_pending_complete(self->pending, msg.task_id, msg.code, msg.text, &msg.payload);
-        // Anything else (an ERROR about a message of ours, a stray POOL_OPENED) concerns
-        // no task: the library does not log, and no waiter needs waking.
+        // Anything else (an ERROR about a message of ours, a STATUS_REPLY) concerns no
+        // task: the library does not log, and no waiter needs waking.
         dpool_msg_reset(&msg);
     }
+}
+
+// The command byte of an encoded message, or 0.
+static int
+s_command_of(zmsg_t *zmsg)
+{
+    zframe_t *header = zmsg_first(zmsg);
+    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE)
+        return 0;
+    return zframe_data(header)[3];
 }
 
 // Forwards user messages to the broker; returns false on $TERM.
@@ -178,38 +322,68 @@ s_on_pipe(s_state_t *self, zsock_t *pipe)
     for (int i = 0; i < S_BATCH && (zsock_events(pipe) & ZMQ_POLLIN); i++) {
         zmsg_t *zmsg = zmsg_recv(pipe);
         if (!zmsg)
-            return false;
+            return zmq_errno() == EINTR;
         zframe_t *first = zmsg_first(zmsg);
         if (zframe_streq(first, "$TERM")) {
             zmsg_destroy(&zmsg);
             return false;
         }
-        if (zmsg_send(&zmsg, self->dealer) != 0)
+        int command = s_command_of(zmsg);
+        if (command == DPOOL_CMD_POOL_RELEASE)
+            self->released = true;
+        // While the broker is lost a SUBMIT would only queue up for a broker that may
+        // not know the pool yet; its kept copy goes out with the resync instead.
+        if (command == DPOOL_CMD_SUBMIT && self->lost)
+            zmsg_destroy(&zmsg);
+        else if (zmsg_send(&zmsg, self->dealer) != 0)
             zmsg_destroy(&zmsg);
     }
     return true;
 }
 
-static int
-s_poll_timeout(const s_state_t *self)
-{
-    if (self->lost_since == 0)
-        return -1;
-    int64_t left = self->lost_since + self->timeout_ms - dpool_clock_ms();
-    return left > 0 ? (int)left : -1;
-}
-
 static void
 s_check_lost(s_state_t *self)
 {
-    if (self->lost_since == 0 || dpool_clock_ms() - self->lost_since < self->timeout_ms)
+    if (!self->lost || self->reconnect_ms < 0)
+        return;
+    if (dpool_clock_ms() - self->lost_since < self->reconnect_ms)
         return;
     if (dpool_pending_count(self->pending) == 0)
         return;
     char why[200];
     snprintf(why, sizeof why, "lost the connection to the broker at %s for more than %.1f s",
-             self->endpoint, (double)self->timeout_ms / 1000.0);
+             self->endpoint, (double)self->reconnect_ms / 1000.0);
     dpool_pending_fail_all(self->pending, DPOOL_ERR_UNREACHABLE, why);
+}
+
+static void
+s_on_timers(s_state_t *self)
+{
+    int64_t now = dpool_clock_ms();
+    if (!self->lost && now - self->last_heard >= S_LIVENESS_MS)
+        s_mark_lost(self);
+    // No beats into a socket that is down: they would only queue up. A reconnect sends
+    // one at once (s_run), which is what gets a restarted broker to answer.
+    if (now >= self->next_beat) {
+        if (self->connected && !self->released)
+            s_send_beat(self);
+        else
+            self->next_beat = now + S_HEARTBEAT_MS;
+    }
+    s_check_lost(self);
+}
+
+static int
+s_poll_timeout(const s_state_t *self)
+{
+    int64_t now = dpool_clock_ms();
+    int64_t next = self->next_beat;
+    if (!self->lost && self->last_heard + S_LIVENESS_MS < next)
+        next = self->last_heard + S_LIVENESS_MS;
+    int64_t give_up = self->lost_since + self->reconnect_ms;
+    if (self->lost && self->reconnect_ms >= 0 && give_up > now && give_up < next)
+        next = give_up;
+    return next > now ? (int)(next - now) : 0;
 }
 
 static void
@@ -218,6 +392,9 @@ s_run(s_state_t *self, zsock_t *pipe)
     zpoller_t *poller = zpoller_new(pipe, self->dealer, self->monitor, NULL);
     if (!poller)
         return;
+    self->connected = true; // POOL_OPENED just came in on it
+    self->last_heard = dpool_clock_ms();
+    s_send_beat(self);
     bool running = true;
     while (running) {
         void *which = zpoller_wait(poller, s_poll_timeout(self));
@@ -225,11 +402,12 @@ s_run(s_state_t *self, zsock_t *pipe)
             running = s_on_pipe(self, pipe);
         else if (which == self->dealer)
             s_on_broker(self);
-        else if (which == self->monitor)
-            s_on_monitor(self);
-        else if (zpoller_terminated(poller))
-            running = false;
-        s_check_lost(self);
+        else if (which == self->monitor && s_on_monitor(self) == ZMQ_EVENT_CONNECTED &&
+                 !self->released)
+            s_send_beat(self);
+        else if (zpoller_terminated(poller) && zmq_errno() != EINTR)
+            running = false; // the context is going: a signal alone is no reason to stop
+        s_on_timers(self);
     }
     zpoller_destroy(&poller);
 }
@@ -278,6 +456,7 @@ s_state_free(s_state_t *state)
 {
     free(state->endpoint);
     free(state->pool_name);
+    dpool_output_destroy(&state->writer);
 }
 
 static int
@@ -291,8 +470,12 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     state->retries = config->retries;
     state->time_limit_ms = config->time_limit_ms;
     state->timeout_ms = (int64_t)(config->connect_timeout * 1000.0);
+    state->reconnect_ms =
+        config->reconnect_timeout < 0 ? -1 : (int64_t)(config->reconnect_timeout * 1000.0);
     state->output = config->output;
     state->output_arg = config->output_arg;
+    if (!state->output && !(state->writer = dpool_output_new(config->output_prefix_host)))
+        return DPOOL_ERR_NOMEM;
     state->pending = config->pending;
     zuuid_t *uuid = zuuid_new();
     if (!uuid)
@@ -356,6 +539,15 @@ int
 dpool_io_send(dpool_io_t *self, dpool_msg_t *msg)
 {
     return dpool_proto_send(zactor_sock(self->actor), msg, NULL);
+}
+
+int
+dpool_io_forward(dpool_io_t *self, zmsg_t **zmsg_p)
+{
+    if (zmsg_send(zmsg_p, zactor_sock(self->actor)) == 0)
+        return DPOOL_OK;
+    zmsg_destroy(zmsg_p);
+    return DPOOL_ERR_IO;
 }
 
 void

@@ -1,7 +1,9 @@
 /*  dpool_io: a pool's background I/O thread (a zactor). It owns the pool's only
     ZeroMQ socket, a DEALER to the broker: it opens the pool, forwards what user
     threads send it over the actor pipe, hands OUTPUT to the output handler and RESULT
-    to the pending table, and fails pending tasks when the broker stays lost. */
+    to the pending table, keeps the broker's liveness with HEARTBEATs, re-opens the pool
+    and re-sends every unanswered SUBMIT when the broker restarted or came back, and
+    fails pending tasks when the broker stays lost past the reconnect timeout. */
 #ifndef DPOOL_IO_H
 #define DPOOL_IO_H
 
@@ -13,14 +15,17 @@
 #define DPOOL_IO_POOL_REF 1
 
 typedef struct {
-    const char *endpoint;    // broker endpoint
-    const char *pool_name;   // NULL = private pool
-    uint32_t cap;            // 0 = the cluster's process count
-    uint32_t retries;        // re-runs of a task after a lost worker
-    uint32_t time_limit_ms;  // per task; 0 = none
-    double connect_timeout;  // seconds, > 0
-    dpool_output_fn *output; // never NULL
+    const char *endpoint;     // broker endpoint
+    const char *pool_name;    // NULL = private pool
+    uint32_t cap;             // 0 = the cluster's process count
+    uint32_t retries;         // re-runs of a task after a lost worker
+    uint32_t time_limit_ms;   // per task; 0 = none
+    double connect_timeout;   // seconds, > 0: the first POOL_OPENED must come within it
+    double reconnect_timeout; // seconds a lost broker may stay lost before the pending
+                              // tasks fail as unreachable; < 0 = for ever
+    dpool_output_fn *output;  // NULL = the default writer (dpool_output)
     void *output_arg;
+    bool output_prefix_host;  // the default writer prefixes lines with "[host] "
     dpool_pending_t *pending; // borrowed: must outlive the dpool_io_t
 } dpool_io_config_t;
 
@@ -37,6 +42,10 @@ dpool_io_t *dpool_io_new(const dpool_io_config_t *config, uint32_t *cap_p, dpool
 // moves; the rest stays the caller's). Not thread-safe: callers serialise. Returns
 // DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema) or DPOOL_ERR_IO.
 int dpool_io_send(dpool_io_t *self, dpool_msg_t *msg);
+
+// Hands an encoded message (dpool_proto_build) to the I/O thread; *zmsg_p moves,
+// always. Not thread-safe: callers serialise. Returns DPOOL_OK or DPOOL_ERR_IO.
+int dpool_io_forward(dpool_io_t *self, zmsg_t **zmsg_p);
 
 // Stops the thread after it has forwarded everything sent before, closes the socket
 // and frees self. NULL-safe; sets *self_p to NULL.

@@ -22,6 +22,7 @@ typedef struct {
     uint64_t task_id;       // the key points here, so keys need no allocation of their own
     dpool_result_t *result; // a reference of the table's own, or NULL for a sink
     dpool_sink_t sink;
+    zmsg_t *submit; // the task's SUBMIT, kept for a re-send; NULL until kept
 } s_entry_t;
 
 static size_t
@@ -126,12 +127,55 @@ dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink
 static void
 s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p)
 {
+    zmsg_destroy(&entry->submit);
     if (entry->result) {
         dpool_result_complete(entry->result, code, message, payload_p);
         dpool_result_destroy(&entry->result);
     } else
         entry->sink.fn(entry->sink.arg, code, message, payload_p);
     free(entry);
+}
+
+bool
+dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, zmsg_t **submit_p)
+{
+    pthread_mutex_lock(&self->lock);
+    s_entry_t *entry = zhashx_lookup(self->tasks, &task_id);
+    bool kept = entry && !entry->submit;
+    if (kept) {
+        entry->submit = *submit_p;
+        *submit_p = NULL;
+    }
+    pthread_mutex_unlock(&self->lock);
+    zmsg_destroy(submit_p);
+    return kept;
+}
+
+static int
+s_compare_entries(const void *a, const void *b)
+{
+    const s_entry_t *left = *(s_entry_t *const *)a, *right = *(s_entry_t *const *)b;
+    return left->task_id < right->task_id ? -1 : left->task_id > right->task_id;
+}
+
+size_t
+dpool_pending_resend(dpool_pending_t *self, dpool_pending_send_fn *send, void *arg)
+{
+    pthread_mutex_lock(&self->lock);
+    size_t size = zhashx_size(self->tasks), count = 0;
+    // In id order, so the broker queues them again in the order they were submitted.
+    s_entry_t **entries = size ? malloc(size * sizeof *entries) : NULL;
+    for (s_entry_t *entry = entries ? zhashx_first(self->tasks) : NULL; entry;
+         entry = zhashx_next(self->tasks))
+        if (entry->submit)
+            entries[count++] = entry;
+    if (count > 1)
+        qsort(entries, count, sizeof *entries, s_compare_entries);
+    for (size_t i = 0; i < count; i++)
+        send(arg, entries[i]->submit);
+    pthread_mutex_unlock(&self->lock);
+    free(entries);
+    return count;
 }
 
 // Under self->lock: wakes waiters when something they wait for may have ended.

@@ -6,7 +6,12 @@
     delivered outside the table lock, so a sink may take locks of its own, but the table
     counts the delivery as still pending until it is over: a waiter never sees an empty
     table before every outcome has landed. "Holds" let other work (a map's combined
-    result, a callback not run yet) count for dpool_join too. */
+    result, a callback not run yet) count for dpool_join too.
+
+    Each entry also keeps the task's encoded SUBMIT until its result is in, so the I/O
+    thread can send it again to a broker that restarted or forgot it (at-least-once
+    execution, exactly-once delivery: the entry goes with the first outcome, and a
+    later RESULT for its id finds nothing). */
 #ifndef DPOOL_PENDING_H
 #define DPOOL_PENDING_H
 
@@ -38,6 +43,17 @@ int dpool_pending_add(dpool_pending_t *self, dpool_result_t *result);
 
 // Adds a task whose outcome goes to sink (copied). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
 int dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink_t *sink);
+
+// Keeps *submit_p (the task's whole SUBMIT message; ownership moves, always) with
+// task_id's entry until its outcome, for dpool_pending_resend. A task already answered
+// (or unknown) just frees it. Returns true when it was kept.
+bool dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, zmsg_t **submit_p);
+
+// Calls send(arg, submit) for every kept SUBMIT of a task still without a result, in
+// task id order, with the table locked (send must not call back into the table; it
+// borrows submit for the call). Returns how many it passed on.
+typedef void(dpool_pending_send_fn)(void *arg, zmsg_t *submit);
+size_t dpool_pending_resend(dpool_pending_t *self, dpool_pending_send_fn *send, void *arg);
 
 // Gives task_id its outcome (see dpool_result_complete / dpool_sink_fn for what moves)
 // and removes it. Returns false for a task id the table does not hold (already failed

@@ -7,6 +7,7 @@
     goes to its result handle, or for a map's chunk to the map's sink; callbacks run on
     the pool's callback thread (dpool_cbq). */
 #include "dpool_io.h"
+#include "dpool_output.h"
 #include "dpool_pending.h"
 #include "dpool_pool.h"
 #include "dpool_result.h"
@@ -32,16 +33,6 @@ struct _dpool_t {
     dpool_cbq_t *cbq;
     dpool_io_t *io;
 };
-
-static void
-s_default_output(void *arg, uint64_t task_id, int stream, const char *data, size_t size)
-{
-    (void)arg;
-    (void)task_id;
-    FILE *out = stream == DPOOL_STREAM_STDERR ? stderr : stdout;
-    fwrite(data, 1, size, out);
-    fflush(out);
-}
 
 void
 dpool_opts_init(dpool_opts_t *opts)
@@ -72,6 +63,11 @@ s_check_opts(const dpool_opts_t *opts, dpool_error_t *err)
                         S_TIME_LIMIT_MAX);
         return DPOOL_ERR_INVALID;
     }
+    if (opts->output_prefix < DPOOL_OUTPUT_PREFIX_DEFAULT ||
+        opts->output_prefix > DPOOL_OUTPUT_PREFIX_HOST) {
+        dpool_error_set(err, DPOOL_ERR_INVALID, "output_prefix must be a DPOOL_OUTPUT_PREFIX_*");
+        return DPOOL_ERR_INVALID;
+    }
     size_t name_size = opts->name ? strlen(opts->name) : 1;
     if (name_size == 0 || name_size > DPOOL_PROTO_NAME_MAX) {
         dpool_error_set(err, DPOOL_ERR_INVALID, "a pool name has 1 to %d bytes",
@@ -92,6 +88,33 @@ s_time_limit_ms(double time_limit)
     return (double)whole < ms ? whole + 1 : whole;
 }
 
+// Seconds, capped (beyond the cap is for ever, and would overflow poll timeouts).
+static double
+s_connect_timeout(const dpool_opts_t *opts)
+{
+    double timeout =
+        opts->connect_timeout > 0 ? opts->connect_timeout : DPOOL_DEFAULT_CONNECT_TIMEOUT;
+    return timeout < S_CONNECT_TIMEOUT_MAX ? timeout : S_CONNECT_TIMEOUT_MAX;
+}
+
+// Seconds; -1 = for ever.
+static double
+s_reconnect_timeout(const dpool_opts_t *opts)
+{
+    double timeout = opts->reconnect_timeout;
+    if (timeout < 0 || timeout >= S_CONNECT_TIMEOUT_MAX)
+        return -1;
+    return timeout > 0 ? timeout : DPOOL_DEFAULT_RECONNECT_TIMEOUT;
+}
+
+static bool
+s_prefix_host(const dpool_opts_t *opts)
+{
+    if (opts->output_prefix == DPOOL_OUTPUT_PREFIX_DEFAULT)
+        return dpool_output_prefix_from_env();
+    return opts->output_prefix == DPOOL_OUTPUT_PREFIX_HOST;
+}
+
 dpool_t *
 dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
 {
@@ -107,9 +130,7 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
         dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    double timeout =
-        opts->connect_timeout > 0 ? opts->connect_timeout : DPOOL_DEFAULT_CONNECT_TIMEOUT;
-    self->connect_timeout = timeout < S_CONNECT_TIMEOUT_MAX ? timeout : S_CONNECT_TIMEOUT_MAX;
+    self->connect_timeout = s_connect_timeout(opts);
     self->pending = dpool_pending_new();
     self->cbq = self->pending ? dpool_cbq_new(self->pending) : NULL;
     if (!self->cbq) {
@@ -123,8 +144,10 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
         .retries = opts->retries,
         .time_limit_ms = s_time_limit_ms(opts->time_limit),
         .connect_timeout = self->connect_timeout,
-        .output = opts->output ? opts->output : s_default_output,
-        .output_arg = opts->output ? opts->output_arg : NULL,
+        .reconnect_timeout = s_reconnect_timeout(opts),
+        .output = opts->output,
+        .output_arg = opts->output_arg,
+        .output_prefix_host = s_prefix_host(opts),
         .pending = self->pending,
     };
     self->io = dpool_io_new(&config, &self->cap, err);
@@ -198,7 +221,8 @@ s_check_open_locked(dpool_t *self, const char *function, zframe_t **payload_p, d
     return DPOOL_ERR_CLOSED;
 }
 
-// Under self->lock: sends the task already recorded in the pending table under task_id.
+// Under self->lock: sends the task already recorded in the pending table under task_id,
+// after keeping a copy of the SUBMIT in the table for a re-send to a restarted broker.
 static int
 s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t flags,
               zframe_t **payload_p)
@@ -210,9 +234,15 @@ s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t fl
                        .flags = flags,
                        .payload = *payload_p};
     *payload_p = NULL;
-    int rc = dpool_io_send(self->io, &msg);
+    zmsg_t *zmsg = dpool_proto_build(&msg, NULL);
     zframe_destroy(&msg.payload);
-    return rc;
+    zmsg_t *kept = zmsg ? zmsg_dup(zmsg) : NULL;
+    if (!kept) {
+        zmsg_destroy(&zmsg);
+        return DPOOL_ERR_NOMEM;
+    }
+    dpool_pending_keep(self->pending, task_id, &kept);
+    return dpool_io_forward(self->io, &zmsg);
 }
 
 // Under self->lock: numbers, records and sends one task. Returns an owned handle.

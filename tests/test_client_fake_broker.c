@@ -136,6 +136,11 @@ s_on_message(server_t *self, zframe_t *peer, dpool_msg_t *msg)
         s_on_submit(self, peer, msg);
     else if (msg->command == DPOOL_CMD_TERMINATE)
         s_release_held(self, true);
+    else if (msg->command == DPOOL_CMD_HEARTBEAT) {
+        // a live broker answers: the library counts a silent one as lost after 3 s
+        dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT, .task_id = 1};
+        s_send(self, peer, &beat);
+    }
 }
 
 static void
@@ -462,7 +467,8 @@ Test(client_fake_broker, destroy_terminates_and_sends_pool_release)
 
 Test(client_fake_broker, lost_broker_fails_pending_tasks_as_unreachable)
 {
-    dpool_opts_t opts = {.broker = fake->endpoint, .processes = 1, .connect_timeout = 0.5};
+    dpool_opts_t opts = {
+        .broker = fake->endpoint, .processes = 1, .connect_timeout = 0.5, .reconnect_timeout = 0.5};
     dpool_t *pool = dpool_new_opts(&opts, NULL);
     cr_assert_not_null(pool);
     dpool_result_t *result = dpool_apply_asyncf(pool, "never", "");

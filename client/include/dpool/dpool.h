@@ -16,6 +16,12 @@
     outcomes (it names the host, pid or signal), or the library's own. The library never
     logs, never aborts the process, and never waits forever on a broker that is gone.
 
+    Broker restarts: an open pool heartbeats its broker. When the broker restarts (or
+    comes back after being lost), the pool opens itself again and re-sends every task
+    that has no result yet, under the same task id; each outcome is delivered once,
+    though a task may run more than once. Pending tasks fail as DPOOL_ERR_UNREACHABLE
+    only when the broker stays lost past the reconnect timeout (dpool_opts_t).
+
     THREAD SAFETY
     - Every call on a dpool_t may be made from any thread, concurrently, except
       dpool_destroy: the caller must make sure no other call on that pool is running or
@@ -58,9 +64,19 @@ extern "C" {
 
 #define DPOOL_CLIENT_VERSION "0.1.0"
 
-// Default connect timeout: how long dpool_new waits for the broker's POOL_OPENED, and
-// how long a lost connection may stay lost before pending tasks fail as unreachable.
+// Default connect timeout: how long dpool_new waits for the broker's first POOL_OPENED.
 #define DPOOL_DEFAULT_CONNECT_TIMEOUT 5.0
+
+// Default reconnect timeout: how long an open pool's broker may stay lost (3 s without
+// a word from it, or its connection gone) before the pool's pending tasks fail as
+// DPOOL_ERR_UNREACHABLE. Long enough for a broker to be restarted: meanwhile the library
+// reconnects by itself and re-sends what has no result yet.
+#define DPOOL_DEFAULT_RECONNECT_TIMEOUT 60.0
+
+// dpool_opts_t.output_prefix: what the default output handler puts before each line.
+#define DPOOL_OUTPUT_PREFIX_DEFAULT 0 // $DPOOL_OUTPUT_PREFIX: "host" = as _HOST, else _NONE
+#define DPOOL_OUTPUT_PREFIX_NONE 1    // the task's output verbatim
+#define DPOOL_OUTPUT_PREFIX_HOST 2    // "[<worker host>] " before each line
 
 typedef struct _dpool_t dpool_t;
 typedef struct _dpool_result_t dpool_result_t;
@@ -88,17 +104,22 @@ typedef void(dpool_output_fn)(void *arg, uint64_t task_id, int stream, const cha
 // Options for dpool_new_opts. Zero-initialise (or call dpool_opts_init) and set what
 // you need: every zero field means its default. Later versions add fields at the end.
 typedef struct {
-    const char *broker;      // endpoint; NULL = $DPOOL_BROKER, else tcp://127.0.0.1:5555
-    int processes;           // the pool's cap; 0 = the cluster's current process count
-    const char *name;        // NULL = a private pool; else a named pool shared by clients
-    double connect_timeout;  // seconds; <= 0 = DPOOL_DEFAULT_CONNECT_TIMEOUT
-    dpool_output_fn *output; // NULL = write to this process's stdout / stderr and flush
-    void *output_arg;        // passed to output, borrowed: must outlive the pool
-    double time_limit;       // seconds a task may run before it is killed and fails with
-                             // DPOOL_ERR_TASK_TIMEOUT; <= 0 = no limit (a chunk of a map
-                             // is one task)
-    unsigned retries;        // times a task is run again after its process or host died
-                             // (DPOOL_ERR_WORKER_LOST); 0 = never
+    const char *broker;       // endpoint; NULL = $DPOOL_BROKER, else tcp://127.0.0.1:5555
+    int processes;            // the pool's cap; 0 = the cluster's current process count
+    const char *name;         // NULL = a private pool; else a named pool shared by clients
+    double connect_timeout;   // seconds; <= 0 = DPOOL_DEFAULT_CONNECT_TIMEOUT
+    dpool_output_fn *output;  // NULL = write to this process's stdout / stderr and flush
+                              // (verbatim, or see output_prefix)
+    void *output_arg;         // passed to output, borrowed: must outlive the pool
+    double time_limit;        // seconds a task may run before it is killed and fails with
+                              // DPOOL_ERR_TASK_TIMEOUT; <= 0 = no limit (a chunk of a map
+                              // is one task)
+    unsigned retries;         // times a task is run again after its process or host died
+                              // (DPOOL_ERR_WORKER_LOST); 0 = never
+    double reconnect_timeout; // seconds the broker of an open pool may stay lost before
+                              // pending tasks fail as DPOOL_ERR_UNREACHABLE; 0 =
+                              // DPOOL_DEFAULT_RECONNECT_TIMEOUT, < 0 = wait for ever
+    int output_prefix;        // DPOOL_OUTPUT_PREFIX_*, for the default output handler only
 } dpool_opts_t;
 
 // A successful outcome: data / size are the result's msgpack bytes (for a map, one
@@ -288,7 +309,7 @@ int dpool_close(dpool_t *self);
 // Waits until every task submitted to this pool has its result and every callback due
 // has run. Returns DPOOL_OK, or
 // DPOOL_ERR_STATE when the pool was neither closed nor terminated (as Python's join).
-// Tasks whose broker connection is lost for longer than the connect timeout fail as
+// Tasks whose broker stays lost for longer than the reconnect timeout fail as
 // DPOOL_ERR_UNREACHABLE, so join returns then too.
 int dpool_join(dpool_t *self);
 
