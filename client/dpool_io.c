@@ -20,6 +20,7 @@
     the table with the first RESULT. Pending tasks fail as unreachable only when the
     broker stays lost past the reconnect timeout. */
 #include "dpool_io.h"
+#include "dpool_curve.h"
 #include "dpool_output.h"
 #include "dpool_result.h"
 
@@ -45,6 +46,8 @@
 typedef struct {
     char *endpoint;
     char *pool_name;
+    char *curve_secret; // CURVE certificate files, or NULL
+    char *broker_key;
     uint32_t cap;
     uint32_t retries;
     uint32_t time_limit_ms;
@@ -104,6 +107,10 @@ s_setup_sockets(s_state_t *self, char *why, size_t why_size)
     self->monitor = zsock_new_pair(monitor_ep);
     if (!self->monitor)
         return snprintf(why, why_size, "cannot connect the socket monitor"), DPOOL_ERR_IO;
+    int curve =
+        dpool_curve_apply(self->dealer, self->curve_secret, self->broker_key, why, why_size);
+    if (curve != DPOOL_OK)
+        return curve;
     if (zsock_connect(self->dealer, "%s", self->endpoint) != 0)
         return snprintf(why, why_size, "bad broker endpoint \"%s\"", self->endpoint),
                DPOOL_ERR_INVALID;
@@ -455,6 +462,8 @@ static void
 s_state_free(s_state_t *state)
 {
     free(state->endpoint);
+    free(state->curve_secret);
+    free(state->broker_key);
     free(state->pool_name);
     dpool_output_destroy(&state->writer);
 }
@@ -464,7 +473,11 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
 {
     state->endpoint = strdup(config->endpoint);
     state->pool_name = config->pool_name ? strdup(config->pool_name) : NULL;
-    if (!state->endpoint || (config->pool_name && !state->pool_name))
+    state->curve_secret = config->curve_secret ? strdup(config->curve_secret) : NULL;
+    state->broker_key = config->broker_key ? strdup(config->broker_key) : NULL;
+    if (!state->endpoint || (config->pool_name && !state->pool_name) ||
+        (config->curve_secret && !state->curve_secret) ||
+        (config->broker_key && !state->broker_key))
         return DPOOL_ERR_NOMEM;
     state->cap = config->cap;
     state->retries = config->retries;

@@ -27,6 +27,8 @@ typedef struct {
     void *output_arg;
     bool output_prefix_host;  // the default writer prefixes lines with "[host] "
     dpool_pending_t *pending; // borrowed: must outlive the dpool_io_t
+    const char *curve_secret; // CURVE certificate files, or NULL (see dpool_curve.h)
+    const char *broker_key;
 } dpool_io_config_t;
 
 typedef struct _dpool_io_t dpool_io_t;

@@ -149,6 +149,8 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
         .output_arg = opts->output_arg,
         .output_prefix_host = s_prefix_host(opts),
         .pending = self->pending,
+        .curve_secret = opts->curve_secret,
+        .broker_key = opts->broker_key,
     };
     self->io = dpool_io_new(&config, &self->cap, err);
     if (!self->io)

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static dpool_harness_t *harness;
@@ -123,9 +124,20 @@ Test(cli, apply_of_an_unknown_function_exits_1_naming_it)
 Test(cli, status_json_lists_the_host_processes_and_functions)
 {
     const char *argv[] = {"dpool", "status", "--json", NULL};
-    run_t r = run(argv);
-    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    json_t *status = json_of(r.out);
+    // The processes register (HELLO) a moment before their credits (idle) arrive.
+    run_t r = {0};
+    json_t *status = NULL;
+    for (int attempt = 0; attempt < 50; attempt++) {
+        run_free(&r);
+        json_decref(status);
+        r = run(argv);
+        cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+        status = json_of(r.out);
+        json_t *first = json_array_get(json_object_get(status, "hosts"), 0);
+        if (json_integer_value(json_object_get(first, "idle")) == 2)
+            break;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
     json_t *hosts = json_object_get(status, "hosts");
     cr_assert(json_is_array(hosts) && json_array_size(hosts) == 1, "got %s", r.out);
     json_t *host = json_array_get(hosts, 0);

@@ -5,6 +5,8 @@
     without CURVE gets no answer at all; and a TCP relay between a client and the broker
     shows that no task payload crosses the wire in clear (while it does without CURVE). */
 #include "dpool_harness.h"
+
+#include <dpool/dpool.h>
 #include "dpool_proto.h"
 
 #include <criterion/criterion.h>
@@ -311,6 +313,47 @@ Test(curve, an_authorised_client_gets_a_task_done_by_a_curve_worker)
     dpool_msg_reset(&result);
     cr_assert_eq(status_figure(client, "unauthorised"), 0);
     zsock_destroy(&client);
+}
+
+// libdpool as the CURVE client: its options name the key files.
+static dpool_t *
+open_library_pool(const char *endpoint, const char *secret_name, dpool_error_t *err)
+{
+    dpool_opts_t opts;
+    dpool_opts_init(&opts);
+    opts.broker = endpoint;
+    opts.processes = 1;
+    opts.connect_timeout = 3;
+    opts.curve_secret = in_dir(path_a, secret_name);
+    opts.broker_key = in_dir(path_b, "broker.key");
+    return dpool_new_opts(&opts, err);
+}
+
+Test(curve, the_library_with_an_authorised_key_runs_tasks_and_a_stranger_is_refused)
+{
+    const char *endpoint = start_curve_broker();
+    start_curve_worker("worker.key_secret");
+    dpool_error_t err = {0};
+    dpool_t *pool = open_library_pool(endpoint, "client.key_secret", &err);
+    cr_assert_not_null(pool, "%s", err.message);
+    dpool_buf_t args = {0}, value = {0};
+    dpool_pack(&args, "ii", 20, 22);
+    cr_assert_eq(dpool_apply(pool, "add", &args, &value, &err), DPOOL_OK, "%s", err.message);
+    cr_assert(value.size == 1 && (unsigned char)value.data[0] == 42, "add gave the wrong bytes");
+    dpool_buf_free(&args);
+    dpool_buf_free(&value);
+    dpool_destroy(&pool);
+    dpool_t *refused = open_library_pool(endpoint, "stranger.key_secret", &err);
+    cr_assert_null(refused, "a stranger's key opened a pool");
+    cr_assert_eq(err.code, DPOOL_ERR_NOT_AUTHORISED, "code %d: %s", err.code, err.message);
+    // A public certificate alone (no NAME.key_secret beside it) cannot be a client's key.
+    zcert_t *lonely = zcert_new();
+    cr_assert_eq(zcert_save_public(lonely, in_dir(path_a, "lonely.key")), 0);
+    zcert_destroy(&lonely);
+    dpool_t *public_only = open_library_pool(endpoint, "lonely.key", &err);
+    cr_assert_null(public_only);
+    cr_assert_eq(err.code, DPOOL_ERR_INVALID, "a public file taken as a secret key: %s",
+                 err.message);
 }
 
 Test(curve, a_client_key_cannot_register_as_a_worker_nor_get_a_task)

@@ -78,11 +78,14 @@ static const char *const compose_client_script[] = {
     "dpool status",
     NULL};
 static const char compose_broker_env[] = "DPOOL_BROKER: tcp://broker:5555";
+// The client service prefixes forwarded task output with the worker host's name.
+static const char compose_prefix_env[] = "DPOOL_OUTPUT_PREFIX: host";
 
 typedef struct {
     int started, finished, most_running, other;
     bool seen_start[10], seen_finish[10];
     long pids[10];
+    char hosts[10][64]; // the "[host] " prefix of each task's start line
     char first[64];
     bool ended; // "-----end-----" seen; what follows is `dpool status`
 } mh_transcript_t;
@@ -92,9 +95,16 @@ mh_read_seed_line(mh_transcript_t *t, const char *line)
 {
     int task, pid;
     double seconds;
-    char tail[64];
+    char tail[64], host[64] = "";
+    // "[host] " before a task's line names the worker host that printed it.
+    const char *close = line[0] == '[' ? strstr(line, "] ") : NULL;
+    if (close && close - line - 1 < (long)sizeof host) {
+        snprintf(host, sizeof host, "%.*s", (int)(close - line - 1), line + 1);
+        line = close + 2;
+    }
     if (sscanf(line, "%d开始执行,进程号为%d%63s", &task, &pid, tail) == 2 && task >= 0 &&
         task < 10) {
+        snprintf(t->hosts[task], sizeof t->hosts[task], "%s", host);
         t->seen_start[task] = true;
         t->pids[task] = pid;
         t->started++;
@@ -161,8 +171,8 @@ Test(multihost, compose_topology_runs_the_seed_over_three_worker_hosts)
     const char *const client[] = {"/bin/sh", "-c", script, NULL};
     char path[600];
     snprintf(path, sizeof path, "PATH=%s:%s", DPOOL_BIN_DIR, getenv("PATH") ? getenv("PATH") : "");
-    const char *const client_env[] = {"DPOOL_BROKER=tcp://broker:5555", "DPOOL_WAIT_HOSTS=3", path,
-                                      NULL};
+    const char *const client_env[] = {"DPOOL_BROKER=tcp://broker:5555", "DPOOL_WAIT_HOSTS=3",
+                                      "DPOOL_OUTPUT_PREFIX=host", path, NULL};
     char *out = NULL, *err = NULL;
     double start = mh_now();
     int status = dpool_netns_run(net, "client", client, client_env, 120, &out, &err);
@@ -184,6 +194,14 @@ Test(multihost, compose_topology_runs_the_seed_over_three_worker_hosts)
     int hosts = mh_distinct_hosts(t.pids, 10);
     cr_log_info("the seed's ten tasks ran on %d worker hosts", hosts);
     cr_assert_geq(hosts, 2, "the seed's tasks all ran on one host");
+    // The forwarded output itself says which container ran each task.
+    for (int i = 0; i < 10; i++) {
+        bool known = false;
+        for (size_t h = 0; worker_hosts[h]; h++)
+            known = known || strcmp(t.hosts[i], worker_hosts[h]) == 0;
+        cr_assert(known, "task %d's output is not prefixed with its worker host: [%s]", i,
+                  t.hosts[i]);
+    }
     free(script);
     free(out);
     free(err);
@@ -235,6 +253,7 @@ Test(compose, compose_file_is_valid_and_runs_what_the_namespace_test_runs)
     mh_assert_argv_in(file, compose_broker);
     mh_assert_argv_in(file, compose_worker);
     cr_assert(strstr(file, compose_broker_env), "docker-compose.yml lacks %s", compose_broker_env);
+    cr_assert(strstr(file, compose_prefix_env), "docker-compose.yml lacks %s", compose_prefix_env);
     for (size_t i = 0; compose_client_script[i]; i++) {
         char escaped[256];
         mh_compose_escape(compose_client_script[i], escaped, sizeof escaped);

@@ -22,7 +22,21 @@ static const s_command_t s_commands[] = {
     {"apply", dpool_cli_apply, "run one task and print its result as JSON"},
     {"map", dpool_cli_map, "run a task per line of stdin, print the results as JSON lines"},
     {"status", dpool_cli_status, "show hosts, processes, pools and functions"},
+    {"keygen", dpool_cli_keygen, "make a CURVE key pair (NAME.key, NAME.key_secret)"},
 };
+
+const char *
+dpool_cli_explain(const dpool_error_t *err, char *buffer, size_t size)
+{
+    const char *code = dpool_strerror(err->code);
+    if (!err->message[0])
+        snprintf(buffer, size, "%s", code);
+    else if (strncmp(err->message, code, strlen(code)) == 0)
+        snprintf(buffer, size, "%s", err->message);
+    else
+        snprintf(buffer, size, "%s: %s", code, err->message);
+    return buffer;
+}
 
 void
 dpool_cli_error(const char *command, const char *fmt, ...)

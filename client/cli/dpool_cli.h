@@ -4,7 +4,9 @@
 #ifndef DPOOL_CLI_H
 #define DPOOL_CLI_H
 
+#include <dpool/dpool.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 // Exit codes of every subcommand.
 #define DPOOL_CLI_EXIT_OK 0
@@ -17,9 +19,15 @@ typedef int(dpool_cli_command_fn)(int argc, char **argv);
 int dpool_cli_apply(int argc, char **argv);
 int dpool_cli_map(int argc, char **argv);
 int dpool_cli_status(int argc, char **argv);
+int dpool_cli_keygen(int argc, char **argv);
 
 // Prints "dpool: <command>: <text>" and a newline on stderr (command NULL: just
 // "dpool: <text>").
+// Writes "<code text>: <message>" for err into buffer, or the message alone when it
+// already starts with the code's text (the broker's "not authorised: ..."), or the code
+// text alone when there is no message. Returns buffer.
+const char *dpool_cli_explain(const dpool_error_t *err, char *buffer, size_t size);
+
 void dpool_cli_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -88,10 +88,8 @@ s_parse(int argc, char **argv, s_apply_args_t *args)
 static void
 s_report(const dpool_error_t *err)
 {
-    if (err->message[0])
-        dpool_cli_error("apply", "%s: %s", dpool_strerror(err->code), err->message);
-    else
-        dpool_cli_error("apply", "%s", dpool_strerror(err->code));
+    char text[512];
+    dpool_cli_error("apply", "%s", dpool_cli_explain(err, text, sizeof text));
 }
 
 static int

@@ -210,8 +210,8 @@ s_run(const s_map_args_t *args, dpool_cli_map_input_t *input)
     dpool_error_t err = {0};
     dpool_t *pool = dpool_new_opts(&args->opts, &err);
     if (!pool) {
-        dpool_cli_error("map", "%s%s%s", dpool_strerror(err.code), err.message[0] ? ": " : "",
-                        err.message);
+        char text[512];
+        dpool_cli_error("map", "%s", dpool_cli_explain(&err, text, sizeof text));
         return DPOOL_CLI_EXIT_FAILURE;
     }
     dpool_imap_opts_t opts = {.chunksize = args->chunksize,
@@ -228,8 +228,10 @@ s_run(const s_map_args_t *args, dpool_cli_map_input_t *input)
         // the feeder may be waiting for input: tell the source to give up first
         dpool_cli_map_input_stop(input);
         dpool_imap_destroy(&iterator);
-    } else
-        dpool_cli_error("map", "%s: %s", dpool_strerror(err.code), err.message);
+    } else {
+        char text[512];
+        dpool_cli_error("map", "%s", dpool_cli_explain(&err, text, sizeof text));
+    }
     // destroying the pool terminates what still runs (after a failure)
     dpool_destroy(&pool);
     return code;

@@ -3,6 +3,7 @@
     (docs/PROTOCOL.md, "Status map"). Missing fields print as 0 or "?": a newer or older
     broker may send more or less. */
 #include "dpool_cli.h"
+#include "dpool_curve.h"
 #include "dpool_json.h"
 
 #include <dpool_proto.h>
@@ -85,6 +86,12 @@ s_query(const char *endpoint, double timeout, json_t **status)
     if (!dealer)
         goto done;
     zsock_set_linger(dealer, 0);
+    char curve_why[256];
+    if (dpool_curve_apply(dealer, NULL, NULL, curve_why, sizeof curve_why) != DPOOL_OK) {
+        dpool_cli_error("status", "%s", curve_why);
+        rc = DPOOL_ERR_INVALID;
+        goto done;
+    }
     if (zsock_connect(dealer, "%s", endpoint) != 0) {
         dpool_cli_error("status", "bad broker endpoint \"%s\"", endpoint);
         goto done;

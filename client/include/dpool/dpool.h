@@ -120,6 +120,10 @@ typedef struct {
                               // pending tasks fail as DPOOL_ERR_UNREACHABLE; 0 =
                               // DPOOL_DEFAULT_RECONNECT_TIMEOUT, < 0 = wait for ever
     int output_prefix;        // DPOOL_OUTPUT_PREFIX_*, for the default output handler only
+    const char *curve_secret; // this client's CURVE secret certificate file (dpool keygen's
+                              // NAME.key_secret); NULL = $DPOOL_CURVE_SECRET, else no CURVE
+    const char *broker_key;   // the broker's public certificate file; NULL =
+                              // $DPOOL_BROKER_KEY. Both or neither.
 } dpool_opts_t;
 
 // A successful outcome: data / size are the result's msgpack bytes (for a map, one
