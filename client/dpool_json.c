@@ -142,6 +142,11 @@ s_key_text(const msgpack_object *key, int depth, size_t *size)
         *size = key->via.str.size;
         return text;
     }
+    // Only scalars become key text. A container key would be dumped as escaped JSON inside
+    // a key, whose own keys are dumped again: the text grows exponentially with depth
+    // (the fuzzer made 200 bytes ask for 256 MiB), and JSON has no use for such keys.
+    if (key->type == MSGPACK_OBJECT_ARRAY || key->type == MSGPACK_OBJECT_MAP)
+        return NULL;
     json_t *converted = s_convert(key, depth + 1);
     char *text = converted ? json_dumps(converted, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     json_decref(converted);

@@ -191,3 +191,12 @@ Test(json, non_utf8_plain_argument_is_refused)
     cr_assert_eq(dpool_json_pack_args(1, argv, &buf), DPOOL_ERR_INVALID);
     cr_assert_null(buf.data);
 }
+
+Test(json, a_map_whose_keys_are_containers_is_refused_not_expanded)
+{
+    // {{"a": 1}: 2}: JSON has no container keys, and dumping them nests escapes.
+    const unsigned char bytes[] = {0x81, 0x81, 0xa1, 'a', 0x01, 0x02};
+    json_t *value = NULL;
+    cr_assert_eq(dpool_json_from_msgpack(bytes, sizeof bytes, &value), DPOOL_ERR_PROTO);
+    cr_assert_null(value);
+}
