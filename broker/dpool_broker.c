@@ -117,11 +117,11 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     zsock_set_linger(self->router, 0);
     if (self->auth)
         dpool_auth_apply(self->auth, self->router);
-    // ZeroMQ refuses an oversized message before it is buffered: a peer cannot make the
-    // broker allocate more than this for one message (it is disconnected instead).
-    zsock_set_maxmsgsize(
-        self->router,
-        (int)(self->config.max_message > INT32_MAX ? INT32_MAX : self->config.max_message));
+    // Two limits. Up to twice --max-message, a message is received, refused with TOO_BIG
+    // and counted (s_handle), so its sender learns why. Past that ZeroMQ refuses it
+    // before buffering and drops the connection: no peer can make the broker hold more.
+    int64_t hard_limit = 2 * self->config.max_message + 65536;
+    zsock_set_maxmsgsize(self->router, (int)(hard_limit > INT32_MAX ? INT32_MAX : hard_limit));
     if (zsock_bind(self->router, "%s", self->config.bind) < 0) {
         snprintf(why, why_size, "cannot bind %s: %s", self->config.bind, zmq_strerror(zmq_errno()));
         return -1;
@@ -442,6 +442,26 @@ s_admit(dpool_broker_t *self, zmsg_t **zmsg_p, char key[DPOOL_AUTH_KEY_TEXT + 1]
     return roles;
 }
 
+// A message over --max-message: a SUBMIT fails as TOO_BIG (so the client fails that
+// task instead of sending it again), anything else gets ERROR TOO_BIG.
+static void
+s_refuse_oversized(dpool_broker_t *self, zframe_t *routing_id, const dpool_msg_t *msg, size_t size)
+{
+    self->oversized++;
+    char text[160];
+    snprintf(text, sizeof text, "message of %zu bytes is over the broker's --max-message of %lld",
+             size, (long long)self->config.max_message);
+    DPOOL_LOG_WARN("refused a %s: %s", dpool_proto_command_name(msg->command), text);
+    if (msg->command == DPOOL_CMD_SUBMIT) {
+        dpool_msg_t reply = {.command = DPOOL_CMD_RESULT,
+                             .task_id = msg->task_id,
+                             .code = DPOOL_ERR_TOO_BIG,
+                             .text = text};
+        dpool_broker_send(self, routing_id, &reply);
+    } else
+        dpool_broker_send_error(self, routing_id, DPOOL_ERR_TOO_BIG, text);
+}
+
 static void
 s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
 {
@@ -452,9 +472,12 @@ s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
     zframe_t *routing_id = NULL;
     dpool_msg_t msg = {0};
     const char *why = "unknown";
+    size_t size = zmsg_content_size(*zmsg_p);
     int rc = dpool_proto_decode(zmsg_p, true, &routing_id, &msg, &why);
     const char *refusal = NULL;
-    if (rc != DPOOL_OK) {
+    if (rc == DPOOL_OK && (int64_t)size > self->config.max_message)
+        s_refuse_oversized(self, routing_id, &msg, size);
+    else if (rc != DPOOL_OK) {
         self->malformed++;
         DPOOL_LOG_WARN("dropped a malformed message: %s", why);
         if (routing_id)

@@ -91,6 +91,7 @@ struct dpool_broker {
     zhashx_t *hosts;       // routing id frame -> dpool_host_t
     zhashx_t *named_pools; // name -> dpool_pool_t
     uint64_t malformed;    // malformed messages dropped
+    uint64_t oversized;    // messages over --max-message refused
     dpool_auth_t *auth;    // NULL without CURVE: then nothing is checked
     uint64_t unauthorised; // messages refused for their key or its role
     // When a refusal was last logged: at most one line a second, whatever comes.

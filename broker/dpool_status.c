@@ -115,11 +115,12 @@ dpool_status_build(dpool_broker_t *self)
     msgpack_sbuffer_init(&buffer);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 8);
+    msgpack_pack_map(&pk, 9);
     s_pack_string(&pk, "version", DPOOL_VERSION);
     s_pack_key(&pk, "uptime_s");
     msgpack_pack_double(&pk, (double)(dpool_clock_ms() - self->started_ms) / 1000.0);
     s_pack_uint(&pk, "malformed", self->malformed);
+    s_pack_uint(&pk, "oversized", self->oversized);
     s_pack_uint(&pk, "unauthorised", self->unauthorised);
     s_pack_uint(&pk, "processes", dpool_sched_total_processes(self->sched));
     s_pack_key(&pk, "hosts");

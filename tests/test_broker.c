@@ -564,3 +564,81 @@ Test(broker, a_resent_submission_of_a_task_still_held_runs_once)
     }
     cr_assert_eq(tasks, 3, "%d tasks dispatched for 3 distinct task ids", tasks);
 }
+
+static zframe_t *
+payload_of_size(size_t size)
+{
+    // [bin of size bytes]: any content; only the size matters here.
+    zframe_t *frame = zframe_new(NULL, size + 6);
+    uint8_t *bytes = zframe_data(frame);
+    memset(bytes, 0, size + 6);
+    bytes[0] = 0x91;
+    bytes[1] = 0xc6; // bin 32
+    bytes[2] = (uint8_t)(size >> 24);
+    bytes[3] = (uint8_t)(size >> 16);
+    bytes[4] = (uint8_t)(size >> 8);
+    bytes[5] = (uint8_t)size;
+    return frame;
+}
+
+static long
+status_figure(zsock_t *sock, const char *key)
+{
+    send_msg(sock, (dpool_msg_t){.command = DPOOL_CMD_STATUS});
+    dpool_msg_t status;
+    expect(sock, DPOOL_CMD_STATUS_REPLY, &status, 5000);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    long figure = -1;
+    if (msgpack_unpack_next(&unpacked, (const char *)zframe_data(status.payload),
+                            zframe_size(status.payload), NULL) == MSGPACK_UNPACK_SUCCESS)
+        for (uint32_t i = 0; i < unpacked.data.via.map.size; i++) {
+            msgpack_object_kv kv = unpacked.data.via.map.ptr[i];
+            if (kv.key.via.str.size == strlen(key) &&
+                memcmp(kv.key.via.str.ptr, key, kv.key.via.str.size) == 0)
+                figure = (long)kv.val.via.u64;
+        }
+    msgpack_unpacked_destroy(&unpacked);
+    dpool_msg_reset(&status);
+    return figure;
+}
+
+Test(broker, a_submission_over_max_message_fails_as_too_big_and_is_counted)
+{
+    dpool_harness_t *small = dpool_harness_new();
+    const char *args[] = {"--max-message", "4096", NULL};
+    const char *small_endpoint = dpool_harness_start_broker(small, args);
+    cr_assert_not_null(small_endpoint);
+    zsock_t *peer = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(peer, 0);
+    cr_assert_eq(zsock_connect(peer, "%s", small_endpoint), 0);
+    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
+    dpool_msg_t reply;
+    expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
+    dpool_msg_reset(&reply);
+    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
+                                 .pool_ref = 1,
+                                 .task_id = 5,
+                                 .name = "f",
+                                 .payload = payload_of_size(6000)});
+    expect(peer, DPOOL_CMD_RESULT, &reply, 5000);
+    cr_assert_eq(reply.task_id, 5);
+    cr_assert_eq(reply.code, DPOOL_ERR_TOO_BIG);
+    cr_assert(strstr(reply.text, "--max-message"), "message: %s", reply.text);
+    dpool_msg_reset(&reply);
+    cr_assert_eq(status_figure(peer, "oversized"), 1);
+    // Far past the limit ZeroMQ drops the message (and the connection) unread; another
+    // peer is served as before.
+    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
+                                 .pool_ref = 1,
+                                 .task_id = 6,
+                                 .name = "f",
+                                 .payload = payload_of_size(1 << 20)});
+    zsock_t *other = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(other, 0);
+    cr_assert_eq(zsock_connect(other, "%s", small_endpoint), 0);
+    cr_assert_eq(status_figure(other, "oversized"), 1);
+    zsock_destroy(&other);
+    zsock_destroy(&peer);
+    dpool_harness_destroy(&small);
+}
