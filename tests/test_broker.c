@@ -3,6 +3,7 @@
     side of every conversation without a real worker daemon in the way. */
 #include "dpool_harness.h"
 #include "dpool_proto.h"
+#include "peer_assert.h"
 
 #include <criterion/criterion.h>
 #include <dpool/errors.h>
@@ -17,12 +18,7 @@ static zsock_t *worker;
 static zsock_t *
 connect_peer(const char *routing_id)
 {
-    zsock_t *sock = zsock_new(ZMQ_DEALER);
-    cr_assert_not_null(sock);
-    zsock_set_linger(sock, 0);
-    zsock_set_identity(sock, routing_id);
-    cr_assert_eq(zsock_connect(sock, "%s", endpoint), 0);
-    return sock;
+    return connect_to(endpoint, routing_id);
 }
 
 static void
@@ -46,59 +42,6 @@ teardown(void)
 }
 
 TestSuite(broker, .init = setup, .fini = teardown, .timeout = 30);
-
-static void
-send_msg(zsock_t *sock, dpool_msg_t msg)
-{
-    cr_assert_eq(dpool_proto_send(sock, &msg, NULL), DPOOL_OK);
-}
-
-// Receives one message within timeout_ms and decodes it into *msg (caller resets it).
-static bool
-recv_msg(zsock_t *sock, dpool_msg_t *msg, int timeout_ms)
-{
-    zpoller_t *poller = zpoller_new(sock, NULL);
-    bool got = zpoller_wait(poller, timeout_ms) == sock;
-    zpoller_destroy(&poller);
-    if (!got)
-        return false;
-    zmsg_t *zmsg = zmsg_recv(sock);
-    const char *why = NULL;
-    memset(msg, 0, sizeof *msg);
-    cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, msg, &why), DPOOL_OK,
-                 "the broker sent a malformed message: %s", why);
-    return true;
-}
-
-// Receives the next message that is not a HEARTBEAT.
-static void
-expect(zsock_t *sock, dpool_cmd_t command, dpool_msg_t *msg, int timeout_ms)
-{
-    do {
-        cr_assert(recv_msg(sock, msg, timeout_ms), "no %s within %d ms",
-                  dpool_proto_command_name(command), timeout_ms);
-        if (msg->command == DPOOL_CMD_HEARTBEAT)
-            dpool_msg_reset(msg);
-    } while (msg->command == 0);
-    cr_assert_eq(msg->command, command, "expected %s, got %s", dpool_proto_command_name(command),
-                 dpool_proto_command_name(msg->command));
-}
-
-static zframe_t *
-payload_of(const char *json_like_string)
-{
-    // A msgpack array holding one string: enough to see payloads travel untouched.
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init(&buffer);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_str(&pk, strlen(json_like_string));
-    msgpack_pack_str_body(&pk, json_like_string, strlen(json_like_string));
-    zframe_t *frame = zframe_new(buffer.data, buffer.size);
-    msgpack_sbuffer_destroy(&buffer);
-    return frame;
-}
 
 static void
 register_worker(const char *const *functions, size_t count, uint32_t processes)
@@ -131,7 +74,7 @@ submit(uint32_t ref, uint64_t task_id, const char *function)
                                    .pool_ref = ref,
                                    .task_id = task_id,
                                    .name = (char *)function,
-                                   .payload = payload_of("argument")});
+                                   .payload = dpool_peer_payload_str("argument")});
 }
 
 Test(broker, routes_a_task_to_the_worker_and_its_output_and_result_back)
@@ -143,7 +86,7 @@ Test(broker, routes_a_task_to_the_worker_and_its_output_and_result_back)
     dpool_msg_t task;
     expect(worker, DPOOL_CMD_TASK, &task, 5000);
     cr_assert_str_eq(task.name, "f");
-    zframe_t *expected = payload_of("argument");
+    zframe_t *expected = dpool_peer_payload_str("argument");
     cr_assert(zframe_eq(task.payload, expected), "arguments changed on the way");
     zframe_destroy(&expected);
     send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_OUTPUT,
@@ -154,7 +97,7 @@ Test(broker, routes_a_task_to_the_worker_and_its_output_and_result_back)
     send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
                                    .task_id = task.task_id,
                                    .count = 1,
-                                   .payload = payload_of("result")});
+                                   .payload = dpool_peer_payload_str("result")});
     dpool_msg_t output, result;
     expect(client, DPOOL_CMD_OUTPUT, &output, 5000);
     cr_assert_eq(output.task_id, 77);
@@ -165,7 +108,7 @@ Test(broker, routes_a_task_to_the_worker_and_its_output_and_result_back)
     expect(client, DPOOL_CMD_RESULT, &result, 5000);
     cr_assert_eq(result.task_id, 77);
     cr_assert_eq(result.code, DPOOL_OK);
-    expected = payload_of("result");
+    expected = dpool_peer_payload_str("result");
     cr_assert(zframe_eq(result.payload, expected), "result changed on the way");
     zframe_destroy(&expected);
     dpool_msg_reset(&task);
@@ -195,7 +138,7 @@ Test(broker, sends_no_task_beyond_the_cap_or_the_credits)
     send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
                                    .task_id = first.task_id,
                                    .count = 1,
-                                   .payload = payload_of("r")});
+                                   .payload = dpool_peer_payload_str("r")});
     expect(worker, DPOOL_CMD_TASK, &extra, 5000);
     dpool_msg_reset(&first);
     dpool_msg_reset(&second);
@@ -413,7 +356,7 @@ Test(broker, a_task_lost_with_its_process_runs_again_when_the_pool_allows_a_retr
                                    .text = "worker process 1 on testhost killed by signal 9"});
     send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_CREDIT, .count = 1});
     expect(worker, DPOOL_CMD_TASK, &second, 5000);
-    zframe_t *expected = payload_of("argument");
+    zframe_t *expected = dpool_peer_payload_str("argument");
     cr_assert(zframe_eq(second.payload, expected), "the retry lost its arguments");
     zframe_destroy(&expected);
     // The second loss exhausts the one retry: the client hears of it.
@@ -445,7 +388,7 @@ Test(broker, a_retry_goes_before_the_tasks_queued_behind_it)
     send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_RESULT,
                                    .task_id = again.task_id,
                                    .count = 0,
-                                   .payload = payload_of("done")});
+                                   .payload = dpool_peer_payload_str("done")});
     dpool_msg_t result;
     expect(client, DPOOL_CMD_RESULT, &result, 5000);
     cr_assert_eq(result.task_id, 1, "task 2 overtook the retried task 1");
@@ -465,7 +408,7 @@ Test(broker, chunk_flag_reaches_the_worker_and_partial_results_reach_the_client)
                                    .task_id = 8,
                                    .name = "f",
                                    .flags = DPOOL_FLAG_CHUNK,
-                                   .payload = payload_of("items")});
+                                   .payload = dpool_peer_payload_str("items")});
     dpool_msg_t task, result;
     expect(worker, DPOOL_CMD_TASK, &task, 5000);
     cr_assert_eq(task.flags, DPOOL_FLAG_CHUNK);
@@ -474,7 +417,7 @@ Test(broker, chunk_flag_reaches_the_worker_and_partial_results_reach_the_client)
                                    .code = DPOOL_ERR_TASK_FAILED,
                                    .text = "item 1: no",
                                    .count = 1,
-                                   .payload = payload_of("first result")});
+                                   .payload = dpool_peer_payload_str("first result")});
     expect(client, DPOOL_CMD_RESULT, &result, 5000);
     cr_assert_eq(result.code, DPOOL_ERR_TASK_FAILED);
     cr_assert_not_null(result.payload, "the results before the failing item were dropped");
@@ -522,9 +465,7 @@ Test(broker, submissions_past_max_queued_fail_as_queue_full_and_lose_nothing)
     const char *args[] = {"--max-queued", "3", NULL};
     const char *small_endpoint = dpool_harness_start_broker(small, args);
     cr_assert_not_null(small_endpoint);
-    zsock_t *peer = zsock_new(ZMQ_DEALER);
-    zsock_set_linger(peer, 0);
-    cr_assert_eq(zsock_connect(peer, "%s", small_endpoint), 0);
+    zsock_t *peer = connect_to(small_endpoint, NULL);
     send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
     dpool_msg_t reply;
     expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
@@ -534,7 +475,7 @@ Test(broker, submissions_past_max_queued_fail_as_queue_full_and_lose_nothing)
                                      .pool_ref = 1,
                                      .task_id = id,
                                      .name = "f",
-                                     .payload = payload_of("a")});
+                                     .payload = dpool_peer_payload_str("a")});
     for (uint64_t id = 4; id <= 5; id++) {
         expect(peer, DPOOL_CMD_RESULT, &reply, 5000);
         cr_assert_eq(reply.task_id, id, "task %lu was refused instead of a later one",
@@ -609,9 +550,7 @@ Test(broker, a_submission_over_max_message_fails_as_too_big_and_is_counted)
     const char *args[] = {"--max-message", "4096", NULL};
     const char *small_endpoint = dpool_harness_start_broker(small, args);
     cr_assert_not_null(small_endpoint);
-    zsock_t *peer = zsock_new(ZMQ_DEALER);
-    zsock_set_linger(peer, 0);
-    cr_assert_eq(zsock_connect(peer, "%s", small_endpoint), 0);
+    zsock_t *peer = connect_to(small_endpoint, NULL);
     send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
     dpool_msg_t reply;
     expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
@@ -634,9 +573,7 @@ Test(broker, a_submission_over_max_message_fails_as_too_big_and_is_counted)
                                  .task_id = 6,
                                  .name = "f",
                                  .payload = payload_of_size(1 << 20)});
-    zsock_t *other = zsock_new(ZMQ_DEALER);
-    zsock_set_linger(other, 0);
-    cr_assert_eq(zsock_connect(other, "%s", small_endpoint), 0);
+    zsock_t *other = connect_to(small_endpoint, NULL);
     cr_assert_eq(status_figure(other, "oversized"), 1);
     zsock_destroy(&other);
     zsock_destroy(&peer);

@@ -10,6 +10,7 @@
 #include "dpool_codec.h"
 #include "dpool_harness.h"
 #include "dpool_proto.h"
+#include "peer_assert.h"
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -293,28 +294,7 @@ refused_by_decoder(zmsg_t *zmsg)
 static zsock_t *
 connect_peer(const char *routing_id)
 {
-    zsock_t *sock = zsock_new(ZMQ_DEALER);
-    cr_assert_not_null(sock);
-    zsock_set_linger(sock, 0);
-    zsock_set_identity(sock, routing_id);
-    cr_assert_eq(zsock_connect(sock, "%s", endpoint), 0);
-    return sock;
-}
-
-// Receives one message within timeout_ms into *msg (the caller resets it). Whatever the
-// broker sends, to anyone, must be well formed.
-static bool
-recv_msg(zsock_t *sock, dpool_msg_t *msg, int timeout_ms)
-{
-    zsock_set_rcvtimeo(sock, timeout_ms);
-    zmsg_t *zmsg = zmsg_recv(sock);
-    if (!zmsg)
-        return false;
-    const char *why = NULL;
-    memset(msg, 0, sizeof *msg);
-    cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, msg, &why), DPOOL_OK,
-                 "the broker sent a malformed message: %s", why);
-    return true;
+    return connect_to(endpoint, routing_id);
 }
 
 // Reads every reply already waiting; returns how many there were.
@@ -328,12 +308,6 @@ drain(zsock_t *sock)
         count++;
     }
     return count;
-}
-
-static void
-send_msg(zsock_t *sock, dpool_msg_t msg)
-{
-    cr_assert_eq(dpool_proto_send(sock, &msg, NULL), DPOOL_OK);
 }
 
 // A STATUS_REPLY's map, unpacked from its payload (which the map points into).

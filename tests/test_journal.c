@@ -4,6 +4,7 @@
 #include "dpool_harness.h"
 #include "dpool_journal.h"
 #include "dpool_proto.h"
+#include "peer_assert.h"
 
 #include <criterion/criterion.h>
 #include <dpool/errors.h>
@@ -189,42 +190,18 @@ Test(journal, compaction_keeps_the_file_near_its_live_content)
 
 // --- a real broker, killed and restarted on its journal ---
 
-static zsock_t *
-connect_as(const char *endpoint, const char *routing_id)
-{
-    zsock_t *sock = zsock_new(ZMQ_DEALER);
-    zsock_set_linger(sock, 0);
-    zsock_set_identity(sock, routing_id);
-    cr_assert_eq(zsock_connect(sock, "%s", endpoint), 0);
-    return sock;
-}
-
 static bool
 receive(zsock_t *sock, dpool_cmd_t command, dpool_msg_t *msg, int timeout_ms)
 {
-    zpoller_t *poller = zpoller_new(sock, NULL);
+    // Anything else, malformed messages included, is passed over until the deadline.
     int64_t deadline = zclock_mono() + timeout_ms;
-    bool got = false;
-    while (!got && zclock_mono() < deadline) {
-        if (zpoller_wait(poller, (int)(deadline - zclock_mono())) != sock)
-            continue;
-        zmsg_t *zmsg = zmsg_recv(sock);
-        const char *why = NULL;
-        memset(msg, 0, sizeof *msg);
-        if (dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK &&
+    while (zclock_mono() < deadline) {
+        if (dpool_peer_recv(sock, msg, (int)(deadline - zclock_mono()), NULL) == DPOOL_OK &&
             msg->command == command)
-            got = true;
-        else
-            dpool_msg_reset(msg);
+            return true;
+        dpool_msg_reset(msg);
     }
-    zpoller_destroy(&poller);
-    return got;
-}
-
-static void
-send_msg(zsock_t *sock, dpool_msg_t msg)
-{
-    cr_assert_eq(dpool_proto_send(sock, &msg, NULL), DPOOL_OK);
+    return false;
 }
 
 static zframe_t *
@@ -239,7 +216,7 @@ Test(journal, a_killed_broker_restarted_on_its_journal_runs_the_accepted_tasks)
     const char *args[] = {"--journal", dir, NULL};
     const char *endpoint = dpool_harness_start_broker(harness, args);
     cr_assert_not_null(endpoint);
-    zsock_t *client = connect_as(endpoint, "Cdurable");
+    zsock_t *client = connect_to(endpoint, "Cdurable");
     send_msg(client, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 2});
     dpool_msg_t msg;
     cr_assert(receive(client, DPOOL_CMD_POOL_OPENED, &msg, 5000));
@@ -263,7 +240,7 @@ Test(journal, a_killed_broker_restarted_on_its_journal_runs_the_accepted_tasks)
 
     endpoint = dpool_harness_start_broker(harness, args);
     cr_assert_not_null(endpoint, "the broker did not restart on its journal");
-    client = connect_as(endpoint, "Cdurable");
+    client = connect_to(endpoint, "Cdurable");
     // The client re-attaches and re-sends one task: it must still run only once.
     send_msg(client, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 2});
     cr_assert(receive(client, DPOOL_CMD_POOL_OPENED, &msg, 5000));
@@ -275,7 +252,7 @@ Test(journal, a_killed_broker_restarted_on_its_journal_runs_the_accepted_tasks)
                                    .task_id = 2,
                                    .name = "f",
                                    .payload = one_arg()});
-    zsock_t *worker = connect_as(endpoint, "Wjournal-worker");
+    zsock_t *worker = connect_to(endpoint, "Wjournal-worker");
     char *functions[] = {"f"};
     send_msg(worker, (dpool_msg_t){.command = DPOOL_CMD_WORKER_HELLO,
                                    .name = "jhost",

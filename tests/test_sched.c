@@ -1,9 +1,9 @@
 /*  Tests for dpool_sched, the broker's scheduler. It is pure (time is a parameter),
     so every test drives it directly: pools, hosts and credits are set up, and the
     sequence of dispatch results is checked against the rules of docs/PROTOCOL.md
-    ("Scheduling rules"). Task and host data are pointers to test-owned integers, so
-    a dispatch tells which task went to which host. */
-#include "dpool_sched.h"
+    ("Scheduling rules"). Hosts, credits and functions on offer: test_sched_hosts.c;
+    the fixture both share: sched_fixture.h. */
+#include "sched_fixture.h"
 
 #include <criterion/criterion.h>
 #ifdef __SANITIZE_ADDRESS__
@@ -12,113 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GRACE_MS 10000
-#define MAX_HOSTS 4
-#define MAX_VISITS 64
-
-static dpool_sched_t *sched;
-// Hosts a test adds go here so the teardown can remove those still registered.
-static dpool_sched_host_t *hosts[MAX_HOSTS];
-static int host_data[MAX_HOSTS];
-
-static void
-setup(void)
-{
-    sched = dpool_sched_new(GRACE_MS);
-    cr_assert_not_null(sched);
-    memset(hosts, 0, sizeof hosts);
-}
-
-static void
-teardown(void)
-{
-    for (int i = 0; i < MAX_HOSTS; i++)
-        dpool_sched_host_remove(sched, &hosts[i], NULL, NULL);
-    dpool_sched_destroy(&sched);
-    cr_assert_null(sched, "destroy must NULL the caller's pointer");
-}
-
 TestSuite(sched, .init = setup, .fini = teardown, .timeout = 10);
-
-// Tasks handed back by host_remove, expire, drain and foreach.
-typedef struct {
-    size_t count;
-    uint64_t ids[MAX_VISITS];
-    void *data[MAX_VISITS];
-} visits_t;
-
-static void
-s_collect(void *ctx, uint64_t task_id, void *task_data)
-{
-    visits_t *visits = ctx;
-    cr_assert_lt(visits->count, MAX_VISITS, "more tasks visited than the test made");
-    visits->ids[visits->count] = task_id;
-    visits->data[visits->count] = task_data;
-    visits->count++;
-}
-
-static bool
-s_visited(const visits_t *visits, uint64_t task_id, const void *task_data)
-{
-    for (size_t i = 0; i < visits->count; i++)
-        if (visits->ids[i] == task_id && visits->data[i] == task_data)
-            return true;
-    return false;
-}
-
-// Adds host `slot` offering one function (or none when function is NULL).
-static dpool_sched_host_t *
-s_add_host(int slot, uint32_t processes, const char *function)
-{
-    const char *functions[] = {function};
-    hosts[slot] =
-        dpool_sched_host_add(sched, &host_data[slot], processes, functions, function ? 1 : 0);
-    cr_assert_not_null(hosts[slot]);
-    return hosts[slot];
-}
-
-static uint64_t
-s_submit(dpool_sched_pool_t *pool, const char *function, void *data, int64_t now_ms)
-{
-    uint64_t task_id = 0;
-    cr_assert_eq(dpool_sched_submit(sched, pool, function, data, now_ms, &task_id), 0);
-    cr_assert_neq(task_id, 0, "id 0 never names a task");
-    return task_id;
-}
-
-typedef struct {
-    uint64_t task_id;
-    void *task_data;
-    void *host_data;
-} dispatch_t;
-
-static bool
-s_dispatch(int64_t now_ms, dispatch_t *out)
-{
-    dispatch_t ignored;
-    if (!out)
-        out = &ignored;
-    return dpool_sched_dispatch(sched, now_ms, &out->task_id, &out->task_data, &out->host_data);
-}
-
-// Dispatches until nothing can run; returns how many went.
-static size_t
-s_dispatch_all(int64_t now_ms)
-{
-    size_t count = 0;
-    while (s_dispatch(now_ms, NULL))
-        count++;
-    return count;
-}
-
-static dpool_sched_pool_stats_t
-s_stats(const dpool_sched_pool_t *pool)
-{
-    dpool_sched_pool_stats_t stats;
-    memset(&stats, 0xff, sizeof stats);
-    dpool_sched_pool_stats(sched, pool, &stats);
-    return stats;
-}
 
 static uint64_t
 s_random(uint64_t *state)
@@ -318,31 +212,6 @@ Test(sched, pool_with_long_queue_does_not_starve_a_later_pool)
     cr_assert_eq(s_stats(late).running, 1);
 }
 
-Test(sched, routes_each_task_to_a_host_offering_its_function)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
-    dpool_sched_host_t *host_f = s_add_host(0, 4, "f");
-    dpool_sched_host_t *host_g = s_add_host(1, 4, "g");
-    cr_assert_eq(dpool_sched_credit(sched, host_f, 4), 4);
-    cr_assert_eq(dpool_sched_credit(sched, host_g, 4), 4);
-    int f_tasks[3], g_tasks[3];
-    for (int i = 0; i < 3; i++) {
-        s_submit(pool, "f", &f_tasks[i], 0);
-        s_submit(pool, "g", &g_tasks[i], 0);
-    }
-    for (int i = 0; i < 6; i++) {
-        dispatch_t d;
-        cr_assert(s_dispatch(0, &d));
-        int *value = d.task_data;
-        bool is_f = value >= f_tasks && value < f_tasks + 3;
-        cr_assert_eq(d.host_data, is_f ? &host_data[0] : &host_data[1],
-                     "a task of %s went to the wrong host", is_f ? "f" : "g");
-    }
-    cr_assert_not(s_dispatch(0, NULL));
-    cr_assert_eq(dpool_sched_host_running(host_f), 3);
-    cr_assert_eq(dpool_sched_host_running(host_g), 3);
-}
-
 Test(sched, task_whose_function_nobody_offers_expires_after_grace)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
@@ -442,109 +311,6 @@ Test(sched, cap_zero_task_whose_last_host_left_still_expires)
     cr_assert(s_visited(&visits, id, &value), "the task never expires: next deadline %lld",
               (long long)dpool_sched_next_deadline(sched));
     cr_assert_eq(s_stats(pool).queued, 0);
-}
-
-Test(sched, dispatches_nothing_without_credit)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
-    dpool_sched_host_t *host = s_add_host(0, 4, "f");
-    int value = 0;
-    s_submit(pool, "f", &value, 0);
-    cr_assert_eq(dpool_sched_host_credits(host), 0, "a new host has no credit");
-    cr_assert_not(s_dispatch(0, NULL));
-    cr_assert_eq(s_stats(pool).queued, 1);
-}
-
-Test(sched, refuses_credits_beyond_the_process_count)
-{
-    dpool_sched_host_t *host = s_add_host(0, 4, "f");
-    cr_assert_eq(dpool_sched_credit(sched, host, 3), 3);
-    cr_assert_eq(dpool_sched_credit(sched, host, 5), 1, "only one process is left uncredited");
-    cr_assert_eq(dpool_sched_credit(sched, host, 1), 0);
-    cr_assert_eq(dpool_sched_host_credits(host), 4);
-    cr_assert_eq(dpool_sched_host_processes(host), 4);
-}
-
-// CREDIT says "this many more idle processes": a process running a task is not idle,
-// so a host whose processes are all busy can take no credit at all.
-Test(sched, refuses_credits_for_processes_that_are_running_tasks)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
-    dpool_sched_host_t *host = s_add_host(0, 2, "f");
-    int values[4];
-    for (int i = 0; i < 4; i++)
-        s_submit(pool, "f", &values[i], 0);
-    cr_assert_eq(dpool_sched_credit(sched, host, 2), 2);
-    cr_assert_eq(s_dispatch_all(0), 2);
-
-    cr_assert_eq(dpool_sched_credit(sched, host, 2), 0, "both processes are busy");
-    cr_assert_eq(s_dispatch_all(0), 0, "a 2-process host must never run more than 2 tasks");
-    cr_assert_leq(dpool_sched_host_running(host), 2);
-}
-
-Test(sched, one_credit_allows_one_dispatch)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
-    dpool_sched_host_t *host = s_add_host(0, 4, "f");
-    int values[4];
-    for (int i = 0; i < 4; i++)
-        s_submit(pool, "f", &values[i], 0);
-    for (int round = 0; round < 3; round++) {
-        cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
-        cr_assert_eq(s_dispatch_all(0), 1, "round %d", round);
-        cr_assert_eq(dpool_sched_host_credits(host), 0);
-    }
-    cr_assert_eq(dpool_sched_host_running(host), 3);
-}
-
-Test(sched, cap_zero_follows_the_cluster_process_count)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
-    dpool_sched_host_t *small = s_add_host(0, 2, "f");
-    dpool_sched_host_t *big = s_add_host(1, 3, "f");
-    cr_assert_eq(dpool_sched_total_processes(sched), 5);
-    int values[20];
-    for (int i = 0; i < 20; i++)
-        s_submit(pool, "f", &values[i], 0);
-    cr_assert_eq(dpool_sched_credit(sched, small, 2), 2);
-    cr_assert_eq(dpool_sched_credit(sched, big, 3), 3);
-    dpool_sched_pool_stats_t stats = s_stats(pool);
-    cr_assert_eq(stats.cap, 0);
-    cr_assert_eq(stats.effective_cap, 5);
-    cr_assert_eq(s_dispatch_all(0), 5);
-    cr_assert_eq(s_stats(pool).running, 5);
-
-    visits_t lost = {0};
-    dpool_sched_host_remove(sched, &hosts[1], s_collect, &lost);
-    cr_assert_eq(lost.count, 3, "the big host ran 3 tasks");
-    cr_assert_eq(dpool_sched_total_processes(sched), 2);
-    stats = s_stats(pool);
-    cr_assert_eq(stats.effective_cap, 2);
-    cr_assert_eq(stats.running, 2);
-    cr_assert_eq(s_dispatch_all(0), 0, "the cap of 2 is used up");
-
-    dpool_sched_host_t *extra = s_add_host(2, 4, "f");
-    cr_assert_eq(s_stats(pool).effective_cap, 6);
-    cr_assert_eq(dpool_sched_credit(sched, extra, 4), 4);
-    cr_assert_eq(s_dispatch_all(0), 4, "a new host raises the cap to 6");
-    cr_assert_eq(s_stats(pool).running, 6);
-}
-
-Test(sched, cap_zero_pool_waits_while_the_cluster_is_empty)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
-    // A host with no processes makes f known without adding capacity.
-    s_add_host(0, 0, "f");
-    int value = 0;
-    s_submit(pool, "f", &value, 0);
-    cr_assert_eq(s_stats(pool).effective_cap, 0);
-    cr_assert_not(s_dispatch(0, NULL));
-
-    dpool_sched_host_t *host = s_add_host(1, 1, "f");
-    cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
-    dispatch_t d;
-    cr_assert(s_dispatch(0, &d), "a host joining gives a cap-0 pool room");
-    cr_assert_eq(d.host_data, &host_data[1]);
 }
 
 Test(sched, complete_returns_the_task_data_once)
@@ -657,48 +423,6 @@ Test(sched, cancel_removes_a_task_waiting_for_its_function)
     cr_assert_eq(s_stats(pool).queued, 0);
     cr_assert_eq(dpool_sched_next_deadline(sched), -1);
     cr_assert_eq(dpool_sched_expire(sched, GRACE_MS, NULL, NULL), 0);
-}
-
-Test(sched, removing_a_host_hands_back_its_running_tasks_only)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 10);
-    dpool_sched_host_t *leaving = s_add_host(0, 2, "f");
-    dpool_sched_host_t *staying = s_add_host(1, 2, "f");
-    cr_assert_eq(dpool_sched_credit(sched, leaving, 2), 2);
-    cr_assert_eq(dpool_sched_credit(sched, staying, 2), 2);
-    int values[6];
-    for (int i = 0; i < 6; i++)
-        s_submit(pool, "f", &values[i], 0);
-    dispatch_t d[4];
-    for (int i = 0; i < 4; i++)
-        cr_assert(s_dispatch(0, &d[i]));
-
-    visits_t lost = {0};
-    dpool_sched_host_remove(sched, &hosts[0], s_collect, &lost);
-    cr_assert_null(hosts[0], "host_remove must NULL the caller's pointer");
-    cr_assert_eq(lost.count, 2);
-    for (int i = 0; i < 4; i++) {
-        bool on_leaving = d[i].host_data == &host_data[0];
-        cr_assert_eq(s_visited(&lost, d[i].task_id, d[i].task_data), on_leaving,
-                     "task %d: handed back iff it ran on the leaving host", i);
-        if (on_leaving)
-            cr_assert_null(dpool_sched_complete(sched, d[i].task_id, NULL, true));
-    }
-    dpool_sched_pool_stats_t stats = s_stats(pool);
-    cr_assert_eq(stats.running, 2);
-    cr_assert_eq(stats.failed, 2);
-    cr_assert_eq(stats.queued, 2);
-
-    // The other host carries on.
-    for (int i = 0; i < 4; i++)
-        if (d[i].host_data == &host_data[1]) {
-            cr_assert_not_null(dpool_sched_complete(sched, d[i].task_id, staying, true));
-            break;
-        }
-    cr_assert_eq(dpool_sched_credit(sched, staying, 1), 1);
-    dispatch_t next;
-    cr_assert(s_dispatch(0, &next));
-    cr_assert_eq(next.host_data, &host_data[1]);
 }
 
 Test(sched, oldest_task_waiting_for_its_function_holds_back_its_pool)
