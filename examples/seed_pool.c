@@ -33,10 +33,16 @@ main(void)
     if (!pool)
         return s_fail("cannot open the pool", &err);
     dpool_result_t *results[TASKS] = {0};
+    // Python's worker processes take long enough to start that its start line always
+    // comes first. Here a task can start and print within a millisecond, so stdout is
+    // held while the tasks are submitted: the library writes their output through the
+    // same FILE, so it waits the few microseconds until the start line is out.
+    flockfile(stdout);
     for (int i = 0; i < TASKS; i++)
         results[i] = dpool_apply_asyncf(pool, "demo.worker", "i", i);
     puts("----start----");
     fflush(stdout);
+    funlockfile(stdout);
     dpool_close(pool);
     dpool_join(pool);
     puts("-----end-----");
