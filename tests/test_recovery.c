@@ -9,19 +9,16 @@
 #define _GNU_SOURCE // usleep
 #include "dpool_harness.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dpool/dpool.h>
 #include <dpool_clock.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,20 +39,6 @@ teardown(void)
 }
 
 TestSuite(recovery, .init = setup, .fini = teardown, .timeout = 60);
-
-// A loopback port nobody listens on now: bound to port 0, read back, closed.
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t size = sizeof addr;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &size), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
 
 // Starts the broker on fixed_endpoint (the harness passes its own --bind first; the
 // last --bind counts). Retries a little: a port just freed may still be held briefly.
@@ -265,7 +248,9 @@ Test(recovery, a_vanished_client_loses_its_private_tasks_but_not_its_named_pool_
 
 Test(recovery, a_broker_restarted_without_journal_still_gives_every_result)
 {
-    snprintf(fixed_endpoint, sizeof fixed_endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    int port = dpool_harness_free_port();
+    cr_assert_gt(port, 0, "no free loopback port");
+    snprintf(fixed_endpoint, sizeof fixed_endpoint, "tcp://127.0.0.1:%d", port);
     s_start_fixed_broker();
     cr_assert_gt(dpool_harness_start_worker(harness, 2, NULL), 0);
     cr_assert(dpool_harness_wait_processes(harness, 2, 20));

@@ -8,17 +8,14 @@
 #define _GNU_SOURCE // usleep
 #include "dpool_harness.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dpool/dpool.h>
 #include <dpool_clock.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,20 +39,6 @@ teardown(void)
 }
 
 TestSuite(recovery_durable, .init = setup, .fini = teardown, .timeout = 90);
-
-// A loopback port nobody listens on now: bound to port 0, read back, closed.
-static int
-s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t size = sizeof addr;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &size), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
 
 // The broker on the fixed endpoint with its journal (the last --bind counts).
 static void
@@ -151,7 +134,9 @@ s_log_step(int64_t start, const char *what, int done)
 
 Test(recovery_durable, thousand_tasks_survive_two_broker_kills_and_a_worker_kill)
 {
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    int port = dpool_harness_free_port();
+    cr_assert_gt(port, 0, "no free loopback port");
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     snprintf(journal, sizeof journal, "%s/journal", dpool_harness_dir(harness));
     cr_assert_eq(mkdir(journal, 0700), 0);
     s_start_broker();

@@ -7,9 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 static dpool_harness_t *harness;
@@ -142,26 +139,15 @@ Test(seed, seed_apply_runs_the_tasks_strictly_one_after_another)
     free(err);
 }
 
-// A loopback port that was free a moment ago (bound, read, closed).
-static int
-closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t size = sizeof addr;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &size), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 Test(seed, seed_pool_without_a_broker_fails_with_one_line)
 {
     dpool_harness_t *lonely = dpool_harness_new();
     char *out = NULL, *err = NULL;
     // No broker is started: the endpoint is a loopback port nobody listens on.
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", closed_port());
+    int port = dpool_harness_free_port();
+    cr_assert_gt(port, 0, "no free loopback port");
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     setenv("DPOOL_BROKER", endpoint, 1);
     const char *argv[] = {"seed_pool", NULL};
     int status = dpool_harness_run(lonely, argv, NULL, 60, &out, &err);

@@ -19,6 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define S_MAX_PROCESSES 64
 
@@ -254,6 +257,22 @@ dpool_harness_wait_processes(dpool_harness_t *self, int processes, double timeou
     }
     zsock_destroy(&dealer);
     return reached;
+}
+
+int
+dpool_harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t size = sizeof addr;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &size) == 0)
+        port = ntohs(addr.sin_port);
+    close(fd);
+    return port;
 }
 
 pid_t

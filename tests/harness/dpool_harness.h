@@ -42,6 +42,11 @@ int dpool_harness_stop(dpool_harness_t *self, pid_t pid);
 // Returns false when pid is not ours.
 bool dpool_harness_signal(dpool_harness_t *self, pid_t pid, int signum);
 
+// A loopback TCP port that nobody listened on a moment ago (bound to port 0, read back,
+// closed): for a broker that must come back on the same endpoint, or for an endpoint
+// where nobody answers. Returns the port, or -1.
+int dpool_harness_free_port(void);
+
 // The pid of the broker last started, or 0.
 pid_t dpool_harness_broker_pid(const dpool_harness_t *self);
 
