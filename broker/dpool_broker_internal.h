@@ -153,6 +153,9 @@ void dpool_pools_release(dpool_broker_t *self, dpool_pool_t *pool);
 void dpool_pools_destroy_all(dpool_broker_t *self);
 
 // Client records (dpool_clients.c).
+// Writes the client's routing id as text into name: printable ids (up to name_size - 1
+// bytes) as they are, others as "(binary id of N bytes)". Returns true for the former.
+bool dpool_clients_name(const dpool_client_t *client, char *name, size_t name_size);
 // The client's table of task ids, built from its queued and running tasks the first
 // time it is needed. NULL on out-of-memory.
 zhashx_t *dpool_clients_task_ids(dpool_broker_t *self, dpool_client_t *client);

@@ -89,9 +89,8 @@ dpool_clients_release_if_idle(dpool_broker_t *self, dpool_client_t *client)
     s_client_free(client);
 }
 
-// Writes the client's routing id as text for the log: printable ids as they are.
-static void
-s_client_name(const dpool_client_t *client, char *name, size_t name_size)
+bool
+dpool_clients_name(const dpool_client_t *client, char *name, size_t name_size)
 {
     size_t size = zframe_size(client->routing_id);
     const char *bytes = (const char *)zframe_data(client->routing_id);
@@ -101,6 +100,7 @@ s_client_name(const dpool_client_t *client, char *name, size_t name_size)
     snprintf(name, name_size, "%.*s", printable ? (int)size : 0, bytes);
     if (!printable)
         snprintf(name, name_size, "(binary id of %zu bytes)", size);
+    return printable;
 }
 
 static void
@@ -212,7 +212,7 @@ static void
 s_vanish(dpool_broker_t *self, dpool_client_t *client, const char *how)
 {
     char name[80];
-    s_client_name(client, name, sizeof name);
+    dpool_clients_name(client, name, sizeof name);
     DPOOL_LOG_INFO("client %s %s: its private pools are terminated", name, how);
     client->heartbeats = false;
     while (client->ref_count > 0) {

@@ -56,14 +56,9 @@ s_pool_find_or_make(dpool_broker_t *self, dpool_client_t *client, const dpool_po
         return s_pool_new(self, spec->name, spec);
     }
     // Private pools are shown in status by their client's routing id and ref.
-    char label[DPOOL_PROTO_NAME_MAX + 32];
-    size_t size = zframe_size(client->routing_id);
-    const char *bytes = (const char *)zframe_data(client->routing_id);
-    bool printable = size > 0 && size <= DPOOL_PROTO_NAME_MAX;
-    for (size_t i = 0; printable && i < size; i++)
-        printable = bytes[i] > 0x20 && bytes[i] < 0x7f;
-    if (printable)
-        snprintf(label, sizeof label, "private:%.*s:%u", (int)size, bytes, spec->pool_ref);
+    char name[DPOOL_PROTO_NAME_MAX + 1], label[DPOOL_PROTO_NAME_MAX + 32];
+    if (dpool_clients_name(client, name, sizeof name))
+        snprintf(label, sizeof label, "private:%s:%u", name, spec->pool_ref);
     else
         snprintf(label, sizeof label, "private:%u", spec->pool_ref);
     return s_pool_new(self, label, spec);
