@@ -3,6 +3,7 @@
     the encoder and decoder cannot drift apart.
 
       t  task id         uint64
+      a  after           uint64: the task a chained TASK follows (0 = none)
       p  pool ref        uint32
       c  code            int32 (a dpool/errors.h code)
       n  count           uint32 (cap, credits, processes or stream)
@@ -45,7 +46,7 @@ static const s_command_schema_t s_schemas[] = {
     {DPOOL_CMD_ERROR, "cm", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_WORKER_HELLO, "sinf", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_CREDIT, "n", DPOOL_PAYLOAD_NONE},
-    {DPOOL_CMD_TASK, "ts|FT", DPOOL_PAYLOAD_REQUIRED},
+    {DPOOL_CMD_TASK, "ts|FTa", DPOOL_PAYLOAD_REQUIRED},
     {DPOOL_CMD_WORKER_RESULT, "tcmn", DPOOL_PAYLOAD_OPTIONAL},
     {DPOOL_CMD_WORKER_OUTPUT, "tnb", DPOOL_PAYLOAD_NONE},
     {DPOOL_CMD_KILL, "t", DPOOL_PAYLOAD_NONE},
@@ -99,6 +100,8 @@ s_pack_field(msgpack_packer *pk, char field, const dpool_msg_t *msg)
     switch (field) {
     case 't':
         return msgpack_pack_uint64(pk, msg->task_id), DPOOL_OK;
+    case 'a':
+        return msgpack_pack_uint64(pk, msg->after_id), DPOOL_OK;
     case 'p':
         return msgpack_pack_uint32(pk, msg->pool_ref), DPOOL_OK;
     case 'c':
@@ -275,6 +278,10 @@ s_decode_field(const msgpack_object *obj, char field, dpool_msg_t *msg, const ch
     case 't':
         if (!s_read_uint(obj, UINT64_MAX, &msg->task_id))
             return *why = "task id is not an unsigned integer", DPOOL_ERR_PROTO;
+        return DPOOL_OK;
+    case 'a':
+        if (!s_read_uint(obj, UINT64_MAX, &msg->after_id))
+            return *why = "after is not an unsigned integer", DPOOL_ERR_PROTO;
         return DPOOL_OK;
     case 'p':
     case 'n':

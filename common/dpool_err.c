@@ -42,6 +42,8 @@ dpool_strerror(int rc)
         return "result not ready";
     case DPOOL_ERR_QUEUE_FULL:
         return "queue full";
+    case DPOOL_ERR_UNCHAINED:
+        return "predecessor had ended; queued again";
     default:
         return "unknown error";
     }

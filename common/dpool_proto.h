@@ -61,6 +61,7 @@ typedef enum {
 typedef struct {
     dpool_cmd_t command;
     uint64_t task_id;
+    uint64_t after_id; // TASK: the task this one follows in the same process; 0 = any idle one
     uint32_t pool_ref;
     int32_t code;   // a dpool/errors.h code
     uint32_t count; // cap, credits, processes or stream, by command

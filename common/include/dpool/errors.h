@@ -30,6 +30,9 @@ typedef enum {
     DPOOL_ERR_STATE = -19,      // the call is not allowed in the pool's state (join before close)
     DPOOL_ERR_NOT_READY = -20,  // the result is not ready yet
     DPOOL_ERR_QUEUE_FULL = -21, // the broker's queue is full: retry later
+    // Between broker and worker daemon only: a chained TASK arrived after the task it
+    // was to follow had ended there; it did not run and the broker queues it again.
+    DPOOL_ERR_UNCHAINED = -22,
 } dpool_err_t;
 
 // Returns a static, never-NULL text for rc ("unknown error" for codes not listed).
