@@ -220,7 +220,8 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
         snprintf(why, why_size, "out of memory");
         goto fail;
     }
-    self->started_ms = self->now_ms = dpool_clock_ms();
+    self->now_us = dpool_clock_us();
+    self->started_ms = self->now_ms = self->now_us / 1000;
     self->epoch = s_random_epoch();
     if (config->curve_secret &&
         !(self->auth = dpool_auth_new(config->curve_secret, config->authorized, why, why_size)))
@@ -346,14 +347,14 @@ dpool_broker_retry_task(dpool_broker_t *self, dpool_task_t *task)
 static void
 s_dispatch(dpool_broker_t *self)
 {
-    uint64_t task_id;
-    void *task_data, *host_data;
-    while (dpool_sched_dispatch(self->sched, self->now_ms, &task_id, &task_data, &host_data)) {
-        dpool_task_t *task = task_data;
-        dpool_host_t *host = host_data;
+    dpool_sched_dispatch_t next;
+    while (dpool_sched_dispatch(self->sched, self->now_ms, self->now_us, &next)) {
+        dpool_task_t *task = next.task_data;
+        dpool_host_t *host = next.host_data;
         dpool_msg_t msg = {.command = DPOOL_CMD_TASK,
-                           .task_id = task_id,
-                           .name = (char *)dpool_sched_task_function(self->sched, task_id),
+                           .task_id = next.task_id,
+                           .after_id = next.after_id,
+                           .name = (char *)dpool_sched_task_function(self->sched, next.task_id),
                            .flags = task->flags,
                            .time_limit_ms = task->pool->time_limit_ms};
         task->attempts++;
@@ -531,7 +532,8 @@ dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
             DPOOL_LOG_ERROR("poll failed: %s", zmq_strerror(zmq_errno()));
             return -1;
         }
-        self->now_ms = dpool_clock_ms();
+        self->now_us = dpool_clock_us();
+        self->now_ms = self->now_us / 1000;
         if (self->config.reload_keys && *self->config.reload_keys) {
             *self->config.reload_keys = 0;
             s_reload_keys(self);

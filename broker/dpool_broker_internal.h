@@ -102,6 +102,7 @@ struct dpool_broker {
     int64_t started_ms;
     int64_t next_heartbeat_ms;
     int64_t now_ms; // read once per loop turn
+    int64_t now_us; // the same instant in microseconds (times tasks for chaining)
 };
 
 // Sends msg to the peer with this routing id, logging a failure. msg->payload moves.

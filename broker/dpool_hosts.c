@@ -98,8 +98,14 @@ nomem:
 static void
 s_on_result(dpool_broker_t *self, dpool_host_t *host, dpool_msg_t *msg)
 {
-    dpool_task_t *task =
-        dpool_sched_complete(self->sched, msg->task_id, host->sched_host, msg->code == DPOOL_OK);
+    if (msg->code == DPOOL_ERR_UNCHAINED) {
+        // It did not run: it goes back to the front of its pool (a stale id is ignored).
+        dpool_sched_unchained(self->sched, msg->task_id, host->sched_host);
+        dpool_sched_credit(self->sched, host->sched_host, msg->count);
+        return;
+    }
+    dpool_task_t *task = dpool_sched_complete(self->sched, msg->task_id, host->sched_host,
+                                              msg->code == DPOOL_OK, self->now_us);
     dpool_sched_credit(self->sched, host->sched_host, msg->count);
     if (!task)
         return; // terminated meanwhile: the client has its answer already

@@ -68,7 +68,7 @@ s_task_alloc(dpool_sched_t *self)
     task->index = index;
     task->generation = generation ? generation : 1; // id 0 never names a task
     dpool_list_init(&task->link);
-    dpool_list_init(&task->host_link);
+    dpool_list_init(&task->lease_link);
     self->task_count++;
     return task;
 }
@@ -176,6 +176,11 @@ dpool_sched_destroy(dpool_sched_t **self_p)
     while ((link = dpool_list_front(&self->hosts))) {
         dpool_list_remove(link);
         dpool_sched_host_t *host = DPOOL_CONTAINER_OF(link, dpool_sched_host_t, all_link);
+        dpool_link_t *lease_link;
+        while ((lease_link = dpool_list_front(&host->leases))) {
+            dpool_list_remove(lease_link);
+            free(DPOOL_CONTAINER_OF(lease_link, dpool_sched_lease_t, host_link));
+        }
         free(host->offers);
         free(host);
     }
@@ -198,26 +203,75 @@ s_has_room(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
     return pool->running_count < s_effective_cap(self, pool);
 }
 
-// Puts a pool into the ring when it has work and room and waits for nothing else.
+// How many tasks a lease of pool may hold: 1 (no chaining) until the pool has a
+// figure for its tasks' run time, then enough to cover DPOOL_SCHED_CHAIN_AHEAD_US.
+static uint32_t
+s_chain_depth(const dpool_sched_pool_t *pool)
+{
+    if (!pool->timed)
+        return 1;
+    double service = pool->service_us > 1.0 ? pool->service_us : 1.0;
+    double depth = 1.0 + DPOOL_SCHED_CHAIN_AHEAD_US / service;
+    return depth >= DPOOL_SCHED_CHAIN_MAX ? DPOOL_SCHED_CHAIN_MAX : (uint32_t)depth;
+}
+
+// The lease of pool that may take one more task now, or NULL. Chaining waits while
+// any pool waits for a free process: leases must end then, so that pool gets one.
+static dpool_sched_lease_t *
+s_chainable_lease(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
+{
+    dpool_link_t *link = dpool_list_front(&pool->leases);
+    if (!link || self->parked_pools > 0)
+        return NULL;
+    dpool_sched_lease_t *lease = DPOOL_CONTAINER_OF(link, dpool_sched_lease_t, pool_link);
+    return lease->length < s_chain_depth(pool) ? lease : NULL;
+}
+
+// Puts a pool into the ring when it has work, room (or a lease to chain onto) and
+// waits for nothing else.
 void
 dpool_sched_pool_refile(dpool_sched_t *self, dpool_sched_pool_t *pool)
 {
     if (pool->parked_on || dpool_list_linked(&pool->ring_link))
         return;
-    if (pool->queue_length > 0 && s_has_room(self, pool))
+    if (pool->queue_length > 0 && (s_has_room(self, pool) || s_chainable_lease(self, pool)))
         dpool_list_push_back(&self->ring, &pool->ring_link);
 }
 
-// A function got a free host, or lost its last one: its parked pools try again.
+void
+dpool_sched_unpark(dpool_sched_t *self, dpool_sched_pool_t *pool)
+{
+    if (!pool->parked_on)
+        return;
+    dpool_list_remove(&pool->ring_link);
+    pool->parked_on = NULL;
+    self->parked_pools--;
+}
+
+static void
+s_park(dpool_sched_t *self, dpool_sched_pool_t *pool, dpool_sched_function_t *function)
+{
+    dpool_list_remove(&pool->ring_link);
+    dpool_list_push_back(&function->parked, &pool->ring_link);
+    pool->parked_on = function;
+    self->parked_pools++;
+}
+
+// A function got a free host, or lost its last one: its parked pools try again, and
+// before the pools already in the ring: they waited, while a pool whose own task just
+// ended would otherwise take the process it freed again and again.
 void
 dpool_sched_function_wake(dpool_sched_t *self, dpool_sched_function_t *function)
 {
     dpool_link_t *link;
-    while ((link = dpool_list_front(&function->parked))) {
+    while ((link = function->parked.prev) != &function->parked) {
         dpool_sched_pool_t *pool = DPOOL_SCHED_POOL_OF(link, ring_link);
-        dpool_list_remove(link);
-        pool->parked_on = NULL;
+        dpool_sched_unpark(self, pool);
         dpool_sched_pool_refile(self, pool);
+        if (dpool_list_linked(&pool->ring_link)) {
+            dpool_list_remove(&pool->ring_link);
+            dpool_list_push_front(&self->ring, &pool->ring_link);
+        }
     }
 }
 
@@ -231,6 +285,7 @@ dpool_sched_pool_new(dpool_sched_t *self, uint32_t cap)
     dpool_list_init(&pool->ring_link);
     dpool_list_init(&pool->queue);
     dpool_list_init(&pool->running);
+    dpool_list_init(&pool->leases);
     dpool_list_push_back(&self->pools, &pool->all_link);
     return pool;
 }
@@ -279,10 +334,7 @@ dpool_sched_enqueue(dpool_sched_t *self, dpool_sched_task_t *task, bool at_front
     if (at_front) {
         dpool_list_push_front(&pool->queue, &task->link);
         // A new oldest task: whatever the pool waited for may no longer matter.
-        if (pool->parked_on) {
-            dpool_list_remove(&pool->ring_link);
-            pool->parked_on = NULL;
-        }
+        dpool_sched_unpark(self, pool);
     } else
         dpool_list_push_back(&pool->queue, &task->link);
     dpool_sched_pool_refile(self, pool);
@@ -328,34 +380,64 @@ dpool_sched_requeue(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *f
     return s_submit(self, pool, function, task_data, now_ms, true, task_id);
 }
 
-// Starts task on the host of offer. Keeps hosts in round-robin order per function.
+static bool
+s_host_offers(const dpool_sched_host_t *host, const dpool_sched_function_t *function)
+{
+    for (size_t i = 0; i < host->offer_count; i++)
+        if (host->offers[i].function == function)
+            return true;
+    return false;
+}
+
+// Moves the oldest queued task of its pool into lease, as the lease's newest task.
 static void
-s_start(dpool_sched_t *self, dpool_sched_task_t *task, dpool_sched_offer_t *offer)
+s_send(dpool_sched_task_t *task, dpool_sched_lease_t *lease, int64_t now_us)
 {
     dpool_sched_pool_t *pool = task->pool;
-    dpool_sched_host_t *host = offer->host;
     dpool_list_remove(&task->link);
     pool->queue_length--;
-    task->state = DPOOL_SCHED_RUNNING;
-    task->host = host;
+    task->state = lease->length == 0 ? DPOOL_SCHED_RUNNING : DPOOL_SCHED_CHAINED;
+    task->lease = lease;
+    task->sent_us = now_us;
     dpool_list_push_back(&pool->running, &task->link);
-    dpool_list_push_back(&host->running_tasks, &task->host_link);
+    dpool_list_push_back(&lease->chain, &task->lease_link);
+    lease->length++;
+    // The pool goes to the back of the ring, so pools with work take turns.
+    dpool_list_remove(&pool->ring_link);
+}
+
+// Starts task on the host of offer under a new lease, keeping hosts in round-robin
+// order per function. False when out of memory (nothing changed).
+static bool
+s_start(dpool_sched_task_t *task, dpool_sched_offer_t *offer, int64_t now_us)
+{
+    dpool_sched_lease_t *lease = calloc(1, sizeof *lease);
+    if (!lease)
+        return false;
+    dpool_sched_pool_t *pool = task->pool;
+    dpool_sched_host_t *host = offer->host;
+    lease->pool = pool;
+    lease->host = host;
+    lease->last_end_us = now_us;
+    dpool_list_init(&lease->chain);
+    dpool_list_push_front(&pool->leases, &lease->pool_link);
+    dpool_list_push_back(&host->leases, &lease->host_link);
     pool->running_count++;
     host->running++;
-    if (--host->credits == 0)
+    host->credits--;
+    if (!dpool_sched_host_usable(host))
         dpool_sched_host_withdraw(host);
     else {
         dpool_list_remove(&offer->link);
         dpool_list_push_back(&offer->function->free_offers, &offer->link);
     }
-    // The pool goes to the back of the ring, so pools with work take turns.
-    dpool_list_remove(&pool->ring_link);
-    dpool_sched_pool_refile(self, pool);
+    s_send(task, lease, now_us);
+    return true;
 }
 
 bool
-dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id, void **task_data,
-                     void **host_data)
+dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
+                     dpool_sched_dispatch_t *out)
 {
     dpool_link_t *link;
     while ((link = dpool_list_front(&self->ring))) {
@@ -373,37 +455,97 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id, voi
             s_make_orphan(self, task, now_ms);
             continue;
         }
-        if (!s_has_room(self, pool)) {
-            dpool_list_remove(link);
-            continue;
-        }
-        dpool_link_t *free_offer = dpool_list_front(&function->free_offers);
-        if (!free_offer) {
+        bool room = s_has_room(self, pool);
+        dpool_link_t *free_offer = room ? dpool_list_front(&function->free_offers) : NULL;
+        dpool_sched_lease_t *lease = free_offer ? NULL : s_chainable_lease(self, pool);
+        if (lease && !s_host_offers(lease->host, function))
+            lease = NULL;
+        if (free_offer) {
+            dpool_sched_offer_t *offer = DPOOL_CONTAINER_OF(free_offer, dpool_sched_offer_t, link);
+            if (!s_start(task, offer, now_us)) {
+                dpool_list_remove(link); // out of memory: the next completion tries again
+                continue;
+            }
+            out->after_id = 0;
+        } else if (lease) {
+            dpool_sched_task_t *tail = DPOOL_SCHED_TASK_OF(lease->chain.prev, lease_link);
+            out->after_id = dpool_sched_task_id_of(self, tail);
+            s_send(task, lease, now_us);
+            // Leases take turns too: the next chained task goes to another process.
+            dpool_list_remove(&lease->pool_link);
+            dpool_list_push_back(&pool->leases, &lease->pool_link);
+        } else if (room) {
             // FIFO: the oldest task waits for its function, and so does the pool.
+            s_park(self, pool, function);
+            continue;
+        } else {
             dpool_list_remove(link);
-            dpool_list_push_back(&function->parked, link);
-            pool->parked_on = function;
             continue;
         }
-        dpool_sched_offer_t *offer = DPOOL_CONTAINER_OF(free_offer, dpool_sched_offer_t, link);
-        *host_data = offer->host->data;
-        s_start(self, task, offer);
-        *task_id = dpool_sched_task_id_of(self, task);
-        *task_data = task->data;
+        dpool_sched_pool_refile(self, pool);
+        out->task_id = dpool_sched_task_id_of(self, task);
+        out->task_data = task->data;
+        out->host_data = task->lease->host->data;
         return true;
     }
     return false;
 }
 
-void *
-dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host,
-                     bool success)
+void
+dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task)
+{
+    dpool_sched_lease_t *lease = task->lease;
+    dpool_sched_pool_t *pool = task->pool;
+    dpool_list_remove(&task->link);
+    dpool_list_remove(&task->lease_link);
+    task->lease = NULL;
+    if (--lease->length > 0) {
+        dpool_sched_task_t *head = DPOOL_SCHED_TASK_OF(lease->chain.next, lease_link);
+        head->state = DPOOL_SCHED_RUNNING;
+        // It has room again: the next chained task comes here first.
+        dpool_list_remove(&lease->pool_link);
+        dpool_list_push_front(&pool->leases, &lease->pool_link);
+        return;
+    }
+    dpool_sched_host_t *host = lease->host;
+    bool was_usable = dpool_sched_host_usable(host);
+    dpool_list_remove(&lease->pool_link);
+    dpool_list_remove(&lease->host_link);
+    free(lease);
+    pool->running_count--;
+    host->running--;
+    if (!was_usable && dpool_sched_host_usable(host))
+        dpool_sched_host_offer(self, host);
+}
+
+static dpool_sched_task_t *
+s_dispatched_on(const dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host)
 {
     dpool_sched_task_t *task = s_task_lookup(self, task_id);
-    if (!task || task->state != DPOOL_SCHED_RUNNING || (from_host && task->host != from_host))
+    if (!task || (task->state != DPOOL_SCHED_RUNNING && task->state != DPOOL_SCHED_CHAINED))
+        return NULL;
+    return !from_host || task->lease->host == from_host ? task : NULL;
+}
+
+void *
+dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host,
+                     bool success, int64_t now_us)
+{
+    dpool_sched_task_t *task = s_dispatched_on(self, task_id, from_host);
+    if (!task)
         return NULL;
     dpool_sched_pool_t *pool = task->pool;
-    dpool_sched_unlink_running(task);
+    dpool_sched_lease_t *lease = task->lease;
+    if (now_us > 0 && task->state == DPOOL_SCHED_RUNNING) {
+        // Its run began when it was sent or when the one before it in its process
+        // ended, whichever came later.
+        int64_t began = task->sent_us > lease->last_end_us ? task->sent_us : lease->last_end_us;
+        double took = now_us > began ? (double)(now_us - began) : 0.0;
+        pool->service_us = pool->timed ? pool->service_us + (took - pool->service_us) / 8 : took;
+        pool->timed = true;
+        lease->last_end_us = now_us;
+    }
+    dpool_sched_unlink_dispatched(self, task);
     if (success)
         pool->done++;
     else
@@ -412,6 +554,34 @@ dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_ho
     dpool_sched_task_free(self, task);
     dpool_sched_pool_refile(self, pool);
     return data;
+}
+
+void
+dpool_sched_unchain_from(dpool_sched_t *self, dpool_sched_task_t *task)
+{
+    dpool_sched_lease_t *lease = task->lease;
+    dpool_sched_pool_t *pool = task->pool;
+    // Newest first, each at the front: they end up in their old order.
+    for (bool done = false; !done;) {
+        dpool_sched_task_t *last = DPOOL_SCHED_TASK_OF(lease->chain.prev, lease_link);
+        done = last == task;
+        dpool_sched_unlink_dispatched(self, last); // may free the lease: the last turn
+        // A new id: a late message about the one that was sent is then stale.
+        last->generation = last->generation + 1 ? last->generation + 1 : 1;
+        last->retry = true;
+        dpool_sched_enqueue(self, last, true);
+    }
+    dpool_sched_pool_refile(self, pool);
+}
+
+bool
+dpool_sched_unchained(dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host)
+{
+    dpool_sched_task_t *task = s_dispatched_on(self, task_id, from_host);
+    if (!task)
+        return false;
+    dpool_sched_unchain_from(self, task);
+    return true;
 }
 
 const char *
@@ -425,10 +595,8 @@ void *
 dpool_sched_task_data(const dpool_sched_t *self, uint64_t task_id,
                       const dpool_sched_host_t *from_host)
 {
-    const dpool_sched_task_t *task = s_task_lookup(self, task_id);
-    if (!task || task->state != DPOOL_SCHED_RUNNING || task->host != from_host)
-        return NULL;
-    return task->data;
+    const dpool_sched_task_t *task = from_host ? s_dispatched_on(self, task_id, from_host) : NULL;
+    return task ? task->data : NULL;
 }
 
 void *
@@ -439,16 +607,14 @@ dpool_sched_cancel(dpool_sched_t *self, uint64_t task_id, void **host_data)
     if (!task)
         return NULL;
     dpool_sched_pool_t *pool = task->pool;
-    if (task->state == DPOOL_SCHED_RUNNING) {
-        *host_data = task->host->data;
-        dpool_sched_unlink_running(task);
+    if (task->state == DPOOL_SCHED_RUNNING || task->state == DPOOL_SCHED_CHAINED) {
+        *host_data = task->lease->host->data;
+        dpool_sched_unlink_dispatched(self, task);
     } else {
         bool was_head = dpool_list_front(&pool->queue) == &task->link;
         dpool_list_remove(&task->link);
-        if (was_head && pool->parked_on) {
-            dpool_list_remove(&pool->ring_link);
-            pool->parked_on = NULL;
-        }
+        if (was_head)
+            dpool_sched_unpark(self, pool);
         if (task->state == DPOOL_SCHED_QUEUED)
             pool->queue_length--;
         else
@@ -460,6 +626,7 @@ dpool_sched_cancel(dpool_sched_t *self, uint64_t task_id, void **host_data)
     dpool_sched_pool_refile(self, pool);
     return data;
 }
+
 
 static void
 s_visit_list(dpool_sched_t *self, const dpool_link_t *head, const dpool_sched_pool_t *pool,
@@ -539,7 +706,8 @@ dpool_sched_host_running(const dpool_sched_host_t *host)
 uint32_t
 dpool_sched_host_credits(const dpool_sched_host_t *host)
 {
-    return host->credits;
+    uint32_t free_processes = host->processes - host->running;
+    return host->credits < free_processes ? host->credits : free_processes;
 }
 
 uint32_t

@@ -4,7 +4,14 @@
     It owns pools, worker hosts and task records, and decides which task runs next on
     which host:
       - a pool's tasks leave in FIFO order, at most `cap` running at once (cap 0 = the
-        cluster's current number of worker processes);
+        cluster's current number of worker processes): a pool holds at most `cap`
+        leases, a lease being one process from the dispatch of a task against a
+        credit until the last task sent to that process answered;
+      - chaining: when a pool's tasks are short (a moving average of their run time),
+        a lease is sent the pool's next tasks ahead, each to run after the one before
+        it in the same process (TASK's `after`), so that process does not idle for a
+        broker round trip between tasks; the cap still holds, as a lease runs one task
+        at a time. Chaining pauses while any pool waits for a free process;
       - pools with work and room take turns (a round-robin ring);
       - a task goes only to a host that offers its function and has a credit (one
         credit = one idle process); a task whose function no host offers waits in an
@@ -80,28 +87,47 @@ dpool_sched_host_t *dpool_sched_host_add(dpool_sched_t *self, void *host_data, u
                                          const char *const *functions, size_t function_count);
 
 // Removes a host. Every task running on it is handed to visit (the owner fails or
-// re-submits it) and then freed. O(functions + running tasks of the host).
+// re-submits it) and then freed; tasks chained behind them queue again at the front of
+// their pools. O(functions + tasks sent to the host).
 void dpool_sched_host_remove(dpool_sched_t *self, dpool_sched_host_t **host_p,
                              dpool_sched_visit_fn *visit, void *ctx);
 
-// Adds credits (idle processes) to host. Credits beyond its process count are ignored
-// (a confused or hostile peer cannot make the broker over-dispatch). Returns the
-// number of credits accepted.
+// Adds credits (idle processes) to host. Credits beyond its process count are ignored,
+// and a new lease needs a credit and a process no lease holds (a confused or hostile
+// peer cannot make the broker over-dispatch). Returns the number of credits accepted.
 uint32_t dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint32_t credits);
 
-// Picks the next dispatch: a task whose pool is under its cap, for a host with a
-// credit that offers the function. Marks it running and consumes the credit. Returns
-// true with the task's id, its data and the host's data; false when nothing can run
-// now. Call it until it returns false after anything that may free capacity.
-bool dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, uint64_t *task_id, void **task_data,
-                          void **host_data);
+// What dpool_sched_dispatch picked.
+typedef struct {
+    uint64_t task_id;
+    uint64_t after_id; // 0: a new lease (a credit was used); else the task it follows
+    void *task_data;
+    void *host_data;
+} dpool_sched_dispatch_t;
 
-// Ends a running task (its result arrived). success feeds the pool's counters.
-// Returns the task's data, or NULL when task_id is unknown, stale or not running
-// (the owner drops the late message). from_host, when not NULL, must be the host the
-// task ran on, or NULL is returned: a host cannot finish another host's task.
+// Picks the next dispatch: the oldest task of a pool that is under its cap, for a
+// host with a credit that offers the function (a new lease, using the credit), or for
+// a lease of the pool that may take one more (chained). Returns true and fills *out;
+// false when nothing can be sent now. Call it until it returns false after anything
+// that may free capacity. now_us times the tasks (it is what chaining goes by).
+bool dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
+                          dpool_sched_dispatch_t *out);
+
+// Ends a dispatched task (its result arrived); the next task of its lease, if any,
+// is the running one now. success feeds the pool's counters; now_us (0 = unknown)
+// its run-time average. Returns the task's data, or NULL when task_id is unknown,
+// stale or not dispatched (the owner drops the late message). from_host, when not
+// NULL, must be the host the task was sent to, or NULL is returned: a host cannot
+// finish another host's task.
 void *dpool_sched_complete(dpool_sched_t *self, uint64_t task_id,
-                           const dpool_sched_host_t *from_host, bool success);
+                           const dpool_sched_host_t *from_host, bool success, int64_t now_us);
+
+// A chained task that its host did not run (the task before it had ended when it
+// arrived: DPOOL_ERR_UNCHAINED): it and the tasks chained after it go back to the
+// front of their pool, in order, under new ids. False when task_id is unknown, stale
+// or not sent to from_host.
+bool dpool_sched_unchained(dpool_sched_t *self, uint64_t task_id,
+                           const dpool_sched_host_t *from_host);
 
 // The function name of a queued or running task (borrowed, valid while the task is),
 // or NULL when task_id is unknown or stale.

@@ -58,7 +58,7 @@ dpool_sched_host_add(dpool_sched_t *self, void *host_data, uint32_t processes,
     }
     host->data = host_data;
     host->processes = processes;
-    dpool_list_init(&host->running_tasks);
+    dpool_list_init(&host->leases);
     dpool_list_push_back(&self->hosts, &host->all_link);
     for (size_t i = 0; i < function_count; i++) {
         dpool_sched_function_t *function = dpool_sched_function_get(self, functions[i]);
@@ -89,33 +89,41 @@ dpool_sched_host_withdraw(dpool_sched_host_t *host)
         dpool_list_remove(&host->offers[i].link);
 }
 
-uint32_t
-dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint32_t credits)
+bool
+dpool_sched_host_usable(const dpool_sched_host_t *host)
 {
-    uint32_t busy = host->credits + host->running;
-    uint32_t room = host->processes > busy ? host->processes - busy : 0;
-    uint32_t accepted = credits < room ? credits : room;
-    if (accepted == 0)
-        return 0;
-    bool was_empty = host->credits == 0;
-    host->credits += accepted;
-    if (!was_empty)
-        return accepted;
+    return host->credits > 0 && host->running < host->processes;
+}
+
+void
+dpool_sched_host_offer(dpool_sched_t *self, dpool_sched_host_t *host)
+{
     for (size_t i = 0; i < host->offer_count; i++) {
         dpool_sched_offer_t *offer = &host->offers[i];
         dpool_list_push_back(&offer->function->free_offers, &offer->link);
         dpool_sched_function_wake(self, offer->function);
     }
-    return accepted;
 }
 
-void
-dpool_sched_unlink_running(dpool_sched_task_t *task)
+/*  Credits are counted as the daemon grants them and spends them (one per TASK that
+    is not chained), up to the host's process count: that keeps both sides' counts
+    equal. A credit may arrive while every process is held by a lease (a replacement
+    process reported idle before the chained task meant for it arrived; the daemon
+    then refuses that task and the lease ends), so a new lease needs a credit *and* a
+    process no lease holds: the host never runs more leases than processes, whatever
+    a daemon claims. */
+uint32_t
+dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint32_t credits)
 {
-    dpool_list_remove(&task->link);
-    dpool_list_remove(&task->host_link);
-    task->pool->running_count--;
-    task->host->running--;
+    uint32_t room = host->processes - host->credits;
+    uint32_t accepted = credits < room ? credits : room;
+    if (accepted == 0)
+        return 0;
+    bool was_usable = dpool_sched_host_usable(host);
+    host->credits += accepted;
+    if (!was_usable && dpool_sched_host_usable(host))
+        dpool_sched_host_offer(self, host);
+    return accepted;
 }
 
 void
@@ -126,12 +134,17 @@ dpool_sched_host_remove(dpool_sched_t *self, dpool_sched_host_t **host_p,
     if (!host)
         return;
     *host_p = NULL;
+    host->credits = 0; // so that no lease ending here offers it again
     dpool_sched_host_withdraw(host);
     dpool_link_t *link;
-    while ((link = dpool_list_front(&host->running_tasks))) {
-        dpool_sched_task_t *task = DPOOL_SCHED_TASK_OF(link, host_link);
+    while ((link = dpool_list_front(&host->leases))) {
+        dpool_sched_lease_t *lease = DPOOL_CONTAINER_OF(link, dpool_sched_lease_t, host_link);
+        dpool_sched_task_t *task = DPOOL_SCHED_TASK_OF(lease->chain.next, lease_link);
+        // Tasks chained behind the running one never started: they queue again, in order.
+        if (lease->length > 1)
+            dpool_sched_unchain_from(self, DPOOL_SCHED_TASK_OF(task->lease_link.next, lease_link));
         dpool_sched_pool_t *pool = task->pool;
-        dpool_sched_unlink_running(task);
+        dpool_sched_unlink_dispatched(self, task);
         pool->failed++;
         if (visit)
             visit(ctx, dpool_sched_task_id_of(self, task), task->data);

@@ -15,23 +15,36 @@
 #define DPOOL_SCHED_CHUNK_SIZE (1u << DPOOL_SCHED_CHUNK_BITS)
 #define DPOOL_SCHED_NO_TASK UINT32_MAX
 
+// Chaining: a lease sends its pool's next tasks ahead to the process it holds for
+// up to about this much expected work, so the process does not idle for a broker
+// round trip between short tasks ...
+#define DPOOL_SCHED_CHAIN_AHEAD_US 2000
+// ... and never more than this many tasks at once (the daemon's queue, and the
+// latency a newly arriving pool waits for the process, stay small).
+#define DPOOL_SCHED_CHAIN_MAX 64
+
 typedef enum {
     DPOOL_SCHED_FREE = 0,
     DPOOL_SCHED_QUEUED,
     DPOOL_SCHED_ORPHAN,
-    DPOOL_SCHED_RUNNING
+    DPOOL_SCHED_RUNNING, // the head of its lease: the process runs it
+    DPOOL_SCHED_CHAINED  // sent to its lease's process, to run after the one before it
 } dpool_sched_state_t;
 
 typedef struct dpool_sched_function dpool_sched_function_t;
+typedef struct dpool_sched_lease dpool_sched_lease_t;
 
 typedef struct {
-    dpool_link_t link;      // pool queue, orphan queue or pool running list
-    dpool_link_t host_link; // host's running list while running
+    dpool_link_t link;       // pool queue, orphan queue or pool's dispatched list
+    dpool_link_t lease_link; // its lease's chain while dispatched
     dpool_sched_pool_t *pool;
     dpool_sched_function_t *function;
-    dpool_sched_host_t *host;
+    dpool_sched_lease_t *lease; // while dispatched
     void *data;
-    int64_t deadline;
+    union {
+        int64_t deadline; // an orphan: when its grace ends (ms)
+        int64_t sent_us;  // dispatched: when it was sent (us)
+    };
     uint32_t generation;
     uint32_t index; // fixed slot number, part of the id
     uint32_t next_free;
@@ -53,14 +66,29 @@ typedef struct {
     dpool_sched_function_t *function;
 } dpool_sched_offer_t;
 
+/*  A lease: one process of a host, held by one pool from the dispatch of a task
+    against a credit until the last task sent to that process has answered. The
+    pool's cap counts leases, so it holds exactly: a lease's tasks run one after the
+    other in its process (the worker daemon starts a chained task when the one before
+    it ends), never side by side. */
+struct dpool_sched_lease {
+    dpool_link_t pool_link; // pool->leases; ones that just made room come first
+    dpool_link_t host_link; // host->leases
+    dpool_link_t chain;     // its tasks, the running one first
+    dpool_sched_pool_t *pool;
+    dpool_sched_host_t *host;
+    uint32_t length;
+    int64_t last_end_us; // when its previous task answered (or the lease began)
+};
+
 struct dpool_sched_host {
     void *data;
     uint32_t processes;
-    uint32_t credits;
-    uint32_t running;
+    uint32_t credits; // as the daemon granted them, at most processes
+    uint32_t running; // leases
     dpool_sched_offer_t *offers;
     size_t offer_count;
-    dpool_link_t running_tasks;
+    dpool_link_t leases;
     dpool_link_t all_link;
 };
 
@@ -68,12 +96,15 @@ struct dpool_sched_pool {
     dpool_link_t ring_link; // in the ring or in parked_on->parked
     dpool_link_t all_link;  // in every-pool list
     dpool_link_t queue;
-    dpool_link_t running;
+    dpool_link_t running; // every dispatched task (running or chained)
+    dpool_link_t leases;
     dpool_sched_function_t *parked_on;
     uint32_t cap;
     size_t queue_length;
     size_t orphans;
-    size_t running_count;
+    size_t running_count; // leases: processes the pool holds, what its cap counts
+    double service_us;    // moving average of its tasks' run time, as the broker sees it
+    bool timed;           // service_us has a figure
     uint64_t done;
     uint64_t failed;
 };
@@ -86,6 +117,7 @@ struct dpool_sched {
     dpool_link_t orphans;
     dpool_link_t hosts;
     uint32_t total_processes;
+    size_t parked_pools; // while any pool waits for a free process, no lease chains
     dpool_sched_task_t **chunks;
     size_t chunk_count;
     uint32_t free_head;
@@ -106,10 +138,20 @@ void dpool_sched_function_wake(dpool_sched_t *self, dpool_sched_function_t *func
 // Puts a pool into the ring when it has work and room and waits for nothing else.
 void dpool_sched_pool_refile(dpool_sched_t *self, dpool_sched_pool_t *pool);
 void dpool_sched_enqueue(dpool_sched_t *self, dpool_sched_task_t *task, bool at_front);
+// Takes a pool out of its function's parked list (it waits no more).
+void dpool_sched_unpark(dpool_sched_t *self, dpool_sched_pool_t *pool);
+// Queues task and every task chained after it in its lease at the front of their
+// pool, in order and under new ids (messages about the old ones are then stale), and
+// ends the lease when nothing is left in it.
+void dpool_sched_unchain_from(dpool_sched_t *self, dpool_sched_task_t *task);
+// Takes a dispatched task out of its lease; ends the lease when it was the last one.
+void dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task);
 // dpool_sched_hosts.c:
-// Takes the host's offers out of every function's free list (it has no credit left).
+// A host can start a new lease: it has a credit and a process no lease holds.
+bool dpool_sched_host_usable(const dpool_sched_host_t *host);
+// Takes the host's offers out of every function's free list (it has no usable credit).
 void dpool_sched_host_withdraw(dpool_sched_host_t *host);
-// Unlinks a running task from its pool's and host's running lists.
-void dpool_sched_unlink_running(dpool_sched_task_t *task);
+// Puts the host's offers back when it became usable (and wakes parked pools).
+void dpool_sched_host_offer(dpool_sched_t *self, dpool_sched_host_t *host);
 
 #endif

@@ -45,7 +45,7 @@ Test(sched, dispatches_exactly_cap_tasks_and_one_more_per_completion)
     cr_assert_eq(stats.effective_cap, 3);
     cr_assert_eq(dpool_sched_host_credits(host), 5, "only 3 credits were used");
 
-    cr_assert_eq(dpool_sched_complete(sched, first[1].task_id, host, true), first[1].task_data);
+    cr_assert_eq(dpool_sched_complete(sched, first[1].task_id, host, true, 0), first[1].task_data);
     cr_assert(s_dispatch(0, NULL), "a completion frees one slot");
     cr_assert_not(s_dispatch(0, NULL), "and only one");
     cr_assert_eq(s_stats(pool).running, 3);
@@ -110,7 +110,7 @@ Test(sched, running_count_never_exceeds_cap_over_random_interleaving)
             sim_running_t done = running[i];
             running[i] = running[--running_count];
             cr_assert_not_null(
-                dpool_sched_complete(sched, done.task_id, hosts[done.host], (r >> 20) & 1));
+                dpool_sched_complete(sched, done.task_id, hosts[done.host], (r >> 20) & 1, 0));
             owed[done.host]++;
             completed++;
             break;
@@ -202,7 +202,7 @@ Test(sched, pool_with_long_queue_does_not_starve_a_later_pool)
     s_submit(late, "f", &late_value, 1);
     // Both processes free up: with two pools taking turns, one of them runs the late task.
     for (int i = 0; i < 2; i++)
-        cr_assert_not_null(dpool_sched_complete(sched, running[i].task_id, host, true));
+        cr_assert_not_null(dpool_sched_complete(sched, running[i].task_id, host, true, 0));
     cr_assert_eq(dpool_sched_credit(sched, host, 2), 2);
     dispatch_t next[2];
     cr_assert(s_dispatch(2, &next[0]));
@@ -239,7 +239,7 @@ Test(sched, task_whose_function_nobody_offers_expires_after_grace)
     cr_assert_eq(stats.failed, 1);
     cr_assert_eq(dpool_sched_next_deadline(sched), -1);
     cr_assert_eq(dpool_sched_task_count(sched), 0);
-    cr_assert_null(dpool_sched_complete(sched, id, NULL, true), "an expired id is stale");
+    cr_assert_null(dpool_sched_complete(sched, id, NULL, true, 0), "an expired id is stale");
 }
 
 Test(sched, next_deadline_is_the_oldest_waiting_task)
@@ -323,9 +323,9 @@ Test(sched, complete_returns_the_task_data_once)
     uint64_t bad_id = s_submit(pool, "f", &bad_value, 0);
     cr_assert_eq(s_dispatch_all(0), 2);
 
-    cr_assert_eq(dpool_sched_complete(sched, ok_id, host, true), &ok_value);
-    cr_assert_null(dpool_sched_complete(sched, ok_id, host, true), "second complete");
-    cr_assert_eq(dpool_sched_complete(sched, bad_id, NULL, false), &bad_value);
+    cr_assert_eq(dpool_sched_complete(sched, ok_id, host, true, 0), &ok_value);
+    cr_assert_null(dpool_sched_complete(sched, ok_id, host, true, 0), "second complete");
+    cr_assert_eq(dpool_sched_complete(sched, bad_id, NULL, false, 0), &bad_value);
 
     dpool_sched_pool_stats_t stats = s_stats(pool);
     cr_assert_eq(stats.done, 1);
@@ -343,20 +343,20 @@ Test(sched, complete_ignores_stale_and_unknown_ids)
     uint64_t old_id = s_submit(pool, "f", &old_value, 0);
     cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
     cr_assert_eq(s_dispatch_all(0), 1);
-    cr_assert_not_null(dpool_sched_complete(sched, old_id, host, true));
+    cr_assert_not_null(dpool_sched_complete(sched, old_id, host, true, 0));
 
     // The freed slot is reused: the new task must not answer to the old id.
     uint64_t new_id = s_submit(pool, "f", &new_value, 0);
     cr_assert_neq(new_id, old_id);
     cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
     cr_assert_eq(s_dispatch_all(0), 1);
-    cr_assert_null(dpool_sched_complete(sched, old_id, host, true), "stale id");
-    cr_assert_null(dpool_sched_complete(sched, 0, NULL, true), "id 0");
-    cr_assert_null(dpool_sched_complete(sched, UINT64_MAX, NULL, true), "slot never made");
-    cr_assert_null(dpool_sched_complete(sched, new_id ^ (1ull << 40), NULL, true),
+    cr_assert_null(dpool_sched_complete(sched, old_id, host, true, 0), "stale id");
+    cr_assert_null(dpool_sched_complete(sched, 0, NULL, true, 0), "id 0");
+    cr_assert_null(dpool_sched_complete(sched, UINT64_MAX, NULL, true, 0), "slot never made");
+    cr_assert_null(dpool_sched_complete(sched, new_id ^ (1ull << 40), NULL, true, 0),
                    "right slot, wrong generation");
     cr_assert_eq(s_stats(pool).running, 1, "the new task is still running");
-    cr_assert_eq(dpool_sched_complete(sched, new_id, host, true), &new_value);
+    cr_assert_eq(dpool_sched_complete(sched, new_id, host, true, 0), &new_value);
 }
 
 Test(sched, complete_refuses_a_task_from_another_host_or_not_running)
@@ -370,13 +370,13 @@ Test(sched, complete_refuses_a_task_from_another_host_or_not_running)
     cr_assert_eq(dpool_sched_credit(sched, runner, 1), 1);
     cr_assert_eq(s_dispatch_all(0), 1);
 
-    cr_assert_null(dpool_sched_complete(sched, running_id, other, true), "wrong host");
-    cr_assert_null(dpool_sched_complete(sched, queued_id, runner, true), "queued, not running");
+    cr_assert_null(dpool_sched_complete(sched, running_id, other, true, 0), "wrong host");
+    cr_assert_null(dpool_sched_complete(sched, queued_id, runner, true, 0), "queued, not running");
     dpool_sched_pool_stats_t stats = s_stats(pool);
     cr_assert_eq(stats.running, 1);
     cr_assert_eq(stats.queued, 1);
     cr_assert_eq(stats.done + stats.failed, 0, "refused completions count nothing");
-    cr_assert_eq(dpool_sched_complete(sched, running_id, runner, true), &running_value);
+    cr_assert_eq(dpool_sched_complete(sched, running_id, runner, true, 0), &running_value);
 }
 
 Test(sched, cancel_removes_a_queued_task)
@@ -408,7 +408,7 @@ Test(sched, cancel_of_a_running_task_names_its_host)
     cr_assert_eq(task_host, &host_data[0]);
     cr_assert_eq(s_stats(pool).running, 0);
     cr_assert_eq(dpool_sched_host_running(host), 0);
-    cr_assert_null(dpool_sched_complete(sched, id, host, true), "a late result is ignored");
+    cr_assert_null(dpool_sched_complete(sched, id, host, true, 0), "a late result is ignored");
     cr_assert_eq(s_stats(pool).done, 0);
 }
 
@@ -440,7 +440,7 @@ Test(sched, oldest_task_waiting_for_its_function_holds_back_its_pool)
 
     cr_assert_not(s_dispatch(0, NULL), "the g task must not overtake the older f task");
 
-    cr_assert_not_null(dpool_sched_complete(sched, first_id, host_f, true));
+    cr_assert_not_null(dpool_sched_complete(sched, first_id, host_f, true, 0));
     cr_assert_eq(dpool_sched_credit(sched, host_f, 1), 1);
     dispatch_t d;
     cr_assert(s_dispatch(0, &d));
@@ -572,7 +572,7 @@ Test(sched, hundred_thousand_tasks_reuse_task_records)
         }
         cr_assert_gt(running_count, 0, "nothing runs after %zu completions", completed);
         for (size_t i = 0; i < running_count; i++)
-            cr_assert_eq(dpool_sched_complete(sched, running[i], host, true), &value);
+            cr_assert_eq(dpool_sched_complete(sched, running[i], host, true, 0), &value);
         cr_assert_eq(dpool_sched_credit(sched, host, (uint32_t)running_count), running_count);
         completed += running_count;
         running_count = 0;

@@ -57,7 +57,7 @@ Test(sched_hosts, refuses_credits_beyond_the_process_count)
 
 // CREDIT says "this many more idle processes": a process running a task is not idle,
 // so a host whose processes are all busy can take no credit at all.
-Test(sched_hosts, refuses_credits_for_processes_that_are_running_tasks)
+Test(sched_hosts, credits_for_processes_that_are_running_tasks_start_nothing)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     dpool_sched_host_t *host = s_add_host(0, 2, "f");
@@ -67,7 +67,9 @@ Test(sched_hosts, refuses_credits_for_processes_that_are_running_tasks)
     cr_assert_eq(dpool_sched_credit(sched, host, 2), 2);
     cr_assert_eq(s_dispatch_all(0), 2);
 
-    cr_assert_eq(dpool_sched_credit(sched, host, 2), 0, "both processes are busy");
+    // Counted (the daemon counts them as given) but unusable while both are held.
+    cr_assert_eq(dpool_sched_credit(sched, host, 3), 2, "at most one credit per process");
+    cr_assert_eq(dpool_sched_host_credits(host), 0, "no process is free");
     cr_assert_eq(s_dispatch_all(0), 0, "a 2-process host must never run more than 2 tasks");
     cr_assert_leq(dpool_sched_host_running(host), 2);
 }
@@ -160,7 +162,7 @@ Test(sched_hosts, removing_a_host_hands_back_its_running_tasks_only)
         cr_assert_eq(s_visited(&lost, d[i].task_id, d[i].task_data), on_leaving,
                      "task %d: handed back iff it ran on the leaving host", i);
         if (on_leaving)
-            cr_assert_null(dpool_sched_complete(sched, d[i].task_id, NULL, true));
+            cr_assert_null(dpool_sched_complete(sched, d[i].task_id, NULL, true, 0));
     }
     dpool_sched_pool_stats_t stats = s_stats(pool);
     cr_assert_eq(stats.running, 2);
@@ -170,7 +172,7 @@ Test(sched_hosts, removing_a_host_hands_back_its_running_tasks_only)
     // The other host carries on.
     for (int i = 0; i < 4; i++)
         if (d[i].host_data == &host_data[1]) {
-            cr_assert_not_null(dpool_sched_complete(sched, d[i].task_id, staying, true));
+            cr_assert_not_null(dpool_sched_complete(sched, d[i].task_id, staying, true, 0));
             break;
         }
     cr_assert_eq(dpool_sched_credit(sched, staying, 1), 1);
