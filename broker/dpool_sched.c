@@ -435,6 +435,15 @@ s_start(dpool_sched_task_t *task, dpool_sched_offer_t *offer, int64_t now_us)
     return true;
 }
 
+// The running task of lease began long enough ago to be no short task.
+static bool
+s_overdue(const dpool_sched_lease_t *lease, int64_t now_us)
+{
+    const dpool_sched_task_t *head = DPOOL_SCHED_TASK_OF(lease->chain.next, lease_link);
+    int64_t began = head->sent_us > lease->last_end_us ? head->sent_us : lease->last_end_us;
+    return now_us - began > DPOOL_SCHED_CHAIN_OVERDUE_US;
+}
+
 bool
 dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
                      dpool_sched_dispatch_t *out)
@@ -458,7 +467,7 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
         bool room = s_has_room(self, pool);
         dpool_link_t *free_offer = room ? dpool_list_front(&function->free_offers) : NULL;
         dpool_sched_lease_t *lease = free_offer ? NULL : s_chainable_lease(self, pool);
-        if (lease && !s_host_offers(lease->host, function))
+        if (lease && (!s_host_offers(lease->host, function) || s_overdue(lease, now_us)))
             lease = NULL;
         if (free_offer) {
             dpool_sched_offer_t *offer = DPOOL_CONTAINER_OF(free_offer, dpool_sched_offer_t, link);
@@ -538,11 +547,15 @@ dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_ho
     dpool_sched_lease_t *lease = task->lease;
     if (now_us > 0 && task->state == DPOOL_SCHED_RUNNING) {
         // Its run began when it was sent or when the one before it in its process
-        // ended, whichever came later.
+        // ended, whichever came later. Failures say little about how long tasks run
+        // (a crash or a missing function ends one at once).
         int64_t began = task->sent_us > lease->last_end_us ? task->sent_us : lease->last_end_us;
         double took = now_us > began ? (double)(now_us - began) : 0.0;
-        pool->service_us = pool->timed ? pool->service_us + (took - pool->service_us) / 8 : took;
-        pool->timed = true;
+        if (success) {
+            pool->service_us =
+                pool->timed ? pool->service_us + (took - pool->service_us) / 8 : took;
+            pool->timed = true;
+        }
         lease->last_end_us = now_us;
     }
     dpool_sched_unlink_dispatched(self, task);

@@ -22,6 +22,9 @@
 // ... and never more than this many tasks at once (the daemon's queue, and the
 // latency a newly arriving pool waits for the process, stay small).
 #define DPOOL_SCHED_CHAIN_MAX 64
+// A lease whose running task has run this long takes no more: the average said short,
+// this one is not, and what is chained behind it waits.
+#define DPOOL_SCHED_CHAIN_OVERDUE_US 10000
 
 typedef enum {
     DPOOL_SCHED_FREE = 0,

@@ -341,6 +341,7 @@ Test(proto, strerror_gives_distinct_text_for_each_code)
         DPOOL_ERR_STATE,
         DPOOL_ERR_NOT_READY,
         DPOOL_ERR_QUEUE_FULL,
+        DPOOL_ERR_UNCHAINED,
     };
     const size_t count = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < count; i++) {
@@ -352,7 +353,7 @@ Test(proto, strerror_gives_distinct_text_for_each_code)
             cr_assert_str_neq(text, dpool_strerror(codes[j]), "codes %d and %d share a text",
                               codes[i], codes[j]);
     }
-    static const int unknown[] = {1, -6, -9, -22, 100, INT_MIN, INT_MAX};
+    static const int unknown[] = {1, -6, -9, -23, 100, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         cr_assert_str_eq(dpool_strerror(unknown[i]), "unknown error", "code %d", unknown[i]);
 }

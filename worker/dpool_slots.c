@@ -10,7 +10,17 @@
 
     Initializer failures. A process whose initializer fails says so on its channel
     (or dies before READY) and is replaced with the usual back-off; after
-    DPOOL_WORKER_INIT_FAILURES_MAX in a row, the daemon stops with self->error. */
+    DPOOL_WORKER_INIT_FAILURES_MAX in a row, the daemon stops with self->error.
+
+    Chains. A chained job is bound to the slot whose newest task it follows, and
+    waits in that slot's queue: it may run only where its predecessor ran, after it,
+    because the broker spent no credit on it and counts it in its predecessor's place.
+    So a free process serves its own queue before `pending` (whose jobs hold credits
+    any process may serve), and is idle only when both are empty. A process that dies
+    takes only its running task with it: the queue stays with the slot and runs on the
+    replacement, which then brings no CREDIT, since the queue's last result returns
+    the credit the chain's head took. Its result goes out before its successor starts,
+    so the broker always hears a task end before it hears of the next one. */
 #include "dpool_worker_internal.h"
 
 #include "dpool_clock.h"
@@ -58,6 +68,18 @@ s_drain_output(dpool_worker_t *self, dpool_slot_t *slot)
     dpool_slots_read_output(self, slot, DPOOL_STREAM_STDERR, true);
 }
 
+// After every change of slot's running task or queue: a TASK chained after a task
+// that has ended must not find it (its result may be on the wire to the broker).
+static void
+s_refresh_tail(dpool_slot_t *slot)
+{
+    const dpool_job_t *last = zlist_tail(slot->queue);
+    if (last)
+        slot->tail_id = last->task_id;
+    else
+        slot->tail_id = slot->state == DPOOL_SLOT_BUSY ? slot->task_id : 0;
+}
+
 void
 dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
 {
@@ -90,6 +112,7 @@ s_bury(dpool_worker_t *self, dpool_slot_t *slot, bool restart_now)
     dpool_proc_destroy(&slot->proc);
     slot->state = DPOOL_SLOT_EMPTY;
     slot->deadline = 0;
+    s_refresh_tail(slot);
 }
 
 // One more new process whose initializer failed, for why (borrowed): logged, and
@@ -136,14 +159,30 @@ s_on_init_failed(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, 
     s_bury(self, slot, false);
 }
 
-// The process in slot is free: it takes the oldest pending task, or counts as idle.
+// The next job for the free process in slot, owned by the caller, or NULL. Its own
+// queue first: those jobs may run nowhere else.
+static dpool_job_t *
+s_next_job(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    dpool_job_t *job = zlist_pop(slot->queue);
+    return job ? job : zlist_pop(self->pending);
+}
+
+static void
+s_become_idle(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    slot->state = DPOOL_SLOT_IDLE;
+    self->idle++;
+    s_refresh_tail(slot);
+}
+
+// The process in slot is free: it takes its next job, or counts as idle.
 static void
 s_on_idle(dpool_worker_t *self, dpool_slot_t *slot)
 {
-    dpool_job_t *job = zlist_pop(self->pending);
+    dpool_job_t *job = s_next_job(self, slot);
     if (!job) {
-        slot->state = DPOOL_SLOT_IDLE;
-        self->idle++;
+        s_become_idle(self, slot);
         return;
     }
     dpool_slots_start(self, slot, job);
@@ -162,6 +201,7 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
     // The limit counts from here, not from the TASK's arrival: a task that waited in
     // pending for a process has not run yet.
     slot->deadline = job->time_limit_ms ? dpool_clock_ms() + job->time_limit_ms : 0;
+    s_refresh_tail(slot);
     int rc = dpool_channel_send_task(dpool_proc_channel(slot->proc),
                                      (job->flags & DPOOL_FLAG_CHUNK) != 0, job->function,
                                      zframe_data(job->args), zframe_size(job->args));
@@ -195,13 +235,21 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
     uint64_t task_id = slot->task_id;
     slot->deadline = 0;
     unsigned max = self->runner.max_tasks;
-    if (max && ++slot->tasks_done >= max)
-        slot->state = DPOOL_SLOT_RETIRING; // it exits by itself; its replacement brings the credit
-    else
-        s_on_idle(self, slot);
+    dpool_job_t *next = NULL;
+    if (max && ++slot->tasks_done >= max) {
+        // It exits by itself; its replacement brings the credit or runs the queue.
+        slot->state = DPOOL_SLOT_RETIRING;
+        s_refresh_tail(slot);
+    } else if (!(next = s_next_job(self, slot))) {
+        s_become_idle(self, slot);
+    }
+    // A process that goes on to another job earns no credit.
     unsigned credits = slot->state == DPOOL_SLOT_IDLE ? dpool_tasks_take_credits(self) : 0;
     dpool_tasks_send_result(self, task_id, code, message, &payload, credits);
     free(message);
+    if (next) // after the result: a job refused at once (-13) must not overtake it
+        dpool_slots_start(self, slot, next);
+    dpool_tasks_job_destroy(&next);
 }
 
 // Handles one frame; false when the slot was emptied.
@@ -252,7 +300,8 @@ dpool_slots_kill(dpool_worker_t *self, dpool_slot_t *slot)
 {
     char why[512];
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
-    s_bury(self, slot, true); // its replacement's CREDIT stands for it
+    // Its replacement's CREDIT stands for it, or, when a chain waits, the chain's last result.
+    s_bury(self, slot, true);
 }
 
 // "0.3", "1", "2.25": seconds with up to 3 decimals, no trailing zeros.
@@ -283,7 +332,8 @@ dpool_slots_time_out(dpool_worker_t *self, dpool_slot_t *slot)
     dpool_tasks_send_result(self, slot->task_id, DPOOL_ERR_TASK_TIMEOUT,
                             message ? message : "task ran past its time limit", NULL, 0);
     zstr_free(&message);
-    s_bury(self, slot, true); // its replacement's CREDIT stands for it
+    // Its replacement's CREDIT stands for it, or, when a chain waits, the chain's last result.
+    s_bury(self, slot, true);
 }
 
 dpool_slot_t *
@@ -302,4 +352,63 @@ dpool_slots_find_idle(dpool_worker_t *self)
         if (self->slots[i].state == DPOOL_SLOT_IDLE)
             return &self->slots[i];
     return NULL;
+}
+
+dpool_slot_t *
+dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id)
+{
+    for (unsigned i = 0; i < self->processes; i++)
+        if (task_id && self->slots[i].tail_id == task_id)
+            return &self->slots[i];
+    return NULL;
+}
+
+int
+dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p)
+{
+    int rc = DPOOL_OK;
+    if (zlist_size(slot->queue) >= DPOOL_WORKER_QUEUE_MAX)
+        rc = DPOOL_ERR_QUEUE_FULL;
+    else if (zlist_append(slot->queue, *job_p) != 0)
+        rc = DPOOL_ERR_NOMEM;
+    if (rc != DPOOL_OK) {
+        dpool_tasks_job_destroy(job_p);
+        return rc;
+    }
+    *job_p = NULL;
+    s_refresh_tail(slot);
+    return DPOOL_OK;
+}
+
+// Frees the job of task_id if slot's queue holds it; returns whether it did.
+static bool
+s_drop_from(dpool_slot_t *slot, uint64_t task_id)
+{
+    for (dpool_job_t *job = zlist_first(slot->queue); job; job = zlist_next(slot->queue)) {
+        if (job->task_id == task_id) {
+            zlist_remove(slot->queue, job);
+            dpool_tasks_job_destroy(&job);
+            s_refresh_tail(slot); // a chain may go on after the job before it
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
+{
+    for (unsigned i = 0; i < self->processes; i++)
+        if (s_drop_from(&self->slots[i], task_id))
+            return true;
+    return false;
+}
+
+void
+dpool_slots_clear_queue(dpool_slot_t *slot)
+{
+    for (dpool_job_t *job = slot->queue ? zlist_pop(slot->queue) : NULL; job;
+         job = zlist_pop(slot->queue))
+        dpool_tasks_job_destroy(&job);
+    slot->tail_id = 0;
 }

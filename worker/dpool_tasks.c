@@ -13,10 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-// TASKs held while no process is idle. The broker sends a TASK only against a
-// credit, so more than a handful means a confused broker.
-#define S_PENDING_MAX 1024
-
 unsigned
 dpool_tasks_take_credits(dpool_worker_t *self)
 {
@@ -76,18 +72,61 @@ dpool_tasks_job_destroy(dpool_job_t **job_p)
     *job_p = NULL;
 }
 
+// The job of msg, whose function name and arguments move into it; NULL when memory
+// runs out (msg keeps them then).
+static dpool_job_t *
+s_take_job(dpool_msg_t *msg)
+{
+    dpool_job_t *job = malloc(sizeof *job);
+    if (!job)
+        return NULL;
+    *job = (dpool_job_t){msg->task_id, msg->name, msg->payload, msg->flags, msg->time_limit_ms};
+    msg->name = NULL;
+    msg->payload = NULL;
+    return job;
+}
+
+// A TASK with `after`: queued behind that task in its slot, or refused with -22 when
+// it is no task's successor here any more. It took no credit, so none is owed back
+// beyond what the daemon owes anyway.
+static void
+s_chain(dpool_worker_t *self, dpool_msg_t *msg)
+{
+    dpool_slot_t *slot = dpool_slots_find_tail(self, msg->after_id);
+    if (!slot) {
+        char *why = zsys_sprintf("task %" PRIu64 " had ended on this host", msg->after_id);
+        DPOOL_LOG_DEBUG("task %" PRIu64 " not chained: %s", msg->task_id, why ? why : "");
+        dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_UNCHAINED,
+                                why ? why : "the task it follows had ended on this host", NULL,
+                                dpool_tasks_take_credits(self));
+        zstr_free(&why);
+        return;
+    }
+    dpool_job_t *job = s_take_job(msg);
+    int rc = job ? dpool_slots_chain(slot, &job) : DPOOL_ERR_NOMEM;
+    if (rc != DPOOL_OK)
+        dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
+                                "worker daemon holds too many tasks chained to one process", NULL,
+                                dpool_tasks_take_credits(self));
+}
+
 static void
 s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
 {
-    if (self->granted == 0)
+    // A chained TASK rides on its predecessor's process, not on a credit.
+    if (msg->after_id == 0 && self->granted == 0)
         DPOOL_LOG_WARN("task %" PRIu64 " arrived without a credit", msg->task_id);
-    else
+    else if (msg->after_id == 0)
         self->granted--;
     if (!dpool_functions_lookup(self->functions, msg->name)) {
         char *why = zsys_sprintf("no function \"%s\" on worker host %s", msg->name, self->host);
         dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_NO_FUNCTION, why, NULL,
                                 dpool_tasks_take_credits(self));
         zstr_free(&why);
+        return;
+    }
+    if (msg->after_id) {
+        s_chain(self, msg);
         return;
     }
     dpool_job_t job = {msg->task_id, msg->name, msg->payload, msg->flags, msg->time_limit_ms};
@@ -97,16 +136,12 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
         dpool_slots_start(self, slot, &job);
         return;
     }
-    dpool_job_t *kept = malloc(sizeof *kept);
-    if (!kept || zlist_size(self->pending) >= S_PENDING_MAX || zlist_append(self->pending, kept)) {
-        free(kept);
+    dpool_job_t *kept = zlist_size(self->pending) < DPOOL_WORKER_QUEUE_MAX ? s_take_job(msg) : NULL;
+    if (!kept || zlist_append(self->pending, kept)) {
+        dpool_tasks_job_destroy(&kept);
         dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
                                 "worker daemon has no idle process for this task", NULL, 0);
-        return;
     }
-    *kept = job;
-    msg->name = NULL; // moved into the pending job
-    msg->payload = NULL;
 }
 
 static void
@@ -124,6 +159,9 @@ s_on_kill(dpool_worker_t *self, dpool_msg_t *msg)
             return;
         }
     }
+    // A queued successor is dropped without a result: its slot's queue goes on.
+    if (dpool_slots_drop_queued(self, msg->task_id))
+        return;
     DPOOL_LOG_DEBUG("KILL for task %" PRIu64 ", which runs here no more", msg->task_id);
 }
 

@@ -135,14 +135,27 @@ s_connect(dpool_worker_t *self)
     return DPOOL_OK;
 }
 
+// Stops every process; the tasks queued behind them are dropped too (the broker
+// fails what it had sent here when the daemon leaves).
 static void
 s_stop_processes(dpool_worker_t *self)
 {
     for (unsigned i = 0; i < self->processes; i++) {
         dpool_proc_destroy(&self->slots[i].proc);
         self->slots[i].state = DPOOL_SLOT_EMPTY;
+        dpool_slots_clear_queue(&self->slots[i]);
     }
     self->idle = 0;
+}
+
+// Gives every slot its chain queue; false when memory runs out.
+static bool
+s_new_queues(dpool_worker_t *self)
+{
+    for (unsigned i = 0; i < self->processes; i++)
+        if (!(self->slots[i].queue = zlist_new()))
+            return false;
+    return true;
 }
 
 int
@@ -239,8 +252,8 @@ dpool_worker_new(const dpool_worker_config_t *config, char *error, size_t error_
     self->initializer = config->initializer ? strdup(config->initializer) : NULL;
     self->pending = zlist_new();
     self->buffer = malloc(DPOOL_WORKER_OUTPUT_CHUNK);
-    if (!self->endpoint || !self->functions || !self->slots || !self->pending || !self->buffer ||
-        (config->initializer && !self->initializer) ||
+    if (!self->endpoint || !self->functions || !self->slots || !s_new_queues(self) ||
+        !self->pending || !self->buffer || (config->initializer && !self->initializer) ||
         dpool_builtins_register(self->functions) != DPOOL_OK)
         goto nomem;
     for (size_t i = 0; i < config->module_count; i++)
@@ -275,6 +288,8 @@ dpool_worker_destroy(dpool_worker_t **self_p)
     dpool_worker_t *self = *self_p;
     if (self->slots)
         s_stop_processes(self);
+    for (unsigned i = 0; self->slots && i < self->processes; i++)
+        zlist_destroy(&self->slots[i].queue);
     for (dpool_job_t *job = self->pending ? zlist_pop(self->pending) : NULL; job;
          job = zlist_pop(self->pending))
         dpool_tasks_job_destroy(&job);

@@ -9,7 +9,16 @@
     idle > granted: with a result (credits = 1), or with CREDIT at the end of a loop
     turn, which batches the hello's credits. A process that dies while idle leaves
     granted > idle, so its replacement earns no second credit; a TASK that arrives
-    for it meanwhile waits in `pending` for the first process to become idle. */
+    for it meanwhile waits in `pending` for the first process to become idle.
+
+    Chained TASKs (`after` set) take no credit: the broker sends one ahead to a busy
+    process, bound to the task it follows there, so the process goes from one to the
+    next without a round trip. It never runs beside its predecessor, only in its
+    place, so the tasks running on a host never outnumber the credits the broker
+    spent, and a pool's cap stays exact. The process that moves on to a successor is
+    not idle, so that result carries no credit: the credit comes back with the last
+    result of the chain, which outlives a death of its process (the replacement runs
+    the rest and is not idle, so earns no CREDIT of its own). */
 #ifndef DPOOL_WORKER_INTERNAL_H
 #define DPOOL_WORKER_INTERNAL_H
 
@@ -40,7 +49,13 @@ typedef enum {
     DPOOL_SLOT_RETIRING, // ran its last task (maxtasksperchild) and is exiting
 } dpool_slot_state_t;
 
-// A TASK as the broker sent it, kept while no process is idle.
+// Jobs one queue may hold: `pending`, or one slot's chain. The broker sends a TASK
+// only against a credit and chains only a bounded prefetch, so more than a handful
+// means a confused broker; beyond this many the TASK is answered -21.
+#define DPOOL_WORKER_QUEUE_MAX 1024
+
+// A TASK as the broker sent it, kept until a process takes it: in `pending`, or in
+// the queue of the slot it was chained to.
 typedef struct {
     uint64_t task_id;
     char *function; // owned
@@ -60,6 +75,12 @@ typedef struct {
     int64_t spawned_at;
     int64_t spawn_at; // when EMPTY: when to start the replacement
     int64_t restart_delay;
+    // Chained jobs (dpool_job_t, oldest first) that run in this slot and nowhere
+    // else; kept across the deaths of its processes.
+    zlist_t *queue;
+    // The newest task bound to the slot, the last queued or else the one running;
+    // 0 = none. A chained TASK's `after` is looked up here, without walking queues.
+    uint64_t tail_id;
 } dpool_slot_t;
 
 struct dpool_worker_t {
@@ -131,6 +152,22 @@ void dpool_slots_time_out(dpool_worker_t *self, dpool_slot_t *slot);
 
 // The BUSY slot running task_id, or NULL.
 dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
+
+// The slot whose newest task (the last queued, else the one running) is task_id,
+// whatever its state, or NULL: where a TASK chained after task_id goes.
+dpool_slot_t *dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id);
+
+// Appends *job_p to the queue of slot, to run there after its current tail; the job
+// (owned) moves to the slot on success and is freed on failure. Returns DPOOL_OK,
+// DPOOL_ERR_QUEUE_FULL (DPOOL_WORKER_QUEUE_MAX jobs wait there) or DPOOL_ERR_NOMEM.
+int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
+
+// KILL of a queued chained task: frees the job waiting for task_id in a slot's queue;
+// nothing is sent. Returns false when no queue holds it.
+bool dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id);
+
+// Frees every job queued in slot (the daemon is stopping); the slot keeps its list.
+void dpool_slots_clear_queue(dpool_slot_t *slot);
 
 // The first IDLE slot, or NULL.
 dpool_slot_t *dpool_slots_find_idle(dpool_worker_t *self);

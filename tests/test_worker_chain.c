@@ -1,0 +1,311 @@
+/*  dpool-worker end to end, chained TASKs: a TASK with `after` runs in the process of
+    the task it follows, right after it, without a credit; it is refused with -22 when
+    that task had ended; KILL drops it from its queue; a crash or time limit of the
+    task before it leaves it to the replacement process. The test plays the broker
+    (test_worker_play.h); the daemon is stopped by its pid in .fini. */
+#include "test_worker_play.h"
+
+#include <stdint.h>
+
+TestSuite(worker_chain, .fini = teardown, .timeout = 120);
+
+// Arguments, msgpack: [0], [1], [2], [30] (seconds for example.initialized or sleep),
+// [], and example.print's ["bb", 2], ["ccc", 3], ["never", 1].
+static const char S_ZERO[] = "\x91\x00";
+static const char S_ONE[] = "\x91\x01";
+static const char S_TWO[] = "\x91\x02";
+static const char S_THIRTY[] = "\x91\x1e";
+static const char S_NONE[] = "\x90";
+static const char S_PRINT_BB[] = "\x92\xa2"
+                                 "bb\x02";
+static const char S_PRINT_CCC[] = "\x92\xa3"
+                                  "ccc\x03";
+static const char S_PRINT_NEVER[] = "\x92\xa5"
+                                    "never\x01";
+#define S_SIZE(args) (sizeof(args) - 1)
+
+// Sends TASK [task_id, function, 0, time_limit_ms, after] + args. Spends no credit
+// of the test broker's: a chained TASK takes none.
+static void
+s_send_chained(uint64_t task_id, uint64_t after, const char *function, const void *args,
+               size_t args_size, uint32_t time_limit_ms)
+{
+    dpool_msg_t msg = {.command = DPOOL_CMD_TASK,
+                       .task_id = task_id,
+                       .after_id = after,
+                       .name = (char *)function,
+                       .time_limit_ms = time_limit_ms,
+                       .payload = zframe_new(args, args_size)};
+    cr_assert_eq(dpool_proto_send(s_router, &msg, s_peer), DPOOL_OK);
+}
+
+static void
+s_send_kill(uint64_t task_id)
+{
+    dpool_msg_t msg = {.command = DPOOL_CMD_KILL, .task_id = task_id};
+    cr_assert_eq(dpool_proto_send(s_router, &msg, s_peer), DPOOL_OK);
+}
+
+// Waits for the successful result of an example.initialized task_id carrying credits;
+// returns the pid of the process that ran it.
+static uint64_t
+s_expect_pid(uint64_t task_id, unsigned credits)
+{
+    dpool_msg_t msg = {0};
+    msgpack_unpacked result;
+    msgpack_unpacked_init(&result);
+    s_expect_result(task_id, &msg, &result, 10000);
+    cr_assert_eq(msg.code, DPOOL_OK, "task %llu: code %d, %s", (unsigned long long)task_id,
+                 msg.code, msg.text ? msg.text : "");
+    cr_assert_eq(msg.count, credits, "task %llu returned %u credits, not %u",
+                 (unsigned long long)task_id, (unsigned)msg.count, credits);
+    cr_assert_eq(result.data.type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq(result.data.via.array.size, 2);
+    uint64_t pid = result.data.via.array.ptr[1].via.u64;
+    cr_assert_gt(pid, 0);
+    msgpack_unpacked_destroy(&result);
+    dpool_msg_reset(&msg);
+    return pid;
+}
+
+// Waits for -22 for task_id, chained after `after`: no payload, no credit.
+static void
+s_expect_unchained(uint64_t task_id, uint64_t after)
+{
+    dpool_msg_t msg = {0};
+    s_expect_result(task_id, &msg, NULL, 5000);
+    cr_assert_eq(msg.code, DPOOL_ERR_UNCHAINED, "code %d: %s", msg.code, msg.text ? msg.text : "");
+    char text[64];
+    snprintf(text, sizeof text, "task %llu had ended on this host", (unsigned long long)after);
+    cr_assert_str_eq(msg.text, text);
+    cr_assert_eq(msg.count, 0, "a chained TASK took no credit, so its refusal returns none");
+    dpool_msg_reset(&msg);
+}
+
+// Nothing but heartbeats for ms milliseconds: no stray result, output or CREDIT.
+static void
+s_expect_quiet(int ms)
+{
+    dpool_msg_t msg = {0};
+    bool got = s_recv(&msg, ms);
+    cr_assert_not(got, "unexpected %s (task %llu, count %u)", dpool_proto_command_name(msg.command),
+                  (unsigned long long)msg.task_id, (unsigned)msg.count);
+    dpool_msg_reset(&msg);
+}
+
+// A head that runs 1 s and two successors chained behind it, sent back to back: three
+// results in order from one process, the credit only with the last.
+static void
+s_check_chain_of_three(unsigned processes)
+{
+    s_send_raw_task(1, "example.initialized", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    s_send_chained(3, 2, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    uint64_t head = s_expect_pid(1, 0);
+    cr_assert_eq(s_expect_pid(2, 0), head, "the successor ran in its predecessor's process");
+    cr_assert_eq(s_expect_pid(3, 1), head, "the successor ran in its predecessor's process");
+    cr_assert_eq(s_credits, processes);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, processes, "no credit beyond one per process");
+}
+
+Test(worker_chain, chain_of_three_runs_in_order_in_one_process)
+{
+    s_start_ready("1", NULL);
+    s_check_chain_of_three(1);
+}
+
+Test(worker_chain, chain_of_three_stays_in_its_process_while_another_is_idle)
+{
+    s_start_ready("2", NULL);
+    s_check_chain_of_three(2);
+    s_hostpid(4); // plain tasks run as before
+    cr_assert_eq(s_credits, 2);
+}
+
+Test(worker_chain, chained_task_after_an_unknown_or_ended_task_is_refused_unchained)
+{
+    s_start_ready("1", NULL);
+    s_send_chained(5, 999, "echo", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_unchained(5, 999);
+    cr_assert_eq(s_credits, 1);
+    uint64_t pid = s_hostpid(1);
+    s_send_chained(6, 1, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_unchained(6, 1);
+    // The daemon's count of the credits the broker holds did not move: the next plain
+    // TASK runs and returns exactly its own credit, and no CREDIT follows.
+    cr_assert_eq(s_hostpid(2), pid);
+    cr_assert_eq(s_credits, 1);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+// Output collected per task: its stdout and stderr bytes.
+typedef struct {
+    char out[64];
+    char err[64];
+} s_task_output_t;
+
+static void
+s_append(char *text, size_t size, const dpool_msg_t *msg)
+{
+    size_t used = strlen(text);
+    cr_assert_lt(used + msg->text_size, size, "more output than expected");
+    memcpy(text + used, msg->text, msg->text_size);
+    text[used + msg->text_size] = '\0';
+}
+
+Test(worker_chain, chained_output_is_attributed_to_its_own_task_and_precedes_its_result)
+{
+    s_start_ready("2", NULL);
+    // A silent head, then example.print ["bb", 2] and ["ccc", 3] chained behind it.
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(2, 1, "example.print", S_PRINT_BB, S_SIZE(S_PRINT_BB), 0);
+    s_send_chained(3, 2, "example.print", S_PRINT_CCC, S_SIZE(S_PRINT_CCC), 0);
+    s_task_output_t tasks[4] = {0};
+    uint64_t next = 1; // the task whose result is due: the only one that may print
+    dpool_msg_t msg = {0};
+    while (next <= 3) {
+        cr_assert(s_recv(&msg, 10000), "nothing from task %llu within 10 s",
+                  (unsigned long long)next);
+        if (msg.command == DPOOL_CMD_CREDIT)
+            continue;
+        cr_assert_eq(msg.task_id, next, "%s of task %llu while task %llu runs",
+                     dpool_proto_command_name(msg.command), (unsigned long long)msg.task_id,
+                     (unsigned long long)next);
+        s_task_output_t *task = &tasks[next];
+        if (msg.command == DPOOL_CMD_WORKER_OUTPUT) {
+            bool out = msg.count == DPOOL_STREAM_STDOUT;
+            s_append(out ? task->out : task->err, sizeof task->out, &msg);
+            continue;
+        }
+        cr_assert_eq(msg.command, DPOOL_CMD_WORKER_RESULT);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)next,
+                     msg.text ? msg.text : "");
+        cr_assert_eq(msg.count, next == 3 ? 1 : 0);
+        next++;
+    }
+    cr_assert_str_eq(tasks[1].out, "");
+    cr_assert_str_eq(tasks[2].out, "bbbb");
+    cr_assert_str_eq(tasks[2].err, "example.print done\n");
+    cr_assert_str_eq(tasks[3].out, "ccccccccc");
+    cr_assert_str_eq(tasks[3].err, "example.print done\n");
+    s_expect_quiet(300);
+    dpool_msg_reset(&msg);
+}
+
+Test(worker_chain, kill_of_a_queued_task_drops_it_and_the_chain_goes_on)
+{
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "example.initialized", S_ONE, S_SIZE(S_ONE));
+    // Task 2 would print; neither output nor a result of it may come.
+    s_send_chained(2, 1, "example.print", S_PRINT_NEVER, S_SIZE(S_PRINT_NEVER), 0);
+    s_send_chained(3, 2, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    s_send_kill(2); // in the middle: task 3 stays the newest
+    s_send_chained(4, 3, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    s_send_kill(4); // the newest: task 3 is the newest again
+    s_send_chained(5, 3, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    // s_expect_result fails on any output, and on a result for another task.
+    uint64_t head = s_expect_pid(1, 0);
+    cr_assert_eq(s_expect_pid(3, 0), head);
+    cr_assert_eq(s_expect_pid(5, 1), head);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, crash_of_the_running_task_leaves_its_successors_to_the_replacement)
+{
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "example.initialized", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(2, 1, "crash", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(3, 2, "example.initialized", S_ONE, S_SIZE(S_ONE), 0);
+    uint64_t first = s_expect_pid(1, 0);
+    dpool_msg_t msg = {0};
+    s_expect_result(2, &msg, NULL, 10000);
+    cr_assert_eq(msg.code, DPOOL_ERR_WORKER_LOST, "code %d: %s", msg.code,
+                 msg.text ? msg.text : "");
+    cr_assert_eq(msg.count, 0);
+    int crashed = 0;
+    cr_assert_eq(sscanf(msg.text, "worker process %d on ", &crashed), 1, "message: %s", msg.text);
+    cr_assert_eq((uint64_t)crashed, first, "task 2 ran where task 1 had run");
+    // Task 3 waits for the replacement or runs in it (1 s): a TASK chained after it
+    // finds it either way.
+    s_send_chained(4, 3, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    uint64_t replacement = s_expect_pid(3, 0);
+    cr_assert_neq(replacement, first);
+    cr_assert_eq(s_expect_pid(4, 1), replacement);
+    // The replacement went to the queue, not idle: no CREDIT of its own.
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+    dpool_msg_reset(&msg);
+}
+
+Test(worker_chain, time_limit_of_the_running_task_leaves_its_successor_to_the_replacement)
+{
+    s_start_ready("1", NULL);
+    s_send_task_full(1, "sleep", S_THIRTY, S_SIZE(S_THIRTY), 0, 500);
+    s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    dpool_msg_t msg = {0};
+    s_expect_result(1, &msg, NULL, 10000);
+    cr_assert_eq(msg.code, DPOOL_ERR_TASK_TIMEOUT, "code %d: %s", msg.code,
+                 msg.text ? msg.text : "");
+    cr_assert_eq(msg.count, 0);
+    const char *process = strstr(msg.text, "process ");
+    int killed = 0;
+    cr_assert(process && sscanf(process, "process %d", &killed) == 1, "message: %s", msg.text);
+    cr_assert_neq(s_expect_pid(2, 1), (uint64_t)killed);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+    dpool_msg_reset(&msg);
+}
+
+Test(worker_chain, queue_of_one_process_holds_1024_chained_tasks_and_refuses_more)
+{
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_TWO, S_SIZE(S_TWO));
+    // In batches, each answered by a probe (unchained at once), so the socket's
+    // high-water mark (1000 messages) never drops one.
+    for (uint64_t id = 2; id <= 1026; id++) {
+        s_send_chained(id, id - 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
+        if (id % 256 == 0) {
+            s_send_chained(100000 + id, 999999, "noop", S_NONE, S_SIZE(S_NONE), 0);
+            s_expect_unchained(100000 + id, 999999);
+        }
+    }
+    dpool_msg_t msg = {0};
+    s_expect_result(1026, &msg, NULL, 10000); // at once, before the head ends
+    cr_assert_eq(msg.code, DPOOL_ERR_QUEUE_FULL, "code %d: %s", msg.code, msg.text ? msg.text : "");
+    cr_assert_eq(msg.count, 0);
+    for (uint64_t id = 1; id <= 1025; id++) {
+        s_expect_result(id, &msg, NULL, 20000);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)id,
+                     msg.text ? msg.text : "");
+        cr_assert_eq(msg.count, id == 1025 ? 1 : 0, "task %llu", (unsigned long long)id);
+    }
+    cr_assert_eq(s_credits, 1);
+    dpool_msg_reset(&msg);
+}
+
+Test(worker_chain, sigterm_with_chained_tasks_queued_exits_zero)
+{
+    // Under the sanitizer build a queued job left unfreed fails the exit status.
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_THIRTY, S_SIZE(S_THIRTY));
+    s_send_chained(2, 1, "echo", S_ONE, S_SIZE(S_ONE), 0);
+    s_send_chained(3, 2, "echo", S_ONE, S_SIZE(S_ONE), 0);
+    // Its answer proves the TASKs before it were handled: one connection keeps order.
+    s_send_chained(9, 999, "echo", S_ONE, S_SIZE(S_ONE), 0);
+    s_expect_unchained(9, 999);
+    cr_assert_eq(kill(s_pid, SIGTERM), 0);
+    dpool_msg_t msg = {0};
+    while (!s_bye) {
+        cr_assert(s_recv(&msg, 5000), "no BYE within 5 s of SIGTERM");
+        cr_assert_neq(msg.command, DPOOL_CMD_WORKER_RESULT, "a result for task %llu",
+                      (unsigned long long)msg.task_id);
+    }
+    int status = 0;
+    cr_assert(s_reap(10000, &status), "the daemon did not exit within 10 s");
+    s_pid = -1;
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    dpool_msg_reset(&msg);
+}
