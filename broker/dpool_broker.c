@@ -66,6 +66,18 @@ dpool_broker_frame_compare(const void *a, const void *b)
     return memcmp(zframe_data(left), zframe_data(right), left_size);
 }
 
+static void
+s_frame_destroy(void **item)
+{
+    zframe_destroy((zframe_t **)item);
+}
+
+static void
+s_batch_destroy(void **item)
+{
+    dpool_batch_destroy((dpool_batch_t **)item);
+}
+
 static zhashx_t *
 s_peer_table(void)
 {
@@ -216,7 +228,17 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
     self->clients = s_peer_table();
     self->hosts = s_peer_table();
     self->named_pools = zhashx_new();
-    if (!self->sched || !self->clients || !self->hosts || !self->named_pools) {
+    self->outbox = zhashx_new();
+    self->incoming = zlist_new();
+    if (self->outbox) {
+        zhashx_set_key_hasher(self->outbox, dpool_broker_frame_hash);
+        zhashx_set_key_comparator(self->outbox, dpool_broker_frame_compare);
+        zhashx_set_key_duplicator(self->outbox, NULL); // inserted keys are our own copies
+        zhashx_set_key_destructor(self->outbox, s_frame_destroy);
+        zhashx_set_destructor(self->outbox, s_batch_destroy);
+    }
+    if (!self->sched || !self->clients || !self->hosts || !self->named_pools || !self->outbox ||
+        !self->incoming) {
         snprintf(why, why_size, "out of memory");
         goto fail;
     }
@@ -275,6 +297,10 @@ dpool_broker_destroy(dpool_broker_t **self_p)
     zhashx_destroy(&self->clients);
     zhashx_destroy(&self->named_pools);
     dpool_sched_destroy(&self->sched);
+    if (self->router && self->outbox)
+        dpool_broker_flush(self);
+    zhashx_destroy(&self->outbox);
+    zlist_destroy(&self->incoming);
     zsock_destroy(&self->router);
     dpool_auth_destroy(&self->auth);
     zstr_free(&self->endpoint);
@@ -287,13 +313,62 @@ dpool_broker_endpoint(const dpool_broker_t *self)
     return self->endpoint;
 }
 
+#define S_OUTBOX_PEERS_KEPT 256
+
+// Sends what waits for one peer. The batch's key frame stays with the outbox.
+static void
+s_send_batch(dpool_broker_t *self, zframe_t *routing_id, dpool_batch_t *batch)
+{
+    size_t count = dpool_batch_count(batch);
+    if (count == 0)
+        return;
+    zmsg_t *zmsg = dpool_batch_take(batch, routing_id);
+    if (zmsg && zmsg_send(&zmsg, self->router) == 0)
+        return;
+    zmsg_destroy(&zmsg);
+    DPOOL_LOG_WARN("cannot send %zu messages to a peer: %s", count, zmq_strerror(zmq_errno()));
+}
+
+// The peer sent a BATCH, so it reads them: from now on what this broker has for it
+// leaves at the end of each turn as one message. (A peer that never batches, a
+// simple one written against the protocol, gets every message on its own.)
+static void
+s_batches_to(dpool_broker_t *self, zframe_t *routing_id)
+{
+    if (zhashx_lookup(self->outbox, routing_id))
+        return;
+    zframe_t *key = zframe_dup(routing_id);
+    dpool_batch_t *batch = key ? dpool_batch_new() : NULL;
+    if (!batch || zhashx_insert(self->outbox, key, batch) != 0) {
+        zframe_destroy(&key);
+        dpool_batch_destroy(&batch); // out of memory: the peer gets messages one by one
+    }
+}
+
 void
 dpool_broker_send(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
 {
-    int rc = dpool_proto_send(self->router, msg, routing_id);
+    dpool_batch_t *batch = zhashx_lookup(self->outbox, routing_id);
+    int rc = batch ? dpool_batch_add(batch, msg) : dpool_proto_send(self->router, msg, routing_id);
+    zframe_destroy(&msg->payload); // left with us when the message broke its schema
     if (rc != DPOOL_OK)
         DPOOL_LOG_WARN("cannot send %s: %s", dpool_proto_command_name(msg->command),
                        dpool_strerror(rc));
+    else if (batch && dpool_batch_full(batch))
+        s_send_batch(self, routing_id, batch);
+}
+
+void
+dpool_broker_flush(dpool_broker_t *self)
+{
+    for (dpool_batch_t *batch = zhashx_first(self->outbox); batch;
+         batch = zhashx_next(self->outbox))
+        s_send_batch(self, (zframe_t *)zhashx_cursor(self->outbox), batch);
+    // Peers come and go: the outbox forgets them once it holds many (emptying the
+    // table every turn would cost a fresh table every turn); a peer that still
+    // batches is back in it with its next BATCH.
+    if (zhashx_size(self->outbox) > S_OUTBOX_PEERS_KEPT)
+        zhashx_purge(self->outbox);
 }
 
 void
@@ -464,12 +539,8 @@ s_refuse_oversized(dpool_broker_t *self, zframe_t *routing_id, const dpool_msg_t
 }
 
 static void
-s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
+s_handle_one(dpool_broker_t *self, zmsg_t **zmsg_p, unsigned roles, const char *key)
 {
-    unsigned roles = 0;
-    char key[DPOOL_AUTH_KEY_TEXT + 1] = "";
-    if (self->auth && !(roles = s_admit(self, zmsg_p, key)))
-        return;
     zframe_t *routing_id = NULL;
     dpool_msg_t msg = {0};
     const char *why = "unknown";
@@ -493,6 +564,34 @@ s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
         dpool_hosts_on_message(self, routing_id, &msg);
     dpool_msg_reset(&msg);
     zframe_destroy(&routing_id);
+}
+
+// One ZeroMQ message: its sender's key is checked once, then each message of a BATCH
+// is handled as if it had come alone.
+static void
+s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
+{
+    unsigned roles = 0;
+    char key[DPOOL_AUTH_KEY_TEXT + 1] = "";
+    if (self->auth && !(roles = s_admit(self, zmsg_p, key)))
+        return;
+    const char *why = "";
+    int split = dpool_batch_split(zmsg_p, true, self->incoming, &why);
+    if (split == 0) {
+        s_handle_one(self, zmsg_p, roles, key);
+        return;
+    }
+    if (split < 0) {
+        self->malformed++;
+        DPOOL_LOG_WARN("dropped a malformed message: %s", why);
+        return;
+    }
+    zmsg_t *one = zlist_first(self->incoming);
+    zframe_t *routing_id = one ? zmsg_first(one) : NULL;
+    if (routing_id)
+        s_batches_to(self, routing_id);
+    while ((one = zlist_pop(self->incoming)))
+        s_handle_one(self, &one, roles, key);
 }
 
 // Reads every message that is ready, up to one batch. Returns -1 on a fatal socket error.
@@ -548,6 +647,8 @@ dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
         // Group commit: one write and one fdatasync for everything this turn accepted.
         if (self->journal && dpool_journal_commit(self->journal) != 0)
             DPOOL_LOG_ERROR("journal commit failed: %s (retried next turn)", strerror(errno));
+        // What this turn produced for each peer leaves as one message (a BATCH).
+        dpool_broker_flush(self);
     }
     DPOOL_LOG_INFO("stopping");
     return 0;

@@ -8,6 +8,7 @@
 #include "dpool_broker.h"
 #include "dpool_journal.h"
 #include "dpool_log.h"
+#include "dpool_batch.h"
 #include "dpool_proto.h"
 #include "dpool_sched.h"
 
@@ -89,6 +90,8 @@ struct dpool_broker {
     dpool_sched_t *sched;
     zhashx_t *clients;     // routing id frame -> dpool_client_t
     zhashx_t *hosts;       // routing id frame -> dpool_host_t
+    zhashx_t *outbox;      // routing id frame -> dpool_batch_t: sent at the end of a turn
+    zlist_t *incoming;     // of zmsg_t *: a BATCH being handled
     zhashx_t *named_pools; // name -> dpool_pool_t
     uint64_t malformed;    // malformed messages dropped
     uint64_t oversized;    // messages over --max-message refused
@@ -106,7 +109,11 @@ struct dpool_broker {
 };
 
 // Sends msg to the peer with this routing id, logging a failure. msg->payload moves.
+// It leaves with everything else for that peer when the loop turn ends (a BATCH).
 void dpool_broker_send(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);
+
+// Sends what waits in the outbox, one message per peer.
+void dpool_broker_flush(dpool_broker_t *self);
 
 // Answers a peer's bad message with ERROR [code, text].
 void dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int code,

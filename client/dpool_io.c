@@ -20,6 +20,7 @@
     the table with the first RESULT. Pending tasks fail as unreachable only when the
     broker stays lost past the reconnect timeout. */
 #include "dpool_io.h"
+#include "dpool_batch.h"
 #include "dpool_curve.h"
 #include "dpool_output.h"
 #include "dpool_result.h"
@@ -57,6 +58,8 @@ typedef struct {
     void *output_arg;
     dpool_output_t *writer; // the default writer, when output is NULL
     dpool_pending_t *pending;
+    dpool_batch_t *outgoing; // user messages of one wake-up
+    zlist_t *incoming;       // of zmsg_t *: the rest of a BATCH from the broker
     char routing_id[18]; // 'C' + 16 hex digits
     // owned by the I/O thread once it runs
     zsock_t *dealer;
@@ -153,17 +156,39 @@ s_on_monitor(s_state_t *self)
     return id;
 }
 
-// Receives one message from the broker into msg; false when it is malformed (dropped:
-// nothing from the network may stop this thread).
+// The next message from the broker, the rest of a BATCH first; NULL when none waits
+// (or when reading may not go on: at most S_BATCH reads per call of s_on_broker).
+static zmsg_t *
+s_next(s_state_t *self, int *reads)
+{
+    for (;;) {
+        zmsg_t *zmsg = zlist_pop(self->incoming);
+        if (zmsg)
+            return zmsg;
+        if (*reads >= S_BATCH || !(zsock_events(self->dealer) & ZMQ_POLLIN))
+            return NULL;
+        ++*reads;
+        if (!(zmsg = zmsg_recv(self->dealer)))
+            return NULL;
+        const char *why = NULL;
+        int split = dpool_batch_split(&zmsg, false, self->incoming, &why);
+        if (split == 0)
+            return zmsg;
+        if (split < 0)
+            self->last_heard = dpool_clock_ms(); // malformed, but the broker is there
+    }
+}
+
+// Receives one message from the broker into msg; false when none waits or it is
+// malformed (dropped: nothing from the network may stop this thread).
 static bool
 s_recv(s_state_t *self, dpool_msg_t *msg)
 {
-    zmsg_t *zmsg = zmsg_recv(self->dealer);
-    if (!zmsg)
-        return false;
+    int reads = 0;
+    zmsg_t *zmsg = s_next(self, &reads);
     const char *why = NULL;
     memset(msg, 0, sizeof *msg);
-    return dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK;
+    return zmsg && dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK;
 }
 
 static int
@@ -296,9 +321,12 @@ s_on_output(s_state_t *self, const dpool_msg_t *msg)
 static void
 s_on_broker(s_state_t *self)
 {
-    for (int i = 0; i < S_BATCH && (zsock_events(self->dealer) & ZMQ_POLLIN); i++) {
-        dpool_msg_t msg;
-        if (!s_recv(self, &msg)) {
+    int reads = 0;
+    zmsg_t *zmsg;
+    while ((zmsg = s_next(self, &reads))) {
+        dpool_msg_t msg = {0};
+        const char *why = NULL;
+        if (dpool_proto_decode(&zmsg, false, NULL, &msg, &why) != DPOOL_OK) {
             self->last_heard = dpool_clock_ms(); // malformed, but the broker is there
             continue;
         }
@@ -322,18 +350,32 @@ s_command_of(zmsg_t *zmsg)
     return zframe_data(header)[3];
 }
 
-// Forwards user messages to the broker; returns false on $TERM.
+// Sends the user messages gathered by s_on_pipe as one message.
+static void
+s_flush(s_state_t *self)
+{
+    zmsg_t *zmsg = dpool_batch_take(self->outgoing, NULL);
+    if (zmsg && zmsg_send(&zmsg, self->dealer) != 0)
+        zmsg_destroy(&zmsg);
+}
+
+// Forwards user messages to the broker, what one wake-up finds as one BATCH; returns
+// false on $TERM.
 static bool
 s_on_pipe(s_state_t *self, zsock_t *pipe)
 {
+    bool go_on = true;
     for (int i = 0; i < S_BATCH && (zsock_events(pipe) & ZMQ_POLLIN); i++) {
         zmsg_t *zmsg = zmsg_recv(pipe);
-        if (!zmsg)
-            return zmq_errno() == EINTR;
+        if (!zmsg) {
+            go_on = zmq_errno() == EINTR;
+            break;
+        }
         zframe_t *first = zmsg_first(zmsg);
         if (zframe_streq(first, "$TERM")) {
             zmsg_destroy(&zmsg);
-            return false;
+            go_on = false;
+            break;
         }
         int command = s_command_of(zmsg);
         if (command == DPOOL_CMD_POOL_RELEASE)
@@ -342,10 +384,12 @@ s_on_pipe(s_state_t *self, zsock_t *pipe)
         // not know the pool yet; its kept copy goes out with the resync instead.
         if (command == DPOOL_CMD_SUBMIT && self->lost)
             zmsg_destroy(&zmsg);
-        else if (zmsg_send(&zmsg, self->dealer) != 0)
-            zmsg_destroy(&zmsg);
+        else if (dpool_batch_add_built(self->outgoing, &zmsg) == DPOOL_OK &&
+                 dpool_batch_full(self->outgoing))
+            s_flush(self);
     }
-    return true;
+    s_flush(self);
+    return go_on;
 }
 
 static void
@@ -404,12 +448,16 @@ s_run(s_state_t *self, zsock_t *pipe)
     s_send_beat(self);
     bool running = true;
     while (running) {
-        void *which = zpoller_wait(poller, s_poll_timeout(self));
-        if (which == pipe)
-            running = s_on_pipe(self, pipe);
-        else if (which == self->dealer)
-            s_on_broker(self);
-        else if (which == self->monitor && s_on_monitor(self) == ZMQ_EVENT_CONNECTED &&
+        // zpoller names one ready socket; the other is looked at too, so neither a
+        // stream of submissions nor one of results starves the other direction.
+        void *which = zlist_size(self->incoming) ? self->dealer
+                                                 : zpoller_wait(poller, s_poll_timeout(self));
+        if (which == pipe || which == self->dealer) {
+            if (zsock_events(pipe) & ZMQ_POLLIN)
+                running = s_on_pipe(self, pipe);
+            if (running && (zlist_size(self->incoming) || (zsock_events(self->dealer) & ZMQ_POLLIN)))
+                s_on_broker(self);
+        } else if (which == self->monitor && s_on_monitor(self) == ZMQ_EVENT_CONNECTED &&
                  !self->released)
             s_send_beat(self);
         else if (zpoller_terminated(poller) && zmq_errno() != EINTR)
@@ -466,6 +514,11 @@ s_state_free(s_state_t *state)
     free(state->broker_key);
     free(state->pool_name);
     dpool_output_destroy(&state->writer);
+    dpool_batch_destroy(&state->outgoing);
+    zmsg_t *zmsg;
+    while (state->incoming && (zmsg = zlist_pop(state->incoming)))
+        zmsg_destroy(&zmsg);
+    zlist_destroy(&state->incoming);
 }
 
 static int
@@ -475,7 +528,9 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     state->pool_name = config->pool_name ? strdup(config->pool_name) : NULL;
     state->curve_secret = config->curve_secret ? strdup(config->curve_secret) : NULL;
     state->broker_key = config->broker_key ? strdup(config->broker_key) : NULL;
-    if (!state->endpoint || (config->pool_name && !state->pool_name) ||
+    state->outgoing = dpool_batch_new();
+    state->incoming = zlist_new();
+    if (!state->endpoint || !state->outgoing || !state->incoming || (config->pool_name && !state->pool_name) ||
         (config->curve_secret && !state->curve_secret) ||
         (config->broker_key && !state->broker_key))
         return DPOOL_ERR_NOMEM;

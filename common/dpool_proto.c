@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define S_BODY_START_SIZE 256
+
 void
 dpool_msg_reset(dpool_msg_t *msg)
 {
@@ -77,8 +79,12 @@ dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id)
     if ((rule == DPOOL_PAYLOAD_REQUIRED && !msg->payload) ||
         (rule == DPOOL_PAYLOAD_NONE && msg->payload))
         return NULL;
+    // msgpack's buffer starts at 8 KiB; a body is rarely over a few dozen bytes, and a
+    // small block comes from malloc's per-thread cache, an 8 KiB one does not.
     msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);
+    body.data = malloc(S_BODY_START_SIZE);
+    body.alloc = body.data ? S_BODY_START_SIZE : 0;
     zmsg_t *zmsg = NULL;
     if (dpool_codec_encode(msg, &body) != DPOOL_OK)
         goto fail;

@@ -48,6 +48,9 @@ typedef enum {
     DPOOL_CMD_KILL = 0x15,          // broker -> worker
     DPOOL_CMD_HEARTBEAT = 0x20,     // any direction
     DPOOL_CMD_BYE = 0x21,           // worker or client -> broker
+    // Framing, not a command: several messages in one (dpool_batch.h); never decoded
+    // as a message, and so it has no schema and no name.
+    DPOOL_CMD_BATCH = 0x30,
 } dpool_cmd_t;
 
 // SUBMIT / TASK flags. CHUNK: the payload is an array of argument arrays, run one

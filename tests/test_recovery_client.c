@@ -9,6 +9,7 @@
 #include <czmq.h>
 #include <dpool/dpool.h>
 #include <dpool_clock.h>
+#include <dpool_peer.h>
 #include <dpool_proto.h>
 #include <pthread.h>
 #include <string.h>
@@ -102,13 +103,20 @@ s_server(zsock_t *pipe, void *args)
     while (zpoller_wait(poller, 10) != pipe) {
         pthread_mutex_lock(&fake->lock);
         while (zsock_events(router) & ZMQ_POLLIN) {
-            zmsg_t *zmsg = zmsg_recv(router);
-            zframe_destroy(&peer);
-            dpool_msg_t msg = {0};
-            const char *why = NULL;
-            cr_assert_eq(dpool_proto_decode(&zmsg, true, &peer, &msg, &why), DPOOL_OK, "%s", why);
-            s_on_message(router, peer, &msg);
-            dpool_msg_reset(&msg);
+            zmsg_t *received = zmsg_recv(router);
+            zlist_t *parts = dpool_peer_split(&received, true);
+            cr_assert_not_null(parts, "the library sent a malformed BATCH");
+            zmsg_t *zmsg;
+            while ((zmsg = zlist_pop(parts))) {
+                zframe_destroy(&peer);
+                dpool_msg_t msg = {0};
+                const char *why = NULL;
+                cr_assert_eq(dpool_proto_decode(&zmsg, true, &peer, &msg, &why), DPOOL_OK, "%s",
+                             why);
+                s_on_message(router, peer, &msg);
+                dpool_msg_reset(&msg);
+            }
+            zlist_destroy(&parts);
         }
         if (peer && !fake->mute)
             s_on_orders(router, peer);

@@ -8,6 +8,7 @@
 #define TEST_WORKER_PLAY_H
 
 #define _GNU_SOURCE // prctl with C11 on
+#include "dpool_peer.h"
 #include "dpool_proto.h"
 
 #include <criterion/criterion.h>
@@ -30,6 +31,7 @@ static zframe_t *s_peer = NULL;  // the daemon's routing id, from its first mess
 static unsigned s_credits = 0;   // credits received (CREDIT and WORKER_RESULT)
 static dpool_msg_t s_hello;      // the daemon's WORKER_HELLO
 static bool s_bye = false;       // a BYE arrived
+static zlist_t *s_held = NULL;   // the rest of a BATCH the daemon sent
 
 // Waits up to timeout_ms for the daemon to exit; returns true when it did.
 static inline bool
@@ -63,6 +65,9 @@ teardown(void)
 {
     s_stop_daemon();
     zframe_destroy(&s_peer);
+    for (zmsg_t *left; s_held && (left = zlist_pop(s_held));)
+        zmsg_destroy(&left);
+    zlist_destroy(&s_held);
     dpool_msg_reset(&s_hello);
     zsock_destroy(&s_router);
 }
@@ -107,10 +112,17 @@ s_recv(dpool_msg_t *msg, int timeout_ms)
     int64_t deadline = zclock_mono() + timeout_ms;
     bool got = false;
     while (!got) {
-        int64_t left = deadline - zclock_mono();
-        if (left <= 0 || !zpoller_wait(poller, (int)left))
-            break;
-        zmsg_t *zmsg = zmsg_recv(s_router);
+        zmsg_t *zmsg = s_held ? zlist_pop(s_held) : NULL;
+        if (!zmsg) {
+            int64_t left = deadline - zclock_mono();
+            if (left <= 0 || !zpoller_wait(poller, (int)left))
+                break;
+            zmsg_t *received = zmsg_recv(s_router);
+            zlist_destroy(&s_held);
+            s_held = dpool_peer_split(&received, true);
+            cr_assert_not_null(s_held, "the daemon sent a malformed BATCH");
+            zmsg = zlist_pop(s_held);
+        }
         zframe_t *peer = NULL;
         const char *why = "";
         dpool_msg_reset(msg);

@@ -2,9 +2,13 @@
     message that does not decode is dropped with a WARN and never reaches the
     daemon's handlers. Sends use a zero send timeout: with the broker away for long
     enough to fill the queue, a heartbeat is better lost than the loop that
-    supervises the worker processes stalled. */
+    supervises the worker processes stalled. What one loop turn sends leaves as one
+    BATCH at the end of the turn (dpool_uplink_flush), and a BATCH from the broker is
+    taken apart here. */
 #define _GNU_SOURCE // getrandom with C11 on
 #include "dpool_uplink.h"
+
+#include "dpool_batch.h"
 
 #include "dpool_log.h"
 
@@ -16,6 +20,8 @@
 
 struct dpool_uplink_t {
     zsock_t *sock;
+    dpool_batch_t *outgoing;
+    zlist_t *incoming; // of zmsg_t *: the rest of a BATCH from the broker
     char id[18];
     char *refusal; // owned: the broker's ERROR -17 text, or NULL
 };
@@ -32,7 +38,9 @@ dpool_uplink_new(const char *endpoint, zcert_t *cert, const char *broker_key)
     snprintf(self->id, sizeof self->id, "W%02x%02x%02x%02x%02x%02x%02x%02x", random[0], random[1],
              random[2], random[3], random[4], random[5], random[6], random[7]);
     self->sock = zsock_new(ZMQ_DEALER);
-    if (!self->sock) {
+    self->outgoing = dpool_batch_new();
+    self->incoming = zlist_new();
+    if (!self->sock || !self->outgoing || !self->incoming) {
         DPOOL_LOG_ERROR("cannot create the broker socket");
         goto fail;
     }
@@ -65,7 +73,13 @@ dpool_uplink_destroy(dpool_uplink_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    dpool_uplink_flush(*self_p);
     zsock_destroy(&(*self_p)->sock);
+    dpool_batch_destroy(&(*self_p)->outgoing);
+    zmsg_t *zmsg;
+    while ((*self_p)->incoming && (zmsg = zlist_pop((*self_p)->incoming)))
+        zmsg_destroy(&zmsg);
+    zlist_destroy(&(*self_p)->incoming);
     free((*self_p)->refusal);
     free(*self_p);
     *self_p = NULL;
@@ -86,21 +100,55 @@ dpool_uplink_handle(dpool_uplink_t *self)
 int
 dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg)
 {
-    int rc = dpool_proto_send(self->sock, msg, NULL);
+    int rc = dpool_batch_add(self->outgoing, msg);
     zframe_destroy(&msg->payload); // left with us when the message broke its schema
     if (rc != DPOOL_OK)
         DPOOL_LOG_WARN("cannot send %s to the broker: %s", dpool_proto_command_name(msg->command),
                        dpool_strerror(rc));
+    else if (dpool_batch_full(self->outgoing))
+        rc = dpool_uplink_flush(self);
     return rc;
+}
+
+int
+dpool_uplink_flush(dpool_uplink_t *self)
+{
+    size_t count = dpool_batch_count(self->outgoing);
+    zmsg_t *zmsg = dpool_batch_take(self->outgoing, NULL);
+    if (!zmsg)
+        return count ? DPOOL_ERR_NOMEM : DPOOL_OK;
+    if (zmsg_send(&zmsg, self->sock) == 0)
+        return DPOOL_OK;
+    zmsg_destroy(&zmsg);
+    DPOOL_LOG_WARN("cannot send %zu messages to the broker: %s", count,
+                   zmq_strerror(zmq_errno()));
+    return DPOOL_ERR_IO;
+}
+
+// The next message from the broker: the rest of a BATCH first.
+static zmsg_t *
+s_next(dpool_uplink_t *self)
+{
+    for (;;) {
+        zmsg_t *zmsg = zlist_pop(self->incoming);
+        if (zmsg)
+            return zmsg;
+        if (!(zsock_events(self->sock) & ZMQ_POLLIN) || !(zmsg = zmsg_recv(self->sock)))
+            return NULL;
+        const char *why = "";
+        int split = dpool_batch_split(&zmsg, false, self->incoming, &why);
+        if (split == 0)
+            return zmsg;
+        if (split < 0)
+            DPOOL_LOG_WARN("dropped a malformed BATCH from the broker: %s", why);
+    }
 }
 
 bool
 dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
 {
-    while (zsock_events(self->sock) & ZMQ_POLLIN) {
-        zmsg_t *zmsg = zmsg_recv(self->sock);
-        if (!zmsg)
-            return false;
+    zmsg_t *zmsg;
+    while ((zmsg = s_next(self))) {
         const char *why = "";
         if (dpool_proto_decode(&zmsg, false, NULL, msg, &why) != DPOOL_OK) {
             DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);

@@ -31,6 +31,10 @@ void *dpool_uplink_handle(dpool_uplink_t *self);
 // Returns DPOOL_OK or a negative code (logged at WARN).
 int dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg);
 
+// Sends what dpool_uplink_send gathered (one message, or a BATCH of them). The
+// daemon's loop calls it before it waits. Returns DPOOL_OK or a negative code.
+int dpool_uplink_flush(dpool_uplink_t *self);
+
 // Takes the next well-formed message, without blocking, into msg (which the
 // caller has zeroed or reset, and resets after use). Malformed messages are logged
 // and skipped, and so is an ERROR -17 (not authorised), which is logged at ERROR once

@@ -172,6 +172,7 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
     self->heartbeat_at = dpool_clock_ms() + DPOOL_WORKER_HEARTBEAT_MS;
     int64_t due = self->heartbeat_at;
     while (rc == DPOOL_OK && !*stop) {
+        dpool_uplink_flush(self->uplink);
         size_t n = s_fill_items(self, items, refs);
         if (zmq_poll(items, (int)n, s_poll_timeout(due)) < 0) {
             if (zmq_errno() == EINTR)

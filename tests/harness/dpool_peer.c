@@ -1,5 +1,6 @@
 /*  dpool_peer: raw protocol peers for tests (see dpool_peer.h). */
 #include "dpool_peer.h"
+#include "dpool_batch.h"
 
 #include <dpool/errors.h>
 #include <msgpack.h>
@@ -36,16 +37,45 @@ dpool_peer_send(zsock_t *sock, dpool_msg_t *msg)
     return dpool_proto_send(sock, msg, NULL);
 }
 
+// The rest of a BATCH a socket received, per socket (a peer that sent one may get
+// them; most tests never do). Reachable for the process's life, so never a leak.
+static zlist_t *
+s_held_for(zsock_t *sock)
+{
+    static zhashx_t *held = NULL;
+    if (!held && !(held = zhashx_new()))
+        return NULL;
+    char key[32];
+    snprintf(key, sizeof key, "%p", (void *)sock);
+    zlist_t *list = zhashx_lookup(held, key);
+    if (!list && (list = zlist_new()))
+        zhashx_insert(held, key, list);
+    return list;
+}
+
 int
 dpool_peer_recv(zsock_t *sock, dpool_msg_t *msg, int timeout_ms, const char **why)
 {
     memset(msg, 0, sizeof *msg);
-    zpoller_t *poller = zpoller_new(sock, NULL);
-    bool got = zpoller_wait(poller, timeout_ms) == sock;
-    zpoller_destroy(&poller);
-    if (!got)
-        return DPOOL_ERR_TIMEOUT;
-    zmsg_t *zmsg = zmsg_recv(sock);
+    zlist_t *held = s_held_for(sock);
+    zmsg_t *zmsg = held ? zlist_pop(held) : NULL;
+    if (!zmsg) {
+        zpoller_t *poller = zpoller_new(sock, NULL);
+        bool got = zpoller_wait(poller, timeout_ms) == sock;
+        zpoller_destroy(&poller);
+        if (!got)
+            return DPOOL_ERR_TIMEOUT;
+        zmsg = zmsg_recv(sock);
+        const char *split_why = NULL;
+        int split = held ? dpool_batch_split(&zmsg, false, held, &split_why) : 0;
+        if (split < 0) {
+            if (why)
+                *why = split_why;
+            return DPOOL_ERR_PROTO;
+        }
+        if (split > 0)
+            zmsg = zlist_pop(held);
+    }
     const char *reason = NULL;
     int rc = dpool_proto_decode(&zmsg, false, NULL, msg, &reason);
     if (why)
@@ -77,4 +107,22 @@ dpool_peer_payload_str(const char *text)
     zframe_t *frame = zframe_new(buffer.data, buffer.size);
     msgpack_sbuffer_destroy(&buffer);
     return frame;
+}
+
+zlist_t *
+dpool_peer_split(zmsg_t **zmsg_p, bool with_routing_id)
+{
+    zlist_t *parts = zlist_new();
+    if (!parts) {
+        zmsg_destroy(zmsg_p);
+        return NULL;
+    }
+    const char *why = NULL;
+    int split = dpool_batch_split(zmsg_p, with_routing_id, parts, &why);
+    if (split == 0)
+        zlist_append(parts, *zmsg_p);
+    *zmsg_p = NULL;
+    if (split < 0)
+        zlist_destroy(&parts);
+    return parts;
 }

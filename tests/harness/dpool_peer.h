@@ -32,6 +32,12 @@ int dpool_peer_recv(zsock_t *sock, dpool_msg_t *msg, int timeout_ms, const char 
 // dpool_peer_recv, which it calls until something else arrives.
 int dpool_peer_next(zsock_t *sock, dpool_msg_t *msg, int timeout_ms, const char **why);
 
+// The protocol messages in one received ZeroMQ message (*zmsg_p, consumed): the
+// messages of a BATCH, or the message itself, each as dpool_proto_decode takes it.
+// Returns an owned zlist of owned zmsg_t * (pop and destroy them), or NULL when it
+// was a malformed BATCH.
+zlist_t *dpool_peer_split(zmsg_t **zmsg_p, bool with_routing_id);
+
 // A payload frame holding the msgpack array [text]. Returns NULL on failure.
 zframe_t *dpool_peer_payload_str(const char *text);
 

@@ -1,0 +1,57 @@
+/*  Several protocol messages in one ZeroMQ message (docs/PROTOCOL.md, "Batches").
+    A busy peer sends what one loop turn produced for a peer as one BATCH, so the
+    cost of a ZeroMQ message (a wake-up of the I/O thread, a system call or two) is
+    paid once per turn, not once per task. A lone message goes out in its plain form.
+
+    A BATCH is: the header frame with command DPOOL_CMD_BATCH and no body, then for
+    each message its header frame, its body frame and its payload frame, which is
+    empty when the message has none (a payload, one msgpack value, is never empty). */
+#ifndef DPOOL_BATCH_H
+#define DPOOL_BATCH_H
+
+#include "dpool_proto.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+// Flush a batch at this many messages or bytes, whichever comes first: the peer's
+// decoding stays incremental and no batch grows without bound in a long turn.
+#define DPOOL_BATCH_MAX_MESSAGES 512
+#define DPOOL_BATCH_MAX_BYTES (256 * 1024)
+
+typedef struct dpool_batch dpool_batch_t;
+
+// Creates an empty batch. Returns an owned batch or NULL on out-of-memory.
+dpool_batch_t *dpool_batch_new(void);
+
+// Destroys the batch and what it holds. NULL-safe; sets *self_p to NULL.
+void dpool_batch_destroy(dpool_batch_t **self_p);
+
+// Appends msg, built as dpool_proto_build does (msg->payload moves in). Returns
+// DPOOL_OK, or DPOOL_ERR_INVALID for a message that breaks its schema, or
+// DPOOL_ERR_NOMEM.
+int dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg);
+
+// Appends a message already built by dpool_proto_build without a routing id
+// (consumed, always). Returns DPOOL_OK or a negative code.
+int dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p);
+
+// Messages and bytes waiting.
+size_t dpool_batch_count(const dpool_batch_t *self);
+bool dpool_batch_full(const dpool_batch_t *self);
+
+// Takes what waits as one ZeroMQ message (prefixed by a copy of routing_id when not
+// NULL): the plain message when there is one, a BATCH when there are more. Returns
+// an owned zmsg_t, or NULL when the batch is empty or memory ran out (the messages
+// are then lost, as a failed send would lose them). The batch is empty afterwards.
+zmsg_t *dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id);
+
+// Splits a received BATCH. Returns 0 when *zmsg_p is no BATCH (left untouched); 1
+// when it was one: *zmsg_p is consumed and each of its messages, as
+// dpool_proto_decode takes it (the routing id frame first, copied, when
+// with_routing_id), is appended to out (a zlist of owned zmsg_t *); -1 when it was a
+// malformed BATCH: consumed, nothing appended, *why names the fault.
+int dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const char **why);
+
+#endif
