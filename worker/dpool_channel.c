@@ -134,19 +134,20 @@ s_make_room(dpool_channel_t *self, size_t want)
     return DPOOL_OK;
 }
 
-// One read of up to want bytes (or more, if there is room). Returns bytes read,
-// 0 when none were available (non-blocking), or DPOOL_ERR_IO at end of file.
+// One read of up to want bytes (or more, if there is room). Returns 1 when it filled
+// the room, 2 when it read less (the socket held no more just then), 0 when none
+// were available (non-blocking), or DPOOL_ERR_IO at end of file.
 static int
 s_read(dpool_channel_t *self, size_t want, bool block)
 {
     if (s_make_room(self, want < 65536 ? 65536 : want) != DPOOL_OK)
         return DPOOL_ERR_NOMEM;
     for (;;) {
-        ssize_t got = recv(self->fd, self->data + self->size, self->capacity - self->size,
-                           block ? 0 : MSG_DONTWAIT);
+        size_t room = self->capacity - self->size;
+        ssize_t got = recv(self->fd, self->data + self->size, room, block ? 0 : MSG_DONTWAIT);
         if (got > 0) {
             self->size += (size_t)got;
-            return 1;
+            return (size_t)got < room ? 2 : 1;
         }
         if (got < 0 && errno == EINTR)
             continue;
@@ -163,7 +164,9 @@ dpool_channel_fill(dpool_channel_t *self)
         int rc = s_read(self, 1, false);
         if (rc < 0)
             return rc;
-        if (rc == 0)
+        // A short read emptied the socket: another would only say EAGAIN (one system
+        // call per task saved; an end of file shows at the next poll).
+        if (rc != 1)
             break;
     }
     return DPOOL_OK;

@@ -61,6 +61,18 @@ dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bo
     }
 }
 
+// Forwards the output a just-finished task left in the pipes the last poll found
+// readable (see output_ready).
+static void
+s_drain_ready_output(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    if (slot->output_ready & (1u << DPOOL_STREAM_STDOUT))
+        dpool_slots_read_output(self, slot, DPOOL_STREAM_STDOUT, true);
+    if (slot->output_ready & (1u << DPOOL_STREAM_STDERR))
+        dpool_slots_read_output(self, slot, DPOOL_STREAM_STDERR, true);
+    slot->output_ready = 0; // drained: the poll's verdict is used up
+}
+
 static void
 s_drain_output(dpool_worker_t *self, dpool_slot_t *slot)
 {
@@ -231,7 +243,7 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
     // A failed chunk brings the results of the items before the failing one.
     zframe_t *payload =
         code == DPOOL_OK || result_size > 0 ? zframe_new(result, result_size) : NULL;
-    s_drain_output(self, slot);
+    s_drain_ready_output(self, slot);
     uint64_t task_id = slot->task_id;
     slot->deadline = 0;
     unsigned max = self->runner.max_tasks;

@@ -89,7 +89,12 @@ s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs)
         dpool_slot_t *slot = &self->slots[i];
         if (!slot->proc)
             continue;
-        // Output first: a result must not overtake output that was already there.
+        // The channel before the pipes: poll looks at its descriptors in this order,
+        // so a pipe it finds empty after a result came holds no output of that task
+        // (see output_ready in dpool_worker_internal.h).
+        items[n] = (zmq_pollitem_t){.fd = dpool_channel_fd(dpool_proc_channel(slot->proc)),
+                                    .events = ZMQ_POLLIN};
+        refs[n++] = (s_item_ref_t){slot, slot->proc, 0};
         const int streams[] = {DPOOL_STREAM_STDOUT, DPOOL_STREAM_STDERR};
         for (int k = 0; k < 2; k++) {
             int fd = dpool_proc_output_fd(slot->proc, streams[k]);
@@ -98,9 +103,6 @@ s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs)
             items[n] = (zmq_pollitem_t){.fd = fd, .events = ZMQ_POLLIN};
             refs[n++] = (s_item_ref_t){slot, slot->proc, streams[k]};
         }
-        items[n] = (zmq_pollitem_t){.fd = dpool_channel_fd(dpool_proc_channel(slot->proc)),
-                                    .events = ZMQ_POLLIN};
-        refs[n++] = (s_item_ref_t){slot, slot->proc, 0};
     }
     return n;
 }
@@ -108,14 +110,22 @@ s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs)
 static void
 s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size_t n)
 {
+    for (size_t i = 1; i < n; i++)
+        if (refs[i].stream == 0)
+            refs[i].slot->output_ready = 0;
+    for (size_t i = 1; i < n; i++)
+        if (refs[i].stream && (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+            refs[i].slot->output_ready |= 1u << refs[i].stream;
     for (size_t i = 1; i < n; i++) {
         dpool_slot_t *slot = refs[i].slot;
         // An earlier item may have buried this process; nothing is spawned until
         // the timers run, so a live slot->proc equal to the ref is the same process.
         if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) || slot->proc != refs[i].proc)
             continue;
-        if (refs[i].stream)
-            dpool_slots_read_output(self, slot, refs[i].stream, false);
+        if (refs[i].stream) {
+            if (slot->output_ready & (1u << refs[i].stream)) // not drained with a result
+                dpool_slots_read_output(self, slot, refs[i].stream, false);
+        }
         else
             dpool_slots_on_channel(self, slot);
     }
