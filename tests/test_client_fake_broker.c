@@ -145,6 +145,12 @@ s_on_message(server_t *self, zframe_t *peer, dpool_msg_t *msg)
 }
 
 static void
+s_on_routed(void *self, zframe_t *peer, dpool_msg_t *msg)
+{
+    s_on_message(self, peer, msg);
+}
+
+static void
 s_server(zsock_t *pipe, void *args)
 {
     server_t self = {.fake = args};
@@ -158,21 +164,9 @@ s_server(zsock_t *pipe, void *args)
         if (which == pipe)
             break;
         if (which == self.router) {
-            zmsg_t *received = zmsg_recv(self.router);
-            zlist_t *parts = dpool_peer_split(&received, true);
-            cr_assert_not_null(parts, "the library sent a malformed BATCH");
-            zmsg_t *zmsg;
-            while ((zmsg = zlist_pop(parts))) {
-                zframe_t *peer = NULL;
-                dpool_msg_t msg = {0};
-                const char *why = NULL;
-                cr_assert_eq(dpool_proto_decode(&zmsg, true, &peer, &msg, &why), DPOOL_OK,
-                             "the library sent a malformed message: %s", why);
-                s_on_message(&self, peer, &msg);
-                dpool_msg_reset(&msg);
-                zframe_destroy(&peer);
-            }
-            zlist_destroy(&parts);
+            const char *why = NULL;
+            cr_assert_eq(dpool_peer_route_one(self.router, s_on_routed, &self, &why), DPOOL_OK,
+                         "the library sent a malformed message: %s", why);
         }
         s_release_held(&self, false);
     }

@@ -72,6 +72,20 @@ s_on_message(zsock_t *router, zframe_t *peer, dpool_msg_t *msg)
     }
 }
 
+typedef struct {
+    zsock_t *router;
+    zframe_t **peer; // the client's routing id, kept from its last message
+} routed_t;
+
+static void
+s_on_routed(void *ctx, zframe_t *peer, dpool_msg_t *msg)
+{
+    routed_t *routed = ctx;
+    zframe_destroy(routed->peer);
+    *routed->peer = zframe_dup(peer);
+    s_on_message(routed->router, peer, msg);
+}
+
 // Under fake->lock: what the test asked for since the last turn.
 static void
 s_on_orders(zsock_t *router, zframe_t *peer)
@@ -103,20 +117,10 @@ s_server(zsock_t *pipe, void *args)
     while (zpoller_wait(poller, 10) != pipe) {
         pthread_mutex_lock(&fake->lock);
         while (zsock_events(router) & ZMQ_POLLIN) {
-            zmsg_t *received = zmsg_recv(router);
-            zlist_t *parts = dpool_peer_split(&received, true);
-            cr_assert_not_null(parts, "the library sent a malformed BATCH");
-            zmsg_t *zmsg;
-            while ((zmsg = zlist_pop(parts))) {
-                zframe_destroy(&peer);
-                dpool_msg_t msg = {0};
-                const char *why = NULL;
-                cr_assert_eq(dpool_proto_decode(&zmsg, true, &peer, &msg, &why), DPOOL_OK, "%s",
-                             why);
-                s_on_message(router, peer, &msg);
-                dpool_msg_reset(&msg);
-            }
-            zlist_destroy(&parts);
+            routed_t routed = {router, &peer};
+            const char *why = NULL;
+            cr_assert_eq(dpool_peer_route_one(router, s_on_routed, &routed, &why), DPOOL_OK, "%s",
+                         why);
         }
         if (peer && !fake->mute)
             s_on_orders(router, peer);

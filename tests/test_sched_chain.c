@@ -26,6 +26,19 @@ s_warm_up(dpool_sched_pool_t *pool, int slot, uint32_t processes, int *value)
     return host;
 }
 
+// A pool warmed up on a 1-process host (values[count] is used for that), then count
+// tasks submitted and as many sent: the first starts the lease, the rest chain.
+static dpool_sched_host_t *
+s_chain_up(dpool_sched_pool_t *pool, int *values, int count, dispatch_t *d)
+{
+    dpool_sched_host_t *host = s_warm_up(pool, 0, 1, &values[count]);
+    for (int i = 0; i < count; i++)
+        s_submit(pool, "f", &values[i], 0);
+    for (int i = 0; i < count; i++)
+        cr_assert(dpool_sched_dispatch(sched, 0, 2000, &d[i]), "dispatch %d", i);
+    return host;
+}
+
 Test(sched_chain, short_tasks_chain_onto_the_pools_leases_and_the_cap_still_holds)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 2);
@@ -110,12 +123,8 @@ Test(sched_chain, a_refused_chained_task_and_those_after_it_queue_again_in_order
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
     int values[5];
-    dpool_sched_host_t *host = s_warm_up(pool, 0, 1, &values[4]);
-    for (int i = 0; i < 4; i++)
-        s_submit(pool, "f", &values[i], 0);
     dispatch_t d[4];
-    for (int i = 0; i < 4; i++)
-        cr_assert(dpool_sched_dispatch(sched, 0, 2000, &d[i]), "dispatch %d", i);
+    dpool_sched_host_t *host = s_chain_up(pool, values, 4, d);
     // The first ends; the second arrived too late and is refused, so the third and
     // fourth (chained after it) are refused as well.
     cr_assert_not_null(dpool_sched_complete(sched, d[0].task_id, host, true, 2010));
@@ -141,12 +150,8 @@ Test(sched_chain, cancelling_the_running_task_hands_its_process_to_the_next_in_t
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
     int values[4];
-    dpool_sched_host_t *host = s_warm_up(pool, 0, 1, &values[3]);
-    for (int i = 0; i < 3; i++)
-        s_submit(pool, "f", &values[i], 0);
     dispatch_t d[3];
-    for (int i = 0; i < 3; i++)
-        cr_assert(dpool_sched_dispatch(sched, 0, 2000, &d[i]));
+    dpool_sched_host_t *host = s_chain_up(pool, values, 3, d);
     void *host_of = NULL;
     cr_assert_eq(dpool_sched_cancel(sched, d[1].task_id, &host_of), &values[1]);
     cr_assert_eq(host_of, &host_data[0], "a chained task is on its host: the owner sends KILL");
@@ -161,12 +166,8 @@ Test(sched_chain, a_leaving_host_hands_back_its_running_tasks_and_requeues_the_c
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
     int values[4];
-    s_warm_up(pool, 0, 1, &values[3]);
-    for (int i = 0; i < 3; i++)
-        s_submit(pool, "f", &values[i], 0);
     dispatch_t d[3];
-    for (int i = 0; i < 3; i++)
-        cr_assert(dpool_sched_dispatch(sched, 0, 2000, &d[i]));
+    s_chain_up(pool, values, 3, d);
     visits_t lost = {0};
     dpool_sched_host_remove(sched, &hosts[0], s_collect, &lost);
     cr_assert_eq(lost.count, 1, "only the running task is lost");
@@ -204,4 +205,18 @@ Test(sched_chain, a_credit_for_a_held_process_waits_until_its_lease_ends)
     cr_assert(dpool_sched_dispatch(sched, 0, 3000, &again));
     cr_assert_eq(again.task_data, &values[1]);
     cr_assert_eq(again.after_id, 0);
+}
+
+Test(sched_chain, a_lease_whose_running_task_is_overdue_takes_no_more)
+{
+    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
+    int values[4];
+    s_warm_up(pool, 0, 1, &values[3]);
+    for (int i = 0; i < 3; i++)
+        s_submit(pool, "f", &values[i], 0);
+    dispatch_t first, next;
+    cr_assert(dpool_sched_dispatch(sched, 0, 2000, &first));
+    // The average says 10 us, but this one has run for a second: nothing more joins it.
+    cr_assert_not(dpool_sched_dispatch(sched, 1002, 1002000, &next));
+    cr_assert_eq(s_stats(pool).queued, 3 - 1);
 }

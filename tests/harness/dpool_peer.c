@@ -126,3 +126,29 @@ dpool_peer_split(zmsg_t **zmsg_p, bool with_routing_id)
         zlist_destroy(&parts);
     return parts;
 }
+
+int
+dpool_peer_route_one(zsock_t *router, dpool_peer_handle_fn *handle, void *ctx, const char **why)
+{
+    zmsg_t *received = zmsg_recv(router);
+    if (!received)
+        return DPOOL_ERR_IO;
+    zlist_t *parts = dpool_peer_split(&received, true);
+    if (!parts) {
+        *why = "malformed BATCH";
+        return DPOOL_ERR_PROTO;
+    }
+    int rc = DPOOL_OK;
+    zmsg_t *zmsg;
+    while ((zmsg = zlist_pop(parts))) {
+        zframe_t *peer = NULL;
+        dpool_msg_t msg = {0};
+        if (rc == DPOOL_OK && (rc = dpool_proto_decode(&zmsg, true, &peer, &msg, why)) == DPOOL_OK)
+            handle(ctx, peer, &msg);
+        dpool_msg_reset(&msg);
+        zframe_destroy(&peer);
+        zmsg_destroy(&zmsg);
+    }
+    zlist_destroy(&parts);
+    return rc;
+}

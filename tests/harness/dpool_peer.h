@@ -38,6 +38,14 @@ int dpool_peer_next(zsock_t *sock, dpool_msg_t *msg, int timeout_ms, const char 
 // was a malformed BATCH.
 zlist_t *dpool_peer_split(zmsg_t **zmsg_p, bool with_routing_id);
 
+// Receives one ZeroMQ message on router (a test playing the broker) and hands each
+// protocol message in it (one, or those of a BATCH) to handle, with the sender's
+// routing id; both are borrowed for the call. Returns DPOOL_OK, or DPOOL_ERR_PROTO
+// at the first malformed one (*why says why; the rest are dropped), DPOOL_ERR_IO.
+typedef void(dpool_peer_handle_fn)(void *ctx, zframe_t *peer, dpool_msg_t *msg);
+int dpool_peer_route_one(zsock_t *router, dpool_peer_handle_fn *handle, void *ctx,
+                         const char **why);
+
 // A payload frame holding the msgpack array [text]. Returns NULL on failure.
 zframe_t *dpool_peer_payload_str(const char *text);
 
