@@ -218,7 +218,7 @@ s_open(const char *name, int processes, dpool_output_fn *output, void *output_ar
     return pool;
 }
 
-TestSuite(client_fake_broker, .init = setup, .fini = teardown, .timeout = 20);
+TestSuite(client_fake_broker, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(client_fake_broker, new_sends_pool_open_and_succeeds_on_pool_opened)
 {
