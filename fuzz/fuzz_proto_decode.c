@@ -1,7 +1,9 @@
-/*  Fuzz target: dpool_proto_decode, on a multipart message cut from the input.
+/*  Fuzz target: dpool_batch_split and dpool_proto_decode, on a multipart message cut
+    from the input: a BATCH is taken apart and each of its messages decoded, anything
+    else decoded as it is.
 
     Input layout (defined here; make_corpus.c writes it):
-      byte 0   bits 0-1: the number of frames - 1 (1 to 4);
+      byte 0   bits 0-1 and bit 3 (as the high bit): the number of frames - 1 (1 to 8);
                bit 2: the first frame is a routing id (the broker's ROUTER side)
       then, for each frame but the last, a 2-byte big-endian length and that many bytes
       (fewer when the input runs out); the last frame takes the rest.
@@ -9,15 +11,17 @@
     both decodings must agree, so whatever the decoder accepts the encoder can write. */
 #include "dpool_fuzz.h"
 
+#include "dpool_batch.h"
+
 #include <dpool/errors.h>
 
-#define S_FRAMES_MAX 4
+#define S_FRAMES_MAX 8
 
 static zmsg_t *
 s_message(const uint8_t *data, size_t size, bool *with_routing_id)
 {
     zmsg_t *zmsg = zmsg_new();
-    size_t frames = (data[0] & 0x3) + 1;
+    size_t frames = ((data[0] & 0x3) | (data[0] & 0x8) >> 1) + 1;
     *with_routing_id = data[0] & 0x4;
     size_t at = 1;
     for (size_t i = 0; i < frames; i++) {
@@ -56,13 +60,9 @@ s_round_trip(dpool_msg_t *msg, zframe_t *routing_id, bool with_routing_id)
     zframe_destroy(&routing_again);
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void
+s_decode_one(zmsg_t *zmsg, bool with_routing_id)
 {
-    if (size == 0)
-        return 0;
-    bool with_routing_id;
-    zmsg_t *zmsg = s_message(data, size, &with_routing_id);
     dpool_msg_t msg = {0};
     zframe_t *routing_id = NULL;
     const char *why = NULL;
@@ -81,5 +81,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     dpool_msg_reset(&msg);
     zframe_destroy(&routing_id);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    bool with_routing_id;
+    zmsg_t *zmsg = s_message(data, size, &with_routing_id);
+    zlist_t *parts = zlist_new();
+    const char *why = NULL;
+    int split = dpool_batch_split(&zmsg, with_routing_id, parts, &why);
+    DPOOL_FUZZ_CHECK(split >= -1 && split <= 1, "split returned %d", split);
+    DPOOL_FUZZ_CHECK((split == 0) == (zmsg != NULL), "split kept or lost the message");
+    if (split == 0)
+        s_decode_one(zmsg, with_routing_id);
+    else if (split < 0)
+        DPOOL_FUZZ_CHECK(why && *why && zlist_size(parts) == 0, "a failed split kept something");
+    else
+        DPOOL_FUZZ_CHECK(zlist_size(parts) > 0, "a BATCH split into nothing");
+    zmsg_t *part;
+    while ((part = zlist_pop(parts)))
+        s_decode_one(part, with_routing_id);
+    zlist_destroy(&parts);
     return 0;
 }

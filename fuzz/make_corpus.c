@@ -2,6 +2,7 @@
     runs it on fuzz/corpus): valid messages of every command built by dpool's own encoder,
     the variants the protocol allows (optional fields left out, routing ids), and a few
     hostile ones (huge declared sizes, deep nesting). libFuzzer mutates from these. */
+#include "dpool_batch.h"
 #include "dpool_fuzz.h"
 
 #include "dpool_codec.h"
@@ -272,7 +273,7 @@ s_write_frames(s_out_t *out, const char *name, zmsg_t *zmsg, bool with_routing_i
     size_t frames = zmsg_size(zmsg);
     uint8_t *bytes = malloc(1 + frames * 2 + zmsg_content_size(zmsg));
     size_t at = 0;
-    bytes[at++] = (uint8_t)((frames - 1) | (with_routing_id ? 4 : 0));
+    bytes[at++] = (uint8_t)(((frames - 1) & 3) | ((frames - 1) & 4) << 1 | (with_routing_id ? 4 : 0));
     size_t index = 0;
     for (zframe_t *frame = zmsg_first(zmsg); frame; frame = zmsg_next(zmsg), index++) {
         size_t size = zframe_size(frame);
@@ -285,6 +286,28 @@ s_write_frames(s_out_t *out, const char *name, zmsg_t *zmsg, bool with_routing_i
     }
     s_write(out, "fuzz_proto_decode", name, bytes, at);
     free(bytes);
+}
+
+// BATCHes of two messages (one with a payload, one without), as sent by a daemon and
+// as the broker's ROUTER receives one.
+static void
+s_write_batches(s_out_t *out)
+{
+    for (int with_routing_id = 0; with_routing_id < 2; with_routing_id++) {
+        dpool_batch_t *batch = dpool_batch_new();
+        uint8_t one = 1;
+        dpool_msg_t result = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 7,
+                              .payload = zframe_new(&one, 1)};
+        dpool_msg_t credit = {.command = DPOOL_CMD_CREDIT, .count = 1};
+        dpool_batch_add(batch, &result);
+        dpool_batch_add(batch, &credit);
+        zframe_t *routing_id = with_routing_id ? zframe_from("W1") : NULL;
+        zmsg_t *zmsg = dpool_batch_take(batch, routing_id);
+        s_write_frames(out, with_routing_id ? "batch_routed" : "batch", zmsg, with_routing_id);
+        zmsg_destroy(&zmsg);
+        zframe_destroy(&routing_id);
+        dpool_batch_destroy(&batch);
+    }
 }
 
 static void
@@ -445,6 +468,7 @@ s_write_bodies(s_out_t *out)
     };
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++)
         s_write(out, "fuzz_proto_decode", frames[i].name, frames[i].bytes, frames[i].size);
+    s_write_batches(out);
 }
 
 /* ---- command-line arguments and task functions ------------------------------------- */
