@@ -50,8 +50,9 @@ dpool_broker_frame_hash(const void *key)
     // FNV-1a over the routing id's bytes.
     const zframe_t *frame = key;
     const unsigned char *bytes = zframe_data((zframe_t *)frame);
+    size_t size = zframe_size((zframe_t *)frame); // a library call: once, not per byte
     size_t hash = 14695981039346656037ULL;
-    for (size_t i = 0; i < zframe_size((zframe_t *)frame); i++)
+    for (size_t i = 0; i < size; i++)
         hash = (hash ^ bytes[i]) * 1099511628211ULL;
     return hash;
 }
