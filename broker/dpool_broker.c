@@ -413,7 +413,9 @@ dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, con
 bool
 dpool_broker_retry_task(dpool_broker_t *self, dpool_task_t *task)
 {
-    if (!task->function || task->attempts > task->pool->retries)
+    // Losses, not dispatches, count: a chained task that was queued again without
+    // running (refused, or its host left before it started) has used no retry.
+    if (!task->function || ++task->losses > task->pool->retries)
         return false;
     uint64_t task_id;
     return dpool_sched_requeue(self->sched, task->pool->sched_pool, task->function, task,
@@ -433,7 +435,6 @@ s_dispatch(dpool_broker_t *self)
                            .name = (char *)dpool_sched_task_function(self->sched, next.task_id),
                            .flags = task->flags,
                            .time_limit_ms = task->pool->time_limit_ms};
-        task->attempts++;
         // A copy: the task keeps its arguments for a retry, and holding them inline costs
         // less memory per queued task than a frame of their own.
         msg.payload = zframe_new(task->args, task->args_size);

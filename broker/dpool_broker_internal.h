@@ -79,7 +79,7 @@ typedef struct {
     size_t args_size;
     char *function;    // owned copy, kept only when the pool retries (to re-queue)
     uint32_t flags;    // DPOOL_FLAG_* from the SUBMIT
-    uint32_t attempts; // dispatches so far
+    uint32_t losses; // times its process or host died while it ran
     char args[];       // the SUBMIT's arguments, kept inline: one allocation per task
 } dpool_task_t;
 

@@ -177,6 +177,11 @@ dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_
         goto done;
     }
     zframe_t *body = zmsg_next(zmsg);
+    if (frames == 3 && zframe_size(zmsg_next(zmsg)) == 0) {
+        // One msgpack value is never empty; and a BATCH marks "no payload" that way.
+        *why = "payload frame is empty";
+        goto done;
+    }
     rc = dpool_codec_decode(zframe_data(body), zframe_size(body), msg, why);
     if (rc == DPOOL_OK && frames == 3) {
         zframe_t *header = zmsg_pop(zmsg);

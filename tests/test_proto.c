@@ -246,6 +246,20 @@ Test(proto, refuses_a_missing_payload_the_command_needs)
     }
 }
 
+Test(proto, refuses_an_empty_payload_frame)
+{
+    // One msgpack value is never empty: an empty frame is no payload (and a BATCH uses
+    // one to say "no payload"), so a SUBMIT or a RESULT cannot carry it.
+    static const int commands[] = {DPOOL_CMD_SUBMIT, DPOOL_CMD_RESULT, DPOOL_CMD_WORKER_RESULT};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        dpool_msg_t msg = {.command = commands[i], .name = "f", .payload = s_payload("", 0)};
+        zmsg_t *zmsg = dpool_proto_build(&msg, NULL);
+        cr_assert_not_null(zmsg);
+        cr_assert_eq(zmsg_size(zmsg), 3);
+        s_expect_refused(zmsg, false, dpool_proto_command_name(commands[i]));
+    }
+}
+
 // --- building ------------------------------------------------------------------
 
 Test(proto, build_refuses_a_message_missing_its_payload_or_name)

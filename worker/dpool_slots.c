@@ -241,8 +241,13 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
         return;
     }
     // A failed chunk brings the results of the items before the failing one.
-    zframe_t *payload =
-        code == DPOOL_OK || result_size > 0 ? zframe_new(result, result_size) : NULL;
+    // A function that wrote no value returned nil (a payload is never empty).
+    static const uint8_t nil = 0xc0;
+    if (code == DPOOL_OK && result_size == 0) {
+        result = &nil;
+        result_size = 1;
+    }
+    zframe_t *payload = result_size > 0 ? zframe_new(result, result_size) : NULL;
     s_drain_ready_output(self, slot);
     uint64_t task_id = slot->task_id;
     slot->deadline = 0;

@@ -41,8 +41,14 @@ dpool_tasks_send_hello(dpool_worker_t *self)
     dpool_uplink_send(self->uplink, &msg);
     free(names);
     self->hello_at = dpool_clock_ms();
-    // A new registration holds no credits: every idle process earns one again.
+    // A new registration holds no credits: every idle process earns one again. Tasks
+    // waiting here belong to the registration that ended, whose tasks the broker has
+    // already failed or queued again: run now, they would run twice.
     self->granted = 0;
+    for (unsigned i = 0; i < self->processes; i++)
+        dpool_slots_clear_queue(&self->slots[i]);
+    for (dpool_job_t *job = zlist_pop(self->pending); job; job = zlist_pop(self->pending))
+        dpool_tasks_job_destroy(&job);
 }
 
 void

@@ -171,7 +171,8 @@ int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
 // nothing is sent. Returns false when no queue holds it.
 bool dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id);
 
-// Frees every job queued in slot (the daemon is stopping); the slot keeps its list.
+// Frees every job queued in slot (the daemon is stopping, or registers anew); the slot
+// keeps its list.
 void dpool_slots_clear_queue(dpool_slot_t *slot);
 
 // The first IDLE slot, or NULL.
