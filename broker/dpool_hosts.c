@@ -86,6 +86,7 @@ s_on_hello(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
         s_host_free(host);
         goto nomem;
     }
+    dpool_sched_host_set_chaining(host->sched_host, msg->flags & DPOOL_HELLO_CHAINS);
     zhashx_insert(self->hosts, host->routing_id, host);
     DPOOL_LOG_INFO("worker daemon on %s (pid %u) joined with %u processes, %zu functions",
                    host->host, host->pid, host->processes, host->function_count);

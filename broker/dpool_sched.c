@@ -224,7 +224,7 @@ s_chainable_lease(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
     if (!link || self->parked_pools > 0)
         return NULL;
     dpool_sched_lease_t *lease = DPOOL_CONTAINER_OF(link, dpool_sched_lease_t, pool_link);
-    return lease->length < s_chain_depth(pool) ? lease : NULL;
+    return lease->host->chains && lease->length < s_chain_depth(pool) ? lease : NULL;
 }
 
 // Puts a pool into the ring when it has work, room (or a lease to chain onto) and

@@ -86,6 +86,10 @@ int dpool_sched_requeue(dpool_sched_t *self, dpool_sched_pool_t *pool, const cha
 dpool_sched_host_t *dpool_sched_host_add(dpool_sched_t *self, void *host_data, uint32_t processes,
                                          const char *const *functions, size_t function_count);
 
+// Lets the scheduler send host chained tasks (its daemon said it runs them); a host
+// starts without.
+void dpool_sched_host_set_chaining(dpool_sched_host_t *host, bool chains);
+
 // Removes a host. Every task running on it is handed to visit (the owner fails or
 // re-submits it) and then freed; tasks chained behind them queue again at the front of
 // their pools. O(functions + tasks sent to the host).

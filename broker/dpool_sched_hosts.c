@@ -89,6 +89,12 @@ dpool_sched_host_withdraw(dpool_sched_host_t *host)
         dpool_list_remove(&host->offers[i].link);
 }
 
+void
+dpool_sched_host_set_chaining(dpool_sched_host_t *host, bool chains)
+{
+    host->chains = chains;
+}
+
 bool
 dpool_sched_host_usable(const dpool_sched_host_t *host)
 {

@@ -89,6 +89,7 @@ struct dpool_sched_host {
     uint32_t processes;
     uint32_t credits; // as the daemon granted them, at most processes
     uint32_t running; // leases
+    bool chains;      // its daemon runs chained TASKs
     dpool_sched_offer_t *offers;
     size_t offer_count;
     dpool_link_t leases;

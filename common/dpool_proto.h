@@ -57,6 +57,10 @@ typedef enum {
 // after another in one process; the result is the array of their results.
 #define DPOOL_FLAG_CHUNK 0x1u
 
+// WORKER_HELLO flags. CHAINS: the daemon runs chained TASKs (TASK's `after`); the
+// broker chains only to daemons that say so (an older one would ignore `after`).
+#define DPOOL_HELLO_CHAINS 0x1u
+
 // Output streams in OUTPUT / WORKER_OUTPUT.
 #define DPOOL_STREAM_STDOUT 1
 #define DPOOL_STREAM_STDERR 2

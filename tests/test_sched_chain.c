@@ -16,6 +16,7 @@ static dpool_sched_host_t *
 s_warm_up(dpool_sched_pool_t *pool, int slot, uint32_t processes, int *value)
 {
     dpool_sched_host_t *host = s_add_host(slot, processes, "f");
+    dpool_sched_host_set_chaining(host, true);
     cr_assert_eq(dpool_sched_credit(sched, host, processes), processes);
     s_submit(pool, "f", value, 0);
     dispatch_t first;
@@ -74,6 +75,7 @@ Test(sched_chain, long_tasks_are_never_chained)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
     dpool_sched_host_t *host = s_add_host(0, 2, "f");
+    dpool_sched_host_set_chaining(host, true);
     cr_assert_eq(dpool_sched_credit(sched, host, 2), 2);
     int values[3];
     for (int i = 0; i < 3; i++)
@@ -177,6 +179,7 @@ Test(sched_chain, a_leaving_host_hands_back_its_running_tasks_and_requeues_the_c
     cr_assert_eq(stats.queued, 2, "the two that never started wait for another host");
 
     dpool_sched_host_t *next_host = s_add_host(1, 1, "f");
+    dpool_sched_host_set_chaining(next_host, true);
     cr_assert_eq(dpool_sched_credit(sched, next_host, 1), 1);
     dispatch_t again;
     cr_assert(dpool_sched_dispatch(sched, 0, 5000, &again));
@@ -219,4 +222,18 @@ Test(sched_chain, a_lease_whose_running_task_is_overdue_takes_no_more)
     // The average says 10 us, but this one has run for a second: nothing more joins it.
     cr_assert_not(dpool_sched_dispatch(sched, 1002, 1002000, &next));
     cr_assert_eq(s_stats(pool).queued, 3 - 1);
+}
+
+Test(sched_chain, a_host_whose_daemon_does_not_chain_gets_no_chained_task)
+{
+    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
+    int values[3];
+    dpool_sched_host_t *host = s_warm_up(pool, 0, 1, &values[2]);
+    dpool_sched_host_set_chaining(host, false);
+    for (int i = 0; i < 2; i++)
+        s_submit(pool, "f", &values[i], 0);
+    dispatch_t first, next;
+    cr_assert(dpool_sched_dispatch(sched, 0, 2000, &first));
+    cr_assert_not(dpool_sched_dispatch(sched, 0, 2000, &next),
+                  "an older daemon would run a chained task beside the one before it");
 }

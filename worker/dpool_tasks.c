@@ -37,7 +37,8 @@ dpool_tasks_send_hello(dpool_worker_t *self)
                        .pid = (uint32_t)getpid(),
                        .count = self->processes,
                        .functions = (char **)names,
-                       .function_count = count};
+                       .function_count = count,
+                       .flags = DPOOL_HELLO_CHAINS};
     dpool_uplink_send(self->uplink, &msg);
     free(names);
     self->hello_at = dpool_clock_ms();
