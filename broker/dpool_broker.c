@@ -246,6 +246,7 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
     self->now_us = dpool_clock_us();
     self->started_ms = self->now_ms = self->now_us / 1000;
     self->epoch = s_random_epoch();
+    dpool_sched_set_id_base(self->sched, (uint32_t)(self->epoch >> 32) ^ (uint32_t)self->epoch);
     if (config->curve_secret &&
         !(self->auth = dpool_auth_new(config->curve_secret, config->authorized, why, why_size)))
         goto fail;

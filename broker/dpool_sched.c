@@ -48,6 +48,7 @@ s_grow(dpool_sched_t *self)
     uint32_t base = (uint32_t)(self->chunk_count * DPOOL_SCHED_CHUNK_SIZE);
     for (uint32_t i = DPOOL_SCHED_CHUNK_SIZE; i-- > 0;) {
         chunk[i].index = base + i;
+        chunk[i].generation = self->generation_base;
         chunk[i].next_free = self->free_head;
         self->free_head = base + i;
     }
@@ -702,6 +703,12 @@ dpool_sched_drain(dpool_sched_t *self, dpool_sched_visit_fn *visit, void *ctx)
         if (visit)
             visit(ctx, task_id, data);
     }
+}
+
+void
+dpool_sched_set_id_base(dpool_sched_t *self, uint32_t base)
+{
+    self->generation_base = base;
 }
 
 uint32_t

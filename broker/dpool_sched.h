@@ -163,6 +163,11 @@ int64_t dpool_sched_next_deadline(const dpool_sched_t *self);
 // Hands every remaining task to visit and frees it (for shutdown).
 void dpool_sched_drain(dpool_sched_t *self, dpool_sched_visit_fn *visit, void *ctx);
 
+// Task ids of records made from now on start their generation at base (call it before
+// the first submit): a broker run passes something random, so an id from an earlier
+// run (a late result from a daemon that outlived the broker) names no task of this one.
+void dpool_sched_set_id_base(dpool_sched_t *self, uint32_t base);
+
 // Cluster figures for status.
 uint32_t dpool_sched_total_processes(const dpool_sched_t *self);
 uint32_t dpool_sched_host_running(const dpool_sched_host_t *host);

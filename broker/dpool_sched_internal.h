@@ -122,6 +122,7 @@ struct dpool_sched {
     dpool_link_t hosts;
     uint32_t total_processes;
     size_t parked_pools; // while any pool waits for a free process, no lease chains
+    uint32_t generation_base; // where new records' generations start (per broker run)
     dpool_sched_task_t **chunks;
     size_t chunk_count;
     uint32_t free_head;

@@ -603,3 +603,23 @@ Test(sched, destroy_frees_hosts_still_registered)
     cr_skip_test("needs the ASan build (-DDPOOL_SANITIZE=ON) to detect the leak");
 #endif
 }
+
+Test(sched, ids_start_from_the_base_a_broker_run_sets)
+{
+    dpool_sched_t *other = dpool_sched_new(GRACE_MS);
+    cr_assert_not_null(other);
+    dpool_sched_set_id_base(other, 0x5a5a0000u);
+    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
+    dpool_sched_pool_t *other_pool = dpool_sched_pool_new(other, 1);
+    int value;
+    uint64_t id = 0, other_id = 0;
+    cr_assert_eq(dpool_sched_submit(sched, pool, "f", &value, 0, &id), 0);
+    cr_assert_eq(dpool_sched_submit(other, other_pool, "f", &value, 0, &other_id), 0);
+    cr_assert_eq((uint32_t)id, (uint32_t)other_id, "the same record");
+    cr_assert_neq(id, other_id, "an id of one run names no task of another");
+    cr_assert_eq(other_id >> 32, 0x5a5a0001u);
+    void *ran_on;
+    cr_assert_null(dpool_sched_cancel(other, id, &ran_on), "the other run's id is stale here");
+    cr_assert_eq(dpool_sched_cancel(other, other_id, &ran_on), &value);
+    dpool_sched_destroy(&other);
+}
