@@ -397,14 +397,12 @@ dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p)
     return DPOOL_OK;
 }
 
-// Frees the job of task_id if slot's queue holds it; returns whether it did.
-static bool
-s_drop_from(dpool_slot_t *slot, uint64_t task_id)
+bool
+dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
 {
-    for (dpool_job_t *job = zlist_first(slot->queue); job; job = zlist_next(slot->queue)) {
-        if (job->task_id == task_id) {
-            zlist_remove(slot->queue, job);
-            dpool_tasks_job_destroy(&job);
+    for (unsigned i = 0; i < self->processes; i++) {
+        dpool_slot_t *slot = &self->slots[i];
+        if (dpool_tasks_jobs_drop(slot->queue, task_id)) {
             s_refresh_tail(slot); // a chain may go on after the job before it
             return true;
         }
@@ -412,20 +410,9 @@ s_drop_from(dpool_slot_t *slot, uint64_t task_id)
     return false;
 }
 
-bool
-dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
-{
-    for (unsigned i = 0; i < self->processes; i++)
-        if (s_drop_from(&self->slots[i], task_id))
-            return true;
-    return false;
-}
-
 void
 dpool_slots_clear_queue(dpool_slot_t *slot)
 {
-    for (dpool_job_t *job = slot->queue ? zlist_pop(slot->queue) : NULL; job;
-         job = zlist_pop(slot->queue))
-        dpool_tasks_job_destroy(&job);
+    dpool_tasks_jobs_clear(slot->queue);
     slot->tail_id = 0;
 }

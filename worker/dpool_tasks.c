@@ -48,8 +48,7 @@ dpool_tasks_send_hello(dpool_worker_t *self)
     self->granted = 0;
     for (unsigned i = 0; i < self->processes; i++)
         dpool_slots_clear_queue(&self->slots[i]);
-    for (dpool_job_t *job = zlist_pop(self->pending); job; job = zlist_pop(self->pending))
-        dpool_tasks_job_destroy(&job);
+    dpool_tasks_jobs_clear(self->pending);
 }
 
 void
@@ -151,6 +150,26 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
     }
 }
 
+bool
+dpool_tasks_jobs_drop(zlist_t *jobs, uint64_t task_id)
+{
+    for (dpool_job_t *job = zlist_first(jobs); job; job = zlist_next(jobs)) {
+        if (job->task_id == task_id) {
+            zlist_remove(jobs, job);
+            dpool_tasks_job_destroy(&job);
+            return true;
+        }
+    }
+    return false;
+}
+
+void
+dpool_tasks_jobs_clear(zlist_t *jobs)
+{
+    for (dpool_job_t *job = jobs ? zlist_pop(jobs) : NULL; job; job = zlist_pop(jobs))
+        dpool_tasks_job_destroy(&job);
+}
+
 static void
 s_on_kill(dpool_worker_t *self, dpool_msg_t *msg)
 {
@@ -159,13 +178,8 @@ s_on_kill(dpool_worker_t *self, dpool_msg_t *msg)
         dpool_slots_kill(self, slot);
         return;
     }
-    for (dpool_job_t *job = zlist_first(self->pending); job; job = zlist_next(self->pending)) {
-        if (job->task_id == msg->task_id) {
-            zlist_remove(self->pending, job);
-            dpool_tasks_job_destroy(&job);
-            return;
-        }
-    }
+    if (dpool_tasks_jobs_drop(self->pending, msg->task_id))
+        return;
     // A queued successor is dropped without a result: its slot's queue goes on.
     if (dpool_slots_drop_queued(self, msg->task_id))
         return;

@@ -301,9 +301,7 @@ dpool_worker_destroy(dpool_worker_t **self_p)
         s_stop_processes(self);
     for (unsigned i = 0; self->slots && i < self->processes; i++)
         zlist_destroy(&self->slots[i].queue);
-    for (dpool_job_t *job = self->pending ? zlist_pop(self->pending) : NULL; job;
-         job = zlist_pop(self->pending))
-        dpool_tasks_job_destroy(&job);
+    dpool_tasks_jobs_clear(self->pending);
     zlist_destroy(&self->pending);
     dpool_uplink_destroy(&self->uplink);
     dpool_functions_destroy(&self->functions);

@@ -127,6 +127,13 @@ void dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, c
 // Reads and handles every message the broker has sent (TASK, KILL, ERROR, ...).
 void dpool_tasks_on_broker(dpool_worker_t *self);
 
+// Frees the job of task_id if jobs (a zlist of dpool_job_t) holds it; returns whether
+// it did.
+bool dpool_tasks_jobs_drop(zlist_t *jobs, uint64_t task_id);
+
+// Frees every job in jobs (NULL-safe); the list stays.
+void dpool_tasks_jobs_clear(zlist_t *jobs);
+
 // Frees a job. NULL-safe; sets *job_p to NULL.
 void dpool_tasks_job_destroy(dpool_job_t **job_p);
 
