@@ -63,11 +63,11 @@ s_task_alloc(dpool_sched_t *self)
         return NULL;
     dpool_sched_task_t *task = s_slot(self, self->free_head);
     self->free_head = task->next_free;
-    uint32_t generation = task->generation + 1;
+    uint32_t generation = dpool_sched_next_generation(task->generation);
     uint32_t index = task->index;
     memset(task, 0, sizeof *task);
     task->index = index;
-    task->generation = generation ? generation : 1; // id 0 never names a task
+    task->generation = generation;
     dpool_list_init(&task->link);
     dpool_list_init(&task->lease_link);
     self->task_count++;
@@ -204,30 +204,6 @@ s_has_room(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
     return pool->running_count < s_effective_cap(self, pool);
 }
 
-// How many tasks a lease of pool may hold: 1 (no chaining) until the pool has a
-// figure for its tasks' run time, then enough to cover DPOOL_SCHED_CHAIN_AHEAD_US.
-static uint32_t
-s_chain_depth(const dpool_sched_pool_t *pool)
-{
-    if (!pool->timed)
-        return 1;
-    double service = pool->service_us > 1.0 ? pool->service_us : 1.0;
-    double depth = 1.0 + DPOOL_SCHED_CHAIN_AHEAD_US / service;
-    return depth >= DPOOL_SCHED_CHAIN_MAX ? DPOOL_SCHED_CHAIN_MAX : (uint32_t)depth;
-}
-
-// The lease of pool that may take one more task now, or NULL. Chaining waits while
-// any pool waits for a free process: leases must end then, so that pool gets one.
-static dpool_sched_lease_t *
-s_chainable_lease(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
-{
-    dpool_link_t *link = dpool_list_front(&pool->leases);
-    if (!link || self->parked_pools > 0)
-        return NULL;
-    dpool_sched_lease_t *lease = DPOOL_CONTAINER_OF(link, dpool_sched_lease_t, pool_link);
-    return lease->host->chains && lease->length < s_chain_depth(pool) ? lease : NULL;
-}
-
 // Puts a pool into the ring when it has work, room (or a lease to chain onto) and
 // waits for nothing else.
 void
@@ -235,7 +211,7 @@ dpool_sched_pool_refile(dpool_sched_t *self, dpool_sched_pool_t *pool)
 {
     if (pool->parked_on || dpool_list_linked(&pool->ring_link))
         return;
-    if (pool->queue_length > 0 && (s_has_room(self, pool) || s_chainable_lease(self, pool)))
+    if (pool->queue_length > 0 && (s_has_room(self, pool) || dpool_sched_chainable_lease(self, pool)))
         dpool_list_push_back(&self->ring, &pool->ring_link);
 }
 
@@ -381,70 +357,6 @@ dpool_sched_requeue(dpool_sched_t *self, dpool_sched_pool_t *pool, const char *f
     return s_submit(self, pool, function, task_data, now_ms, true, task_id);
 }
 
-static bool
-s_host_offers(const dpool_sched_host_t *host, const dpool_sched_function_t *function)
-{
-    for (size_t i = 0; i < host->offer_count; i++)
-        if (host->offers[i].function == function)
-            return true;
-    return false;
-}
-
-// Moves the oldest queued task of its pool into lease, as the lease's newest task.
-static void
-s_send(dpool_sched_task_t *task, dpool_sched_lease_t *lease, int64_t now_us)
-{
-    dpool_sched_pool_t *pool = task->pool;
-    dpool_list_remove(&task->link);
-    pool->queue_length--;
-    task->state = lease->length == 0 ? DPOOL_SCHED_RUNNING : DPOOL_SCHED_CHAINED;
-    task->lease = lease;
-    task->sent_us = now_us;
-    dpool_list_push_back(&pool->running, &task->link);
-    dpool_list_push_back(&lease->chain, &task->lease_link);
-    lease->length++;
-    // The pool goes to the back of the ring, so pools with work take turns.
-    dpool_list_remove(&pool->ring_link);
-}
-
-// Starts task on the host of offer under a new lease, keeping hosts in round-robin
-// order per function. False when out of memory (nothing changed).
-static bool
-s_start(dpool_sched_task_t *task, dpool_sched_offer_t *offer, int64_t now_us)
-{
-    dpool_sched_lease_t *lease = calloc(1, sizeof *lease);
-    if (!lease)
-        return false;
-    dpool_sched_pool_t *pool = task->pool;
-    dpool_sched_host_t *host = offer->host;
-    lease->pool = pool;
-    lease->host = host;
-    lease->last_end_us = now_us;
-    dpool_list_init(&lease->chain);
-    dpool_list_push_front(&pool->leases, &lease->pool_link);
-    dpool_list_push_back(&host->leases, &lease->host_link);
-    pool->running_count++;
-    host->running++;
-    host->credits--;
-    if (!dpool_sched_host_usable(host))
-        dpool_sched_host_withdraw(host);
-    else {
-        dpool_list_remove(&offer->link);
-        dpool_list_push_back(&offer->function->free_offers, &offer->link);
-    }
-    s_send(task, lease, now_us);
-    return true;
-}
-
-// The running task of lease began long enough ago to be no short task.
-static bool
-s_overdue(const dpool_sched_lease_t *lease, int64_t now_us)
-{
-    const dpool_sched_task_t *head = DPOOL_SCHED_TASK_OF(lease->chain.next, lease_link);
-    int64_t began = head->sent_us > lease->last_end_us ? head->sent_us : lease->last_end_us;
-    return now_us - began > DPOOL_SCHED_CHAIN_OVERDUE_US;
-}
-
 bool
 dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
                      dpool_sched_dispatch_t *out)
@@ -467,12 +379,12 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
         }
         bool room = s_has_room(self, pool);
         dpool_link_t *free_offer = room ? dpool_list_front(&function->free_offers) : NULL;
-        dpool_sched_lease_t *lease = free_offer ? NULL : s_chainable_lease(self, pool);
-        if (lease && (!s_host_offers(lease->host, function) || s_overdue(lease, now_us)))
+        dpool_sched_lease_t *lease = free_offer ? NULL : dpool_sched_chainable_lease(self, pool);
+        if (lease && !dpool_sched_lease_takes(lease, function, now_us))
             lease = NULL;
         if (free_offer) {
             dpool_sched_offer_t *offer = DPOOL_CONTAINER_OF(free_offer, dpool_sched_offer_t, link);
-            if (!s_start(task, offer, now_us)) {
+            if (!dpool_sched_lease_start(task, offer, now_us)) {
                 dpool_list_remove(link); // out of memory: the next completion tries again
                 continue;
             }
@@ -480,7 +392,7 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
         } else if (lease) {
             dpool_sched_task_t *tail = DPOOL_SCHED_TASK_OF(lease->chain.prev, lease_link);
             out->after_id = dpool_sched_task_id_of(self, tail);
-            s_send(task, lease, now_us);
+            dpool_sched_lease_append(task, lease, now_us);
             // Leases take turns too: the next chained task goes to another process.
             dpool_list_remove(&lease->pool_link);
             dpool_list_push_back(&pool->leases, &lease->pool_link);
@@ -501,33 +413,6 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
     return false;
 }
 
-void
-dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task)
-{
-    dpool_sched_lease_t *lease = task->lease;
-    dpool_sched_pool_t *pool = task->pool;
-    dpool_list_remove(&task->link);
-    dpool_list_remove(&task->lease_link);
-    task->lease = NULL;
-    if (--lease->length > 0) {
-        dpool_sched_task_t *head = DPOOL_SCHED_TASK_OF(lease->chain.next, lease_link);
-        head->state = DPOOL_SCHED_RUNNING;
-        // It has room again: the next chained task comes here first.
-        dpool_list_remove(&lease->pool_link);
-        dpool_list_push_front(&pool->leases, &lease->pool_link);
-        return;
-    }
-    dpool_sched_host_t *host = lease->host;
-    bool was_usable = dpool_sched_host_usable(host);
-    dpool_list_remove(&lease->pool_link);
-    dpool_list_remove(&lease->host_link);
-    free(lease);
-    pool->running_count--;
-    host->running--;
-    if (!was_usable && dpool_sched_host_usable(host))
-        dpool_sched_host_offer(self, host);
-}
-
 static dpool_sched_task_t *
 s_dispatched_on(const dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host)
 {
@@ -545,20 +430,8 @@ dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_ho
     if (!task)
         return NULL;
     dpool_sched_pool_t *pool = task->pool;
-    dpool_sched_lease_t *lease = task->lease;
-    if (now_us > 0 && task->state == DPOOL_SCHED_RUNNING) {
-        // Its run began when it was sent or when the one before it in its process
-        // ended, whichever came later. Failures say little about how long tasks run
-        // (a crash or a missing function ends one at once).
-        int64_t began = task->sent_us > lease->last_end_us ? task->sent_us : lease->last_end_us;
-        double took = now_us > began ? (double)(now_us - began) : 0.0;
-        if (success) {
-            pool->service_us =
-                pool->timed ? pool->service_us + (took - pool->service_us) / 8 : took;
-            pool->timed = true;
-        }
-        lease->last_end_us = now_us;
-    }
+    if (now_us > 0 && task->state == DPOOL_SCHED_RUNNING)
+        dpool_sched_lease_timed_end(task, success, now_us);
     dpool_sched_unlink_dispatched(self, task);
     if (success)
         pool->done++;
@@ -568,24 +441,6 @@ dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_ho
     dpool_sched_task_free(self, task);
     dpool_sched_pool_refile(self, pool);
     return data;
-}
-
-void
-dpool_sched_unchain_from(dpool_sched_t *self, dpool_sched_task_t *task)
-{
-    dpool_sched_lease_t *lease = task->lease;
-    dpool_sched_pool_t *pool = task->pool;
-    // Newest first, each at the front: they end up in their old order.
-    for (bool done = false; !done;) {
-        dpool_sched_task_t *last = DPOOL_SCHED_TASK_OF(lease->chain.prev, lease_link);
-        done = last == task;
-        dpool_sched_unlink_dispatched(self, last); // may free the lease: the last turn
-        // A new id: a late message about the one that was sent is then stale.
-        last->generation = last->generation + 1 ? last->generation + 1 : 1;
-        last->retry = true;
-        dpool_sched_enqueue(self, last, true);
-    }
-    dpool_sched_pool_refile(self, pool);
 }
 
 bool

@@ -1,6 +1,7 @@
-/*  The scheduler's records, shared by its two files: dpool_sched.c (tasks, functions,
-    pools, dispatch) and dpool_sched_hosts.c (hosts, their credits and offers). Not
-    used outside the scheduler. */
+/*  The scheduler's records, shared by its three files: dpool_sched.c (tasks,
+    functions, pools, dispatch), dpool_sched_hosts.c (hosts, their credits and offers)
+    and dpool_sched_leases.c (leases and their chains). Not used outside the
+    scheduler. */
 #ifndef DPOOL_SCHED_INTERNAL_H
 #define DPOOL_SCHED_INTERNAL_H
 
@@ -132,7 +133,14 @@ struct dpool_sched {
 #define DPOOL_SCHED_TASK_OF(ptr, member) DPOOL_CONTAINER_OF(ptr, dpool_sched_task_t, member)
 #define DPOOL_SCHED_POOL_OF(ptr, member) DPOOL_CONTAINER_OF(ptr, dpool_sched_pool_t, member)
 
-// Helpers the two files share (each defined once, in the file named).
+// The generation after this one; never 0, so id 0 never names a task.
+static inline uint32_t
+dpool_sched_next_generation(uint32_t generation)
+{
+    return generation + 1 ? generation + 1 : 1;
+}
+
+// Helpers the files share (each defined once, in the file named).
 // dpool_sched.c:
 uint64_t dpool_sched_task_id_of(const dpool_sched_t *self, const dpool_sched_task_t *task);
 void dpool_sched_task_free(dpool_sched_t *self, dpool_sched_task_t *task);
@@ -145,12 +153,30 @@ void dpool_sched_pool_refile(dpool_sched_t *self, dpool_sched_pool_t *pool);
 void dpool_sched_enqueue(dpool_sched_t *self, dpool_sched_task_t *task, bool at_front);
 // Takes a pool out of its function's parked list (it waits no more).
 void dpool_sched_unpark(dpool_sched_t *self, dpool_sched_pool_t *pool);
+// dpool_sched_leases.c:
+// The lease of pool that may take one more task now, or NULL. Chaining waits while
+// any pool waits for a free process: leases must end then, so that pool gets one.
+dpool_sched_lease_t *dpool_sched_chainable_lease(const dpool_sched_t *self,
+                                                 const dpool_sched_pool_t *pool);
+// Whether lease may be sent a task of function now: its host offers it, and its running
+// task has not run past DPOOL_SCHED_CHAIN_OVERDUE_US.
+bool dpool_sched_lease_takes(const dpool_sched_lease_t *lease, const dpool_sched_function_t *function,
+                             int64_t now_us);
+// Starts task on the host of offer under a new lease, keeping hosts in round-robin
+// order per function. False when out of memory (nothing changed).
+bool dpool_sched_lease_start(dpool_sched_task_t *task, dpool_sched_offer_t *offer, int64_t now_us);
+// Moves the oldest queued task of its pool into lease, as the lease's newest task.
+void dpool_sched_lease_append(dpool_sched_task_t *task, dpool_sched_lease_t *lease,
+                              int64_t now_us);
+// The running task of its lease answered at now_us: feeds the pool's run-time average
+// (successes only) and the lease's clock.
+void dpool_sched_lease_timed_end(dpool_sched_task_t *task, bool success, int64_t now_us);
+// Takes a dispatched task out of its lease; ends the lease when it was the last one.
+void dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task);
 // Queues task and every task chained after it in its lease at the front of their
 // pool, in order and under new ids (messages about the old ones are then stale), and
 // ends the lease when nothing is left in it.
 void dpool_sched_unchain_from(dpool_sched_t *self, dpool_sched_task_t *task);
-// Takes a dispatched task out of its lease; ends the lease when it was the last one.
-void dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task);
 // dpool_sched_hosts.c:
 // A host can start a new lease: it has a credit and a process no lease holds.
 bool dpool_sched_host_usable(const dpool_sched_host_t *host);
