@@ -77,10 +77,10 @@ typedef struct {
     uint32_t pool_ref; // the client's ref for pool, as journalled
     uint64_t client_task_id;
     size_t args_size;
-    char *function;    // owned copy, kept only when the pool retries (to re-queue)
-    uint32_t flags;    // DPOOL_FLAG_* from the SUBMIT
+    char *function;  // owned copy, kept only when the pool retries (to re-queue)
+    uint32_t flags;  // DPOOL_FLAG_* from the SUBMIT
     uint32_t losses; // times its process or host died while it ran
-    char args[];       // the SUBMIT's arguments, kept inline: one allocation per task
+    char args[];     // the SUBMIT's arguments, kept inline: one allocation per task
 } dpool_task_t;
 
 struct dpool_broker {

@@ -211,7 +211,8 @@ dpool_sched_pool_refile(dpool_sched_t *self, dpool_sched_pool_t *pool)
 {
     if (pool->parked_on || dpool_list_linked(&pool->ring_link))
         return;
-    if (pool->queue_length > 0 && (s_has_room(self, pool) || dpool_sched_chainable_lease(self, pool)))
+    if (pool->queue_length > 0 &&
+        (s_has_room(self, pool) || dpool_sched_chainable_lease(self, pool)))
         dpool_list_push_back(&self->ring, &pool->ring_link);
 }
 
@@ -495,7 +496,6 @@ dpool_sched_cancel(dpool_sched_t *self, uint64_t task_id, void **host_data)
     dpool_sched_pool_refile(self, pool);
     return data;
 }
-
 
 static void
 s_visit_list(dpool_sched_t *self, const dpool_link_t *head, const dpool_sched_pool_t *pool,

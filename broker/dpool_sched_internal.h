@@ -122,7 +122,7 @@ struct dpool_sched {
     dpool_link_t orphans;
     dpool_link_t hosts;
     uint32_t total_processes;
-    size_t parked_pools; // while any pool waits for a free process, no lease chains
+    size_t parked_pools;      // while any pool waits for a free process, no lease chains
     uint32_t generation_base; // where new records' generations start (per broker run)
     dpool_sched_task_t **chunks;
     size_t chunk_count;
@@ -160,14 +160,13 @@ dpool_sched_lease_t *dpool_sched_chainable_lease(const dpool_sched_t *self,
                                                  const dpool_sched_pool_t *pool);
 // Whether lease may be sent a task of function now: its host offers it, and its running
 // task has not run past DPOOL_SCHED_CHAIN_OVERDUE_US.
-bool dpool_sched_lease_takes(const dpool_sched_lease_t *lease, const dpool_sched_function_t *function,
-                             int64_t now_us);
+bool dpool_sched_lease_takes(const dpool_sched_lease_t *lease,
+                             const dpool_sched_function_t *function, int64_t now_us);
 // Starts task on the host of offer under a new lease, keeping hosts in round-robin
 // order per function. False when out of memory (nothing changed).
 bool dpool_sched_lease_start(dpool_sched_task_t *task, dpool_sched_offer_t *offer, int64_t now_us);
 // Moves the oldest queued task of its pool into lease, as the lease's newest task.
-void dpool_sched_lease_append(dpool_sched_task_t *task, dpool_sched_lease_t *lease,
-                              int64_t now_us);
+void dpool_sched_lease_append(dpool_sched_task_t *task, dpool_sched_lease_t *lease, int64_t now_us);
 // The running task of its lease answered at now_us: feeds the pool's run-time average
 // (successes only) and the lease's clock.
 void dpool_sched_lease_timed_end(dpool_sched_task_t *task, bool success, int64_t now_us);

@@ -113,7 +113,6 @@ dpool_sched_lease_timed_end(dpool_sched_task_t *task, bool success, int64_t now_
     task->lease->last_end_us = now_us;
 }
 
-
 void
 dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task)
 {

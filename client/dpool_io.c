@@ -60,7 +60,7 @@ typedef struct {
     dpool_pending_t *pending;
     dpool_batch_t *outgoing; // user messages of one wake-up
     zlist_t *incoming;       // of zmsg_t *: the rest of a BATCH from the broker
-    char routing_id[18]; // 'C' + 16 hex digits
+    char routing_id[18];     // 'C' + 16 hex digits
     // owned by the I/O thread once it runs
     zsock_t *dealer;
     zsock_t *monitor;
@@ -450,15 +450,16 @@ s_run(s_state_t *self, zsock_t *pipe)
     while (running) {
         // zpoller names one ready socket; the other is looked at too, so neither a
         // stream of submissions nor one of results starves the other direction.
-        void *which = zlist_size(self->incoming) ? self->dealer
-                                                 : zpoller_wait(poller, s_poll_timeout(self));
+        void *which =
+            zlist_size(self->incoming) ? self->dealer : zpoller_wait(poller, s_poll_timeout(self));
         if (which == pipe || which == self->dealer) {
             if (zsock_events(pipe) & ZMQ_POLLIN)
                 running = s_on_pipe(self, pipe);
-            if (running && (zlist_size(self->incoming) || (zsock_events(self->dealer) & ZMQ_POLLIN)))
+            if (running &&
+                (zlist_size(self->incoming) || (zsock_events(self->dealer) & ZMQ_POLLIN)))
                 s_on_broker(self);
         } else if (which == self->monitor && s_on_monitor(self) == ZMQ_EVENT_CONNECTED &&
-                 !self->released)
+                   !self->released)
             s_send_beat(self);
         else if (zpoller_terminated(poller) && zmq_errno() != EINTR)
             running = false; // the context is going: a signal alone is no reason to stop
@@ -530,7 +531,8 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     state->broker_key = config->broker_key ? strdup(config->broker_key) : NULL;
     state->outgoing = dpool_batch_new();
     state->incoming = zlist_new();
-    if (!state->endpoint || !state->outgoing || !state->incoming || (config->pool_name && !state->pool_name) ||
+    if (!state->endpoint || !state->outgoing || !state->incoming ||
+        (config->pool_name && !state->pool_name) ||
         (config->curve_secret && !state->curve_secret) ||
         (config->broker_key && !state->broker_key))
         return DPOOL_ERR_NOMEM;

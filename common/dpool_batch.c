@@ -139,8 +139,8 @@ dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const cha
     size_t appended = 0;
     while (rc == 1 && zmsg_size(zmsg) > 0) {
         zmsg_t *one = zmsg_new();
-        if (!one || (routing_id && zmsg_addmem(one, zframe_data(routing_id),
-                                               zframe_size(routing_id)) != 0)) {
+        if (!one || (routing_id &&
+                     zmsg_addmem(one, zframe_data(routing_id), zframe_size(routing_id)) != 0)) {
             zmsg_destroy(&one);
             *why = "out of memory splitting a BATCH";
             rc = -1;

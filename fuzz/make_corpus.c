@@ -273,7 +273,8 @@ s_write_frames(s_out_t *out, const char *name, zmsg_t *zmsg, bool with_routing_i
     size_t frames = zmsg_size(zmsg);
     uint8_t *bytes = malloc(1 + frames * 2 + zmsg_content_size(zmsg));
     size_t at = 0;
-    bytes[at++] = (uint8_t)(((frames - 1) & 3) | ((frames - 1) & 4) << 1 | (with_routing_id ? 4 : 0));
+    bytes[at++] =
+        (uint8_t)(((frames - 1) & 3) | ((frames - 1) & 4) << 1 | (with_routing_id ? 4 : 0));
     size_t index = 0;
     for (zframe_t *frame = zmsg_first(zmsg); frame; frame = zmsg_next(zmsg), index++) {
         size_t size = zframe_size(frame);
@@ -296,8 +297,8 @@ s_write_batches(s_out_t *out)
     for (int with_routing_id = 0; with_routing_id < 2; with_routing_id++) {
         dpool_batch_t *batch = dpool_batch_new();
         uint8_t one = 1;
-        dpool_msg_t result = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 7,
-                              .payload = zframe_new(&one, 1)};
+        dpool_msg_t result = {
+            .command = DPOOL_CMD_WORKER_RESULT, .task_id = 7, .payload = zframe_new(&one, 1)};
         dpool_msg_t credit = {.command = DPOOL_CMD_CREDIT, .count = 1};
         dpool_batch_add(batch, &result);
         dpool_batch_add(batch, &credit);

@@ -39,12 +39,18 @@ Test(batch, messages_with_and_without_payloads_come_apart_in_order)
     for (int with_routing_id = 0; with_routing_id < 2; with_routing_id++) {
         dpool_batch_t *batch = dpool_batch_new();
         cr_assert_not_null(batch);
-        dpool_msg_t result = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 11,
-                              .payload = s_payload(5)};
-        dpool_msg_t output = {.command = DPOOL_CMD_WORKER_OUTPUT, .task_id = 12, .count = 1,
-                              .text = "hi", .text_size = 2};
-        dpool_msg_t failed = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 13, .code = -12,
-                              .text = "lost", .text_size = 4};
+        dpool_msg_t result = {
+            .command = DPOOL_CMD_WORKER_RESULT, .task_id = 11, .payload = s_payload(5)};
+        dpool_msg_t output = {.command = DPOOL_CMD_WORKER_OUTPUT,
+                              .task_id = 12,
+                              .count = 1,
+                              .text = "hi",
+                              .text_size = 2};
+        dpool_msg_t failed = {.command = DPOOL_CMD_WORKER_RESULT,
+                              .task_id = 13,
+                              .code = -12,
+                              .text = "lost",
+                              .text_size = 4};
         cr_assert_eq(dpool_batch_add(batch, &result), DPOOL_OK);
         cr_assert_null(result.payload, "the payload moved into the batch");
         cr_assert_eq(dpool_batch_add(batch, &output), DPOOL_OK);

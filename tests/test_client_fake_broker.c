@@ -487,7 +487,8 @@ Test(client_fake_broker, lost_broker_fails_pending_tasks_as_unreachable)
     pthread_mutex_unlock(&fake->lock);
     dpool_error_t err = {0};
     int64_t start = dpool_clock_ms();
-    cr_assert_eq(dpool_result_get(result, -1, NULL, &err), DPOOL_ERR_UNREACHABLE, "%s", err.message);
+    cr_assert_eq(dpool_result_get(result, -1, NULL, &err), DPOOL_ERR_UNREACHABLE, "%s",
+                 err.message);
     // Nominally about 3.5 s (3 s of silence, then the 0.5 s reconnect timeout); 5 s was
     // once exceeded under the sanitizers on the loaded 2-core machine. 20 s still tells a
     // prompt failure from the 60 s default and from a hang.

@@ -120,8 +120,7 @@ dpool_uplink_flush(dpool_uplink_t *self)
     if (zmsg_send(&zmsg, self->sock) == 0)
         return DPOOL_OK;
     zmsg_destroy(&zmsg);
-    DPOOL_LOG_WARN("cannot send %zu messages to the broker: %s", count,
-                   zmq_strerror(zmq_errno()));
+    DPOOL_LOG_WARN("cannot send %zu messages to the broker: %s", count, zmq_strerror(zmq_errno()));
     return DPOOL_ERR_IO;
 }
 

@@ -125,8 +125,7 @@ s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size
         if (refs[i].stream) {
             if (slot->output_ready & (1u << refs[i].stream)) // not drained with a result
                 dpool_slots_read_output(self, slot, refs[i].stream, false);
-        }
-        else
+        } else
             dpool_slots_on_channel(self, slot);
     }
     if (items[0].revents & ZMQ_POLLIN)
