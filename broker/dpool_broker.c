@@ -322,13 +322,10 @@ static void
 s_send_batch(dpool_broker_t *self, zframe_t *routing_id, dpool_batch_t *batch)
 {
     size_t count = dpool_batch_count(batch);
-    if (count == 0)
-        return;
-    zmsg_t *zmsg = dpool_batch_take(batch, routing_id);
-    if (zmsg && zmsg_send(&zmsg, self->router) == 0)
-        return;
-    zmsg_destroy(&zmsg);
-    DPOOL_LOG_WARN("cannot send %zu messages to a peer: %s", count, zmq_strerror(zmq_errno()));
+    int rc = dpool_batch_send(batch, self->router, routing_id);
+    if (rc != DPOOL_OK)
+        DPOOL_LOG_WARN("cannot send %zu messages to a peer: %s", count,
+                       rc == DPOOL_ERR_IO ? zmq_strerror(zmq_errno()) : dpool_strerror(rc));
 }
 
 // The peer sent a BATCH, so it reads them: from now on what this broker has for it

@@ -354,9 +354,7 @@ s_command_of(zmsg_t *zmsg)
 static void
 s_flush(s_state_t *self)
 {
-    zmsg_t *zmsg = dpool_batch_take(self->outgoing, NULL);
-    if (zmsg && zmsg_send(&zmsg, self->dealer) != 0)
-        zmsg_destroy(&zmsg);
+    dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like a failed send
 }
 
 // Forwards user messages to the broker, what one wake-up finds as one BATCH; returns

@@ -110,6 +110,20 @@ dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id)
     return taken;
 }
 
+int
+dpool_batch_send(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id)
+{
+    if (self->count == 0)
+        return DPOOL_OK;
+    zmsg_t *zmsg = dpool_batch_take(self, routing_id);
+    if (!zmsg)
+        return DPOOL_ERR_NOMEM;
+    if (zmsg_send(&zmsg, sock) == 0)
+        return DPOOL_OK;
+    zmsg_destroy(&zmsg);
+    return DPOOL_ERR_IO;
+}
+
 static bool
 s_is_batch_header(zframe_t *frame)
 {

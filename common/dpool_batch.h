@@ -47,6 +47,11 @@ bool dpool_batch_full(const dpool_batch_t *self);
 // are then lost, as a failed send would lose them). The batch is empty afterwards.
 zmsg_t *dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id);
 
+// Sends what waits (dpool_batch_take) on sock. Returns DPOOL_OK (also when nothing
+// waited), DPOOL_ERR_NOMEM, or DPOOL_ERR_IO when ZeroMQ refused it (the messages are
+// lost, as a failed send loses them; zmq_errno says why).
+int dpool_batch_send(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id);
+
 // Splits a received BATCH. Returns 0 when *zmsg_p is no BATCH (left untouched); 1
 // when it was one: *zmsg_p is consumed and each of its messages, as
 // dpool_proto_decode takes it (the routing id frame first, copied, when

@@ -114,14 +114,11 @@ int
 dpool_uplink_flush(dpool_uplink_t *self)
 {
     size_t count = dpool_batch_count(self->outgoing);
-    zmsg_t *zmsg = dpool_batch_take(self->outgoing, NULL);
-    if (!zmsg)
-        return count ? DPOOL_ERR_NOMEM : DPOOL_OK;
-    if (zmsg_send(&zmsg, self->sock) == 0)
-        return DPOOL_OK;
-    zmsg_destroy(&zmsg);
-    DPOOL_LOG_WARN("cannot send %zu messages to the broker: %s", count, zmq_strerror(zmq_errno()));
-    return DPOOL_ERR_IO;
+    int rc = dpool_batch_send(self->outgoing, self->sock, NULL);
+    if (rc != DPOOL_OK)
+        DPOOL_LOG_WARN("cannot send %zu messages to the broker: %s", count,
+                       rc == DPOOL_ERR_IO ? zmq_strerror(zmq_errno()) : dpool_strerror(rc));
+    return rc;
 }
 
 // The next message from the broker: the rest of a BATCH first.
