@@ -133,9 +133,12 @@ dpool_result_complete(dpool_result_t *self, int code, const char *message, zfram
             self->value = *payload_p;
             *payload_p = NULL;
         }
-        pthread_cond_broadcast(&self->done);
     }
     pthread_mutex_unlock(&self->lock);
+    // Woken after the unlock: a waiter woken under the lock would only block again on
+    // it, one more context switch per result. The caller's reference keeps self alive.
+    if (first)
+        pthread_cond_broadcast(&self->done);
     if (payload_p)
         zframe_destroy(payload_p);
     if (first && self->hook)

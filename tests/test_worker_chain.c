@@ -155,17 +155,16 @@ s_append(char *text, size_t size, const dpool_msg_t *msg)
     text[used + msg->text_size] = '\0';
 }
 
-Test(worker_chain, chained_output_is_attributed_to_its_own_task_and_precedes_its_result)
+// Reads until the results of tasks first..last (consecutive ids, at most 7) have come,
+// in order, each successful, the last with credits and the others with none;
+// collects each task's output into tasks[id], failing on output of any task but the
+// one whose result is due.
+static void
+s_collect_chain(s_task_output_t *tasks, uint64_t first, uint64_t last, unsigned credits)
 {
-    s_start_ready("2", NULL);
-    // A silent head, then example.print ["bb", 2] and ["ccc", 3] chained behind it.
-    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
-    s_send_chained(2, 1, "example.print", S_PRINT_BB, S_SIZE(S_PRINT_BB), 0);
-    s_send_chained(3, 2, "example.print", S_PRINT_CCC, S_SIZE(S_PRINT_CCC), 0);
-    s_task_output_t tasks[4] = {0};
-    uint64_t next = 1; // the task whose result is due: the only one that may print
+    uint64_t next = first; // the task whose result is due: the only one that may print
     dpool_msg_t msg = {0};
-    while (next <= 3) {
+    while (next <= last) {
         cr_assert(s_recv(&msg, 10000), "nothing from task %llu within 10 s",
                   (unsigned long long)next);
         if (msg.command == DPOOL_CMD_CREDIT)
@@ -182,16 +181,96 @@ Test(worker_chain, chained_output_is_attributed_to_its_own_task_and_precedes_its
         cr_assert_eq(msg.command, DPOOL_CMD_WORKER_RESULT);
         cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)next,
                      msg.text ? msg.text : "");
-        cr_assert_eq(msg.count, next == 3 ? 1 : 0);
+        cr_assert_eq(msg.count, next == last ? credits : 0);
         next++;
     }
+    dpool_msg_reset(&msg);
+}
+
+Test(worker_chain, chained_output_is_attributed_to_its_own_task_and_precedes_its_result)
+{
+    s_start_ready("2", NULL);
+    // A silent head, then example.print ["bb", 2] and ["ccc", 3] chained behind it.
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(2, 1, "example.print", S_PRINT_BB, S_SIZE(S_PRINT_BB), 0);
+    s_send_chained(3, 2, "example.print", S_PRINT_CCC, S_SIZE(S_PRINT_CCC), 0);
+    s_task_output_t tasks[4] = {0};
+    s_collect_chain(tasks, 1, 3, 1);
     cr_assert_str_eq(tasks[1].out, "");
     cr_assert_str_eq(tasks[2].out, "bbbb");
     cr_assert_str_eq(tasks[2].err, "example.print done\n");
     cr_assert_str_eq(tasks[3].out, "ccccccccc");
     cr_assert_str_eq(tasks[3].err, "example.print done\n");
     s_expect_quiet(300);
+}
+
+Test(worker_chain, silent_tasks_run_ahead_and_output_between_them_stays_with_its_task)
+{
+    s_start_ready("1", NULL);
+    // While the head sleeps, the rest is written ahead to its process: silent noops,
+    // which it runs past, and printing tasks, after which it skips the rest and the
+    // daemon sends it again.
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(2, 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(3, 2, "example.print", S_PRINT_BB, S_SIZE(S_PRINT_BB), 0);
+    s_send_chained(4, 3, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(5, 4, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(6, 5, "example.print", S_PRINT_CCC, S_SIZE(S_PRINT_CCC), 0);
+    s_send_chained(7, 6, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_task_output_t tasks[8] = {0};
+    s_collect_chain(tasks, 1, 7, 1);
+    for (int silent = 1; silent <= 7; silent++) {
+        if (silent == 3 || silent == 6)
+            continue;
+        cr_assert_str_eq(tasks[silent].out, "", "task %d", silent);
+        cr_assert_str_eq(tasks[silent].err, "", "task %d", silent);
+    }
+    cr_assert_str_eq(tasks[3].out, "bbbb");
+    cr_assert_str_eq(tasks[3].err, "example.print done\n");
+    cr_assert_str_eq(tasks[6].out, "ccccccccc");
+    cr_assert_str_eq(tasks[6].err, "example.print done\n");
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, kill_of_the_running_task_leaves_the_tasks_written_ahead_to_the_replacement)
+{
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_THIRTY, S_SIZE(S_THIRTY));
+    s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    s_send_chained(3, 2, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    // Its answer proves the TASKs before it were handled (and 2, 3 written ahead).
+    s_send_chained(9, 999, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_unchained(9, 999);
+    s_send_kill(1);
+    // No result for task 1; 2 and 3 run in one replacement process, the last with the
+    // chain's credit.
+    uint64_t replacement = s_expect_pid(2, 0);
+    cr_assert_eq(s_expect_pid(3, 1), replacement);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, tasks_written_ahead_respect_maxtasksperchild)
+{
+    s_start_ready("1", "2");
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    for (uint64_t id = 2; id <= 5; id++)
+        s_send_chained(id, id - 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    dpool_msg_t msg = {0};
+    s_expect_result(1, &msg, NULL, 10000);
+    cr_assert_eq(msg.code, DPOOL_OK, "code %d: %s", msg.code, msg.text ? msg.text : "");
     dpool_msg_reset(&msg);
+    // Two tasks per process: 1 and 2, then 3 and 4, then 5, each pair in a new process.
+    uint64_t first = s_expect_pid(2, 0);
+    uint64_t second = s_expect_pid(3, 0);
+    cr_assert_neq(second, first);
+    cr_assert_eq(s_expect_pid(4, 0), second);
+    uint64_t third = s_expect_pid(5, 1);
+    cr_assert_neq(third, second);
+    cr_assert_neq(third, first);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
 }
 
 Test(worker_chain, kill_of_a_queued_task_drops_it_and_the_chain_goes_on)

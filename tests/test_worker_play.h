@@ -225,7 +225,9 @@ static inline void
 s_expect_result(uint64_t task_id, dpool_msg_t *msg, msgpack_unpacked *result, int timeout_ms)
 {
     s_expect(DPOOL_CMD_WORKER_RESULT, msg, timeout_ms);
-    cr_assert_eq(msg->task_id, task_id);
+    cr_assert_eq(msg->task_id, task_id, "result of task %llu (code %d: %s), not of %llu",
+                 (unsigned long long)msg->task_id, msg->code, msg->text ? msg->text : "",
+                 (unsigned long long)task_id);
     if (msg->code != DPOOL_OK) {
         cr_assert_null(msg->payload, "a failed task has no result payload");
         return;

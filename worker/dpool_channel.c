@@ -18,8 +18,10 @@
 #define S_FILL_READS 16
 // The most buffer a channel keeps while it holds no frame.
 #define S_KEEP_CAPACITY (1024u * 1024u)
-// A RESULT body starts with an int32 code and a uint32 message length.
-#define S_RESULT_HEAD_SIZE 8
+// A RESULT body starts with an int32 code, uint32 flags and a uint32 message length.
+#define S_RESULT_HEAD_SIZE 12
+// A TASK body starts with a uint32 epoch.
+#define S_TASK_HEAD_SIZE 4
 
 struct dpool_channel_t {
     int fd;
@@ -144,15 +146,24 @@ s_read(dpool_channel_t *self, size_t want, bool block)
         return DPOOL_ERR_NOMEM;
     for (;;) {
         size_t room = self->capacity - self->size;
-        ssize_t got = recv(self->fd, self->data + self->size, room, block ? 0 : MSG_DONTWAIT);
+        ssize_t got = recv(self->fd, self->data + self->size, room, MSG_DONTWAIT);
         if (got > 0) {
             self->size += (size_t)got;
             return (size_t)got < room ? 2 : 1;
         }
         if (got < 0 && errno == EINTR)
             continue;
-        if (got < 0 && !block && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!block)
+                return 0;
+            // Waits in poll, not in a blocking recv: a recv sleeper is woken each time
+            // the peer reads what this side wrote (the socket's room grew), a wasted
+            // context switch per task; poll wakes for incoming data only.
+            struct pollfd readable = {.fd = self->fd, .events = POLLIN};
+            if (poll(&readable, 1, -1) < 0 && errno != EINTR)
+                return DPOOL_ERR_IO;
+            continue;
+        }
         return DPOOL_ERR_IO;
     }
 }
@@ -201,18 +212,50 @@ dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8
     }
 }
 
-int
-dpool_channel_send_task(dpool_channel_t *self, bool chunk, const char *function, const void *args,
-                        size_t args_size)
+bool
+dpool_channel_holds(const dpool_channel_t *self, uint8_t kind, const void *body, size_t size)
 {
-    return dpool_channel_send(self, chunk ? DPOOL_CHANNEL_CHUNK : DPOOL_CHANNEL_TASK, function,
-                              strlen(function) + 1, args, args_size);
+    size_t at = self->taken;
+    while (self->size - at >= S_HEADER_SIZE) {
+        uint32_t length;
+        memcpy(&length, self->data + at, sizeof length);
+        if (length > self->size - at - S_HEADER_SIZE)
+            return false; // not complete yet
+        if (self->data[at + 4] == kind && length == size &&
+            memcmp(self->data + at + S_HEADER_SIZE, body, size) == 0)
+            return true;
+        at += S_HEADER_SIZE + length;
+    }
+    return false;
+}
+
+int
+dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, const char *function,
+                        const void *args, size_t args_size)
+{
+    size_t name_size = strlen(function) + 1;
+    uint8_t head[S_TASK_HEAD_SIZE + 256];
+    uint8_t *big = name_size > 256 ? malloc(S_TASK_HEAD_SIZE + name_size) : NULL;
+    uint8_t *start = name_size > 256 ? big : head;
+    if (!start)
+        return DPOOL_ERR_NOMEM;
+    memcpy(start, &epoch, sizeof epoch);
+    memcpy(start + S_TASK_HEAD_SIZE, function, name_size);
+    int rc = dpool_channel_send(self, chunk ? DPOOL_CHANNEL_CHUNK : DPOOL_CHANNEL_TASK, start,
+                                S_TASK_HEAD_SIZE + name_size, args, args_size);
+    free(big);
+    return rc;
 }
 
 bool
-dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function,
+dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch, const char **function,
                          const uint8_t **args, size_t *args_size)
 {
+    if (size <= S_TASK_HEAD_SIZE)
+        return false;
+    memcpy(epoch, body, sizeof *epoch);
+    body += S_TASK_HEAD_SIZE;
+    size -= S_TASK_HEAD_SIZE;
     const uint8_t *end = memchr(body, '\0', size);
     if (!end || end == body)
         return false;
@@ -223,8 +266,8 @@ dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function
 }
 
 int
-dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, const void *result,
-                          size_t result_size)
+dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
+                          const void *result, size_t result_size)
 {
     size_t message_size = message ? strlen(message) : 0;
     if (message_size > DPOOL_CHANNEL_FRAME_MAX)
@@ -235,7 +278,8 @@ dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, 
     int32_t code32 = code;
     uint32_t message_size32 = (uint32_t)message_size;
     memcpy(head, &code32, sizeof code32);
-    memcpy(head + sizeof code32, &message_size32, sizeof message_size32);
+    memcpy(head + 4, &flags, sizeof flags);
+    memcpy(head + 8, &message_size32, sizeof message_size32);
     if (message_size)
         memcpy(head + S_RESULT_HEAD_SIZE, message, message_size);
     int rc = dpool_channel_send(self, DPOOL_CHANNEL_RESULT, head, S_RESULT_HEAD_SIZE + message_size,
@@ -245,8 +289,8 @@ dpool_channel_send_result(dpool_channel_t *self, int code, const char *message, 
 }
 
 bool
-dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, char **message_p,
-                           const uint8_t **result, size_t *result_size)
+dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, uint32_t *flags,
+                           char **message_p, const uint8_t **result, size_t *result_size)
 {
     int32_t code32;
     uint32_t message_size;
@@ -254,7 +298,8 @@ dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, char **m
     if (size < S_RESULT_HEAD_SIZE)
         return false;
     memcpy(&code32, body, sizeof code32);
-    memcpy(&message_size, body + sizeof code32, sizeof message_size);
+    memcpy(flags, body + 4, sizeof *flags);
+    memcpy(&message_size, body + 8, sizeof message_size);
     if (message_size > size - S_RESULT_HEAD_SIZE)
         return false;
     if (message_size) {

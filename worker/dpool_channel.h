@@ -15,18 +15,41 @@
 #include <stdint.h>
 
 // Frame kinds.
-// READY   process -> daemon: started (initializer done), waiting for a task; no body
-// TASK    daemon -> process: function name, NUL, argument bytes (one argument array)
+// READY   process -> daemon: started (initializer done), waiting for a task; body =
+//         one byte of DPOOL_CHANNEL_RUNS_AHEAD flags (none from an older runner)
+// TASK    daemon -> process: uint32 epoch, function name, NUL, argument bytes (one
+//         argument array)
 // CHUNK   daemon -> process: as TASK, but the bytes are an array of argument arrays
-// RESULT  process -> daemon: int32 code, uint32 n, n bytes of message, then the
-//         result bytes (none for a failed task, the results so far for a failed chunk)
+// RESULT  process -> daemon: int32 code, uint32 flags (DPOOL_CHANNEL_WENT_ON),
+//         uint32 n, n bytes of message, then the result bytes (none for a failed
+//         task, the results so far for a failed chunk)
 // INIT_FAILED  process -> daemon: the initializer failed; body = its message. The
 //         process exits right after.
+// SKIP    daemon -> process: uint32 epoch; a job written ahead under it was KILLed
+//
+// A process looks for a SKIP of the running task's epoch among the frames that have
+// arrived before it answers; if there is one, its result does not say WENT_ON and it
+// skips the rest of that epoch, as after a task that wrote.
+//
+// Running ahead. The daemon may write a process several TASKs at once; the process
+// runs them in order without waiting for the daemon, as long as each task it runs
+// wrote nothing (no write system call, its own or a reaped child's, while it ran):
+// then there is no output whose task could be mistaken, and its RESULT says
+// WENT_ON. After a task that wrote (or when the process cannot tell), the process
+// skips every TASK of that task's epoch still to come: the daemon, which drains the
+// pipes and forwards the output before the result, sends those tasks again under
+// the next epoch.
 #define DPOOL_CHANNEL_READY 'R'
 #define DPOOL_CHANNEL_TASK 'T'
 #define DPOOL_CHANNEL_CHUNK 'C'
 #define DPOOL_CHANNEL_RESULT 'D'
 #define DPOOL_CHANNEL_INIT_FAILED 'I'
+#define DPOOL_CHANNEL_SKIP 'S'
+
+// READY flag: the process can tell a task that wrote nothing, so it runs ahead.
+#define DPOOL_CHANNEL_RUNS_AHEAD 0x1
+// RESULT flag: the task wrote nothing and the process went on to the next TASK.
+#define DPOOL_CHANNEL_WENT_ON 0x1
 
 // Frames larger than this are refused by a reader: the length prefix comes from
 // another process, and a corrupt one must not become a 4 GB allocation. It is far
@@ -65,27 +88,32 @@ int dpool_channel_fill(dpool_channel_t *self);
 int dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8_t **body,
                        size_t *size);
 
-// Sends a TASK frame, or a CHUNK frame when chunk is true: function (borrowed,
+// Whether a complete frame of kind whose body is exactly body (size bytes, borrowed)
+// has been read and not taken yet; frames are not taken.
+bool dpool_channel_holds(const dpool_channel_t *self, uint8_t kind, const void *body, size_t size);
+
+// Sends a TASK frame, or a CHUNK frame when chunk is true: epoch, function (borrowed,
 // NUL-terminated), then args_size bytes of args (borrowed). Returns what
 // dpool_channel_send returns.
-int dpool_channel_send_task(dpool_channel_t *self, bool chunk, const char *function,
+int dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, const char *function,
                             const void *args, size_t args_size);
 
-// Splits a TASK or CHUNK frame's body into the function name and the argument bytes (both
-// borrowed from body). Returns false when the body holds no NUL-terminated name.
-bool dpool_channel_parse_task(const uint8_t *body, size_t size, const char **function,
-                              const uint8_t **args, size_t *args_size);
+// Splits a TASK or CHUNK frame's body into the epoch, the function name and the argument
+// bytes (both borrowed from body). Returns false when the body holds no epoch and
+// NUL-terminated name.
+bool dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch,
+                              const char **function, const uint8_t **args, size_t *args_size);
 
-// Sends a RESULT frame: code, message (borrowed, may be NULL) and result_size bytes
-// of result (borrowed; 0 bytes for a failed task, the partial array for a failed
+// Sends a RESULT frame: code, flags, message (borrowed, may be NULL) and result_size
+// bytes of result (borrowed; 0 bytes for a failed task, the partial array for a failed
 // chunk). Returns what dpool_channel_send returns.
-int dpool_channel_send_result(dpool_channel_t *self, int code, const char *message,
+int dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
                               const void *result, size_t result_size);
 
 // Splits a RESULT frame's body. *message_p receives an owned copy of the message, or
 // NULL when it was empty; *result points into body (borrowed). Returns false for a
 // body too short for what its lengths claim.
-bool dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, char **message_p,
-                                const uint8_t **result, size_t *result_size);
+bool dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, uint32_t *flags,
+                                char **message_p, const uint8_t **result, size_t *result_size);
 
 #endif

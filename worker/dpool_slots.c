@@ -20,7 +20,18 @@
     takes only its running task with it: the queue stays with the slot and runs on the
     replacement, which then brings no CREDIT, since the queue's last result returns
     the credit the chain's head took. Its result goes out before its successor starts,
-    so the broker always hears a task end before it hears of the next one. */
+    so the broker always hears a task end before it hears of the next one.
+
+    Running ahead (dpool_channel.h). A busy process that said it can is written the
+    next jobs of its queue too (`ahead`), within DPOOL_WORKER_AHEAD_MAX and _BYTES,
+    jobs without a time limit behind a running task without one. A RESULT that says
+    WENT_ON makes the first of them the running task; any other result sends them all
+    back to the queue's front under the next epoch (the process skips the old one).
+    Only tasks that wrote nothing are run past, so output found in the pipes belongs
+    to the first task, from the one the daemon counts as running, whose result does
+    not say WENT_ON: output read while jobs are ahead is held until the results read
+    after it say which one that is. A KILL of a job written ahead kills the process
+    when that job comes to run, as for any running task. */
 #include "dpool_worker_internal.h"
 
 #include "dpool_clock.h"
@@ -47,9 +58,22 @@ s_forward_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, size_t si
     dpool_uplink_send(self->uplink, &msg);
 }
 
+// Forwards the output held for slot, as its running task's; any other slot's stays.
+static void
+s_forward_held(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    if (self->held_slot != slot || self->held_size == 0)
+        return;
+    size_t size = self->held_size;
+    self->held_size = 0;
+    self->held_slot = NULL;
+    s_forward_output(self, slot, self->held_stream, size);
+}
+
 void
 dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bool drain)
 {
+    s_forward_held(self, slot); // the buffer is about to be read into
     for (;;) {
         ssize_t got =
             dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
@@ -85,11 +109,81 @@ s_drain_output(dpool_worker_t *self, dpool_slot_t *slot)
 static void
 s_refresh_tail(dpool_slot_t *slot)
 {
+    // KILLed jobs written ahead never run (dpool_channel.h, SKIP): no task follows them.
     const dpool_job_t *last = zlist_tail(slot->queue);
+    for (dpool_job_t *job = last ? NULL : zlist_first(slot->ahead); job;
+         job = zlist_next(slot->ahead))
+        if (!job->killed)
+            last = job;
     if (last)
         slot->tail_id = last->task_id;
     else
-        slot->tail_id = slot->state == DPOOL_SLOT_BUSY ? slot->task_id : 0;
+        slot->tail_id = slot->state == DPOOL_SLOT_BUSY && !slot->head_killed ? slot->task_id : 0;
+}
+
+// What a job's TASK frame takes in the channel socket's buffer, about.
+static size_t
+s_frame_bytes(const dpool_job_t *job)
+{
+    return 64 + strlen(job->function) + zframe_size(job->args);
+}
+
+// Puts the jobs written ahead back at the front of the queue, in order, for the next
+// process or epoch; jobs KILLed meanwhile are dropped.
+static void
+s_take_back_ahead(dpool_slot_t *slot)
+{
+    dpool_job_t *job;
+    while ((job = zlist_tail(slot->ahead))) {
+        zlist_remove(slot->ahead, job);
+        if (job->killed || zlist_push(slot->queue, job) != 0)
+            dpool_tasks_job_destroy(&job);
+    }
+    slot->ahead_bytes = 0;
+    slot->epoch++;
+}
+
+// Tells the process in slot to stop after its running task and skip the jobs written
+// to it ahead (some were KILLed): the daemon takes them back with the result.
+static void
+s_send_skip(dpool_slot_t *slot)
+{
+    if (slot->proc)
+        dpool_channel_send(dpool_proc_channel(slot->proc), DPOOL_CHANNEL_SKIP, &slot->epoch,
+                           sizeof slot->epoch, NULL, 0);
+}
+
+// Writes the busy process in slot the next jobs of its queue, within the bounds of
+// running ahead.
+static void
+s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    if (!slot->runs_ahead || slot->state != DPOOL_SLOT_BUSY || slot->time_limit_ms)
+        return;
+    unsigned max = self->runner.max_tasks;
+    for (dpool_job_t *job = zlist_first(slot->queue); job; job = zlist_first(slot->queue)) {
+        size_t bytes = s_frame_bytes(job);
+        size_t count = zlist_size(slot->ahead);
+        // The running task, those ahead and this one must all fit in the process's life.
+        if (count >= DPOOL_WORKER_AHEAD_MAX ||
+            slot->ahead_bytes + bytes > DPOOL_WORKER_AHEAD_BYTES || job->time_limit_ms ||
+            (max && slot->tasks_done + count + 2 > max))
+            return;
+        if (zlist_append(slot->ahead, job) != 0)
+            return;
+        int rc = dpool_channel_send_task(
+            dpool_proc_channel(slot->proc), (job->flags & DPOOL_FLAG_CHUNK) != 0, slot->epoch,
+            job->function, zframe_data(job->args), zframe_size(job->args));
+        if (rc != DPOOL_OK) {
+            // Sent later as a running task (refused there if too big), or after a death
+            // that the next poll shows.
+            zlist_remove(slot->ahead, job);
+            return;
+        }
+        zlist_pop(slot->queue);
+        slot->ahead_bytes += bytes;
+    }
+    s_refresh_tail(slot);
 }
 
 void
@@ -124,6 +218,10 @@ s_bury(dpool_worker_t *self, dpool_slot_t *slot, bool restart_now)
     dpool_proc_destroy(&slot->proc);
     slot->state = DPOOL_SLOT_EMPTY;
     slot->deadline = 0;
+    slot->head_killed = false;
+    if (self->held_slot == slot)
+        self->held_size = 0, self->held_slot = NULL;
+    s_take_back_ahead(slot); // they never started: the replacement runs them
     s_refresh_tail(slot);
 }
 
@@ -209,15 +307,18 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
 {
     slot->state = DPOOL_SLOT_BUSY;
     slot->task_id = job->task_id;
+    slot->head_killed = false;
     slot->time_limit_ms = job->time_limit_ms;
     // The limit counts from here, not from the TASK's arrival: a task that waited in
     // pending for a process has not run yet.
     slot->deadline = job->time_limit_ms ? dpool_clock_ms() + job->time_limit_ms : 0;
     s_refresh_tail(slot);
     int rc = dpool_channel_send_task(dpool_proc_channel(slot->proc),
-                                     (job->flags & DPOOL_FLAG_CHUNK) != 0, job->function,
-                                     zframe_data(job->args), zframe_size(job->args));
-    if (rc == DPOOL_ERR_INVALID) {
+                                     (job->flags & DPOOL_FLAG_CHUNK) != 0, slot->epoch,
+                                     job->function, zframe_data(job->args), zframe_size(job->args));
+    if (rc == DPOOL_OK) {
+        s_fill_ahead(self, slot);
+    } else if (rc == DPOOL_ERR_INVALID) {
         slot->state = DPOOL_SLOT_IDLE;
         slot->deadline = 0;
         dpool_tasks_send_result(self, job->task_id, DPOOL_ERR_TOO_BIG, "task arguments are too big",
@@ -228,15 +329,41 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
     }
 }
 
+// The output of the task whose result just came, which did not go on: what was held
+// for it, then what the pipes still hold. A process writes its output before its
+// result, so once the result is here the pipes hold all of it.
+static void
+s_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    s_forward_held(self, slot);
+    if (slot->output_known)
+        s_drain_ready_output(self, slot);
+    else
+        s_drain_output(self, slot);
+}
+
+// The process went on to the first job written ahead: it is the running task now.
+static void
+s_run_first_ahead(dpool_slot_t *slot)
+{
+    dpool_job_t *job = zlist_pop(slot->ahead);
+    slot->ahead_bytes -= s_frame_bytes(job);
+    slot->task_id = job->task_id;
+    slot->time_limit_ms = 0; // a job with a limit is never written ahead
+    slot->head_killed = job->killed;
+    dpool_tasks_job_destroy(&job);
+}
+
 static void
 s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_t size)
 {
     int code;
+    uint32_t flags;
     char *message = NULL;
     const uint8_t *result;
     size_t result_size;
     if (slot->state != DPOOL_SLOT_BUSY ||
-        !dpool_channel_parse_result(body, size, &code, &message, &result, &result_size)) {
+        !dpool_channel_parse_result(body, size, &code, &flags, &message, &result, &result_size)) {
         s_on_death(self, slot); // a process that breaks the channel's rules is not trusted
         return;
     }
@@ -248,15 +375,23 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
         result_size = 1;
     }
     zframe_t *payload = result_size > 0 ? zframe_new(result, result_size) : NULL;
-    s_drain_ready_output(self, slot);
+    bool went_on = (flags & DPOOL_CHANNEL_WENT_ON) && zlist_size(slot->ahead) > 0;
+    if (!(flags & DPOOL_CHANNEL_WENT_ON)) {
+        s_drain_result_output(self, slot);
+        s_take_back_ahead(slot); // the process skips them: they go again, next epoch
+    }
+    slot->output_known = false; // the poll's verdict was about this result only
     uint64_t task_id = slot->task_id;
     slot->deadline = 0;
     unsigned max = self->runner.max_tasks;
     dpool_job_t *next = NULL;
     if (max && ++slot->tasks_done >= max) {
         // It exits by itself; its replacement brings the credit or runs the queue.
+        s_take_back_ahead(slot); // none, unless the process miscounts: never lost
         slot->state = DPOOL_SLOT_RETIRING;
         s_refresh_tail(slot);
+    } else if (went_on) {
+        s_run_first_ahead(slot);
     } else if (!(next = s_next_job(self, slot))) {
         s_become_idle(self, slot);
     }
@@ -266,6 +401,8 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
     free(message);
     if (next) // after the result: a job refused at once (-13) must not overtake it
         dpool_slots_start(self, slot, next);
+    else if (went_on)
+        s_fill_ahead(self, slot);
     dpool_tasks_job_destroy(&next);
 }
 
@@ -275,6 +412,7 @@ s_on_frame(dpool_worker_t *self, dpool_slot_t *slot, uint8_t kind, const uint8_t
 {
     if (kind == DPOOL_CHANNEL_READY && slot->state == DPOOL_SLOT_STARTING) {
         self->init_failures = 0;
+        slot->runs_ahead = size >= 1 && (body[0] & DPOOL_CHANNEL_RUNS_AHEAD);
         s_on_idle(self, slot);
     } else if (kind == DPOOL_CHANNEL_RESULT) {
         s_on_result(self, slot, body, size);
@@ -308,8 +446,35 @@ dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
         if (!s_on_frame(self, slot, kind, body, size))
             return;
     }
-    if (fill != DPOOL_OK)
+    if (fill != DPOOL_OK) {
         s_on_death(self, slot);
+        return;
+    }
+    // Only now: a KILLed job that came to run may have answered in the frames above.
+    if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed)
+        dpool_slots_kill(self, slot);
+}
+
+void
+dpool_slots_on_output(dpool_worker_t *self, dpool_slot_t *slot, int stream)
+{
+    if (zlist_size(slot->ahead) == 0) {
+        // The process runs the task the daemon counts as running: the bytes are its.
+        dpool_slots_read_output(self, slot, stream, false);
+        return;
+    }
+    s_forward_held(self, slot);
+    ssize_t got =
+        dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
+    if (got <= 0)
+        return;
+    // Results written before these bytes are in the channel now: read them first.
+    self->held_slot = slot;
+    self->held_stream = stream;
+    self->held_size = (size_t)got;
+    slot->output_known = false;
+    dpool_slots_on_channel(self, slot);
+    s_forward_held(self, slot); // no result claimed them: the running task's
 }
 
 void
@@ -381,10 +546,10 @@ dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id)
 }
 
 int
-dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p)
+dpool_slots_chain(dpool_worker_t *self, dpool_slot_t *slot, dpool_job_t **job_p)
 {
     int rc = DPOOL_OK;
-    if (zlist_size(slot->queue) >= DPOOL_WORKER_QUEUE_MAX)
+    if (zlist_size(slot->queue) + zlist_size(slot->ahead) >= DPOOL_WORKER_QUEUE_MAX)
         rc = DPOOL_ERR_QUEUE_FULL;
     else if (zlist_append(slot->queue, *job_p) != 0)
         rc = DPOOL_ERR_NOMEM;
@@ -394,6 +559,7 @@ dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p)
     }
     *job_p = NULL;
     s_refresh_tail(slot);
+    s_fill_ahead(self, slot);
     return DPOOL_OK;
 }
 
@@ -406,13 +572,42 @@ dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
             s_refresh_tail(slot); // a chain may go on after the job before it
             return true;
         }
+        for (dpool_job_t *job = zlist_first(slot->ahead); job; job = zlist_next(slot->ahead))
+            if (job->task_id == task_id) {
+                // The process stops after its running task and skips the rest; a job
+                // it started meanwhile is killed with it when its turn shows.
+                job->killed = true;
+                s_send_skip(slot);
+                s_refresh_tail(slot);
+                return true;
+            }
     }
     return false;
+}
+
+bool
+dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t task_id)
+{
+    // A process that runs ahead may have finished the task and gone on: its result,
+    // read now, says so, and then another task runs there.
+    if (zlist_size(slot->ahead) > 0) {
+        dpool_slots_on_channel(self, slot);
+        if (slot->state != DPOOL_SLOT_BUSY || slot->task_id != task_id)
+            return false;
+    }
+    dpool_slots_kill(self, slot);
+    return true;
 }
 
 void
 dpool_slots_clear_queue(dpool_slot_t *slot)
 {
     dpool_tasks_jobs_clear(slot->queue);
+    size_t ahead = slot->ahead ? zlist_size(slot->ahead) : 0;
+    for (dpool_job_t *job = ahead ? zlist_first(slot->ahead) : NULL; job;
+         job = zlist_next(slot->ahead))
+        job->killed = true; // written to the process already: skipped there, or killed
+    if (ahead)
+        s_send_skip(slot);
     slot->tail_id = 0;
 }

@@ -86,7 +86,8 @@ s_take_job(dpool_msg_t *msg)
     dpool_job_t *job = malloc(sizeof *job);
     if (!job)
         return NULL;
-    *job = (dpool_job_t){msg->task_id, msg->name, msg->payload, msg->flags, msg->time_limit_ms};
+    *job =
+        (dpool_job_t){msg->task_id, msg->name, msg->payload, msg->flags, msg->time_limit_ms, false};
     msg->name = NULL;
     msg->payload = NULL;
     return job;
@@ -109,7 +110,7 @@ s_chain(dpool_worker_t *self, dpool_msg_t *msg)
         return;
     }
     dpool_job_t *job = s_take_job(msg);
-    int rc = job ? dpool_slots_chain(slot, &job) : DPOOL_ERR_NOMEM;
+    int rc = job ? dpool_slots_chain(self, slot, &job) : DPOOL_ERR_NOMEM;
     if (rc != DPOOL_OK)
         dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
                                 "worker daemon holds too many tasks chained to one process", NULL,
@@ -135,7 +136,8 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
         s_chain(self, msg);
         return;
     }
-    dpool_job_t job = {msg->task_id, msg->name, msg->payload, msg->flags, msg->time_limit_ms};
+    dpool_job_t job = {msg->task_id, msg->name,          msg->payload,
+                       msg->flags,   msg->time_limit_ms, false};
     dpool_slot_t *slot = dpool_slots_find_idle(self);
     if (slot) {
         self->idle--;
@@ -174,10 +176,8 @@ static void
 s_on_kill(dpool_worker_t *self, dpool_msg_t *msg)
 {
     dpool_slot_t *slot = dpool_slots_find_task(self, msg->task_id);
-    if (slot) {
-        dpool_slots_kill(self, slot);
+    if (slot && dpool_slots_kill_running(self, slot, msg->task_id))
         return;
-    }
     if (dpool_tasks_jobs_drop(self->pending, msg->task_id))
         return;
     // A queued successor is dropped without a result: its slot's queue goes on.

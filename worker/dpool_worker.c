@@ -124,9 +124,12 @@ s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size
             continue;
         if (refs[i].stream) {
             if (slot->output_ready & (1u << refs[i].stream)) // not drained with a result
-                dpool_slots_read_output(self, slot, refs[i].stream, false);
-        } else
+                dpool_slots_on_output(self, slot, refs[i].stream);
+        } else {
+            slot->output_known = true;
             dpool_slots_on_channel(self, slot);
+            slot->output_known = false;
+        }
     }
     if (items[0].revents & ZMQ_POLLIN)
         dpool_tasks_on_broker(self);
@@ -153,6 +156,7 @@ s_stop_processes(dpool_worker_t *self)
         dpool_proc_destroy(&self->slots[i].proc);
         self->slots[i].state = DPOOL_SLOT_EMPTY;
         dpool_slots_clear_queue(&self->slots[i]);
+        dpool_tasks_jobs_clear(self->slots[i].ahead);
     }
     self->idle = 0;
 }
@@ -162,7 +166,7 @@ static bool
 s_new_queues(dpool_worker_t *self)
 {
     for (unsigned i = 0; i < self->processes; i++)
-        if (!(self->slots[i].queue = zlist_new()))
+        if (!(self->slots[i].queue = zlist_new()) || !(self->slots[i].ahead = zlist_new()))
             return false;
     return true;
 }
@@ -298,8 +302,10 @@ dpool_worker_destroy(dpool_worker_t **self_p)
     dpool_worker_t *self = *self_p;
     if (self->slots)
         s_stop_processes(self);
-    for (unsigned i = 0; self->slots && i < self->processes; i++)
+    for (unsigned i = 0; self->slots && i < self->processes; i++) {
         zlist_destroy(&self->slots[i].queue);
+        zlist_destroy(&self->slots[i].ahead);
+    }
     dpool_tasks_jobs_clear(self->pending);
     zlist_destroy(&self->pending);
     dpool_uplink_destroy(&self->uplink);

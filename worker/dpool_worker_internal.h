@@ -62,7 +62,16 @@ typedef struct {
     zframe_t *args; // owned: arguments, or a CHUNK's array of argument arrays
     uint32_t flags; // DPOOL_FLAG_*
     uint32_t time_limit_ms;
+    bool killed; // KILL came after the job was written to a process: killed when it runs
 } dpool_job_t;
+
+// Running ahead (dpool_channel.h): at most this many chained jobs, and this many bytes
+// of their frames, are written to a busy process behind its running task. Small enough
+// that the socket's buffer holds them all, so the daemon's write never waits for a
+// process that is busy; enough that a process runs a chain of short tasks without a
+// wake-up of the daemon between them.
+#define DPOOL_WORKER_AHEAD_MAX 16
+#define DPOOL_WORKER_AHEAD_BYTES (32u * 1024u)
 
 // One worker process place.
 typedef struct {
@@ -77,14 +86,23 @@ typedef struct {
     // a pipe found empty in the poll that brought a result holds none of that task's
     // output: the drain before forwarding the result skips it (two reads saved).
     unsigned output_ready;
+    bool output_known; // output_ready is from the poll that found the channel readable
     int64_t spawned_at;
     int64_t spawn_at; // when EMPTY: when to start the replacement
     int64_t restart_delay;
     // Chained jobs (dpool_job_t, oldest first) that run in this slot and nowhere
     // else; kept across the deaths of its processes.
     zlist_t *queue;
-    // The newest task bound to the slot, the last queued or else the one running;
-    // 0 = none. A chained TASK's `after` is looked up here, without walking queues.
+    // Jobs taken from the queue and written to the process behind its running task
+    // (oldest first), not answered yet; they go back to the queue's front when the
+    // process skips them or dies.
+    zlist_t *ahead;
+    size_t ahead_bytes;
+    uint32_t epoch;   // of the TASKs written now; the next one after a skip
+    bool runs_ahead;  // the process said so in READY
+    bool head_killed; // the running task was KILLed while it waited ahead
+    // The newest task bound to the slot, the last queued, else the last written ahead,
+    // else the one running; 0 = none. A chained TASK's `after` is looked up here.
     uint64_t tail_id;
 } dpool_slot_t;
 
@@ -107,6 +125,12 @@ struct dpool_worker_t {
     zcert_t *cert;          // owned: this daemon's CURVE key pair; NULL = no CURVE
     char *broker_key;       // owned: the broker's public key (Z85) when cert is set
     char *buffer;           // DPOOL_WORKER_OUTPUT_CHUNK bytes for pipe reads
+    // Output read into buffer from a process that may have gone past the task the
+    // daemon counts as running: forwarded once the results read after it say whose
+    // it is (dpool_slots_on_output).
+    dpool_slot_t *held_slot;
+    int held_stream;
+    size_t held_size;
 };
 
 // Bytes read from an output pipe in one go: one WORKER_OUTPUT each.
@@ -155,6 +179,10 @@ void dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot);
 // forwarding it as WORKER_OUTPUT while a task runs.
 void dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bool drain);
 
+// The poll found the stream of the process in slot readable: reads it once and
+// forwards it as the output of the task that wrote it.
+void dpool_slots_on_output(dpool_worker_t *self, dpool_slot_t *slot, int stream);
+
 // KILL: kills the process in slot (BUSY), sends no result; a replacement follows at once.
 void dpool_slots_kill(dpool_worker_t *self, dpool_slot_t *slot);
 
@@ -169,17 +197,23 @@ dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
 // whatever its state, or NULL: where a TASK chained after task_id goes.
 dpool_slot_t *dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id);
 
-// Appends *job_p to the queue of slot, to run there after its current tail; the job
-// (owned) moves to the slot on success and is freed on failure. Returns DPOOL_OK,
-// DPOOL_ERR_QUEUE_FULL (DPOOL_WORKER_QUEUE_MAX jobs wait there) or DPOOL_ERR_NOMEM.
-int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
+// Appends *job_p to the queue of slot, to run there after its current tail (and writes
+// it ahead to the process when it may); the job (owned) moves to the slot on success
+// and is freed on failure. Returns DPOOL_OK, DPOOL_ERR_QUEUE_FULL (DPOOL_WORKER_QUEUE_MAX
+// jobs wait there, queued or written ahead) or DPOOL_ERR_NOMEM.
+int dpool_slots_chain(dpool_worker_t *self, dpool_slot_t *slot, dpool_job_t **job_p);
 
-// KILL of a queued chained task: frees the job waiting for task_id in a slot's queue;
-// nothing is sent. Returns false when no queue holds it.
+// KILL of a queued chained task: frees the job waiting for task_id in a slot's queue,
+// or marks the one written ahead to a process, which is killed if the task comes to
+// run; nothing is sent. Returns false when no slot holds it.
 bool dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id);
 
-// Frees every job queued in slot (the daemon is stopping, or registers anew); the slot
-// keeps its list.
+// KILL of the running task of slot: the process is killed, unless what it has
+// written says the task has ended already. Returns whether it was killed.
+bool dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t task_id);
+
+// Frees every job queued in slot (the daemon is stopping, or registers anew); jobs
+// written ahead to its process are marked killed. The slot keeps its lists.
 void dpool_slots_clear_queue(dpool_slot_t *slot);
 
 // The first IDLE slot, or NULL.
