@@ -246,7 +246,9 @@ s_on_death(dpool_worker_t *self, dpool_slot_t *slot)
     char why[512];
     s_drain_output(self, slot);
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
-    if (slot->state == DPOOL_SLOT_BUSY) {
+    if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed) {
+        DPOOL_LOG_DEBUG("killed task %" PRIu64 " ended with its process: %s", slot->task_id, why);
+    } else if (slot->state == DPOOL_SLOT_BUSY) {
         DPOOL_LOG_WARN("task %" PRIu64 " lost: %s", slot->task_id, why);
         dpool_tasks_send_result(self, slot->task_id, DPOOL_ERR_WORKER_LOST, why, NULL, 0);
     } else if (slot->state == DPOOL_SLOT_STARTING && self->initializer) {
@@ -576,8 +578,9 @@ dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
             if (job->task_id == task_id) {
                 // The process stops after its running task and skips the rest; a job
                 // it started meanwhile is killed with it when its turn shows.
+                if (!job->killed)
+                    s_send_skip(slot); // one per job: SKIPs are not in the ahead budget
                 job->killed = true;
-                s_send_skip(slot);
                 s_refresh_tail(slot);
                 return true;
             }
@@ -589,8 +592,11 @@ bool
 dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t task_id)
 {
     // A process that runs ahead may have finished the task and gone on: its result,
-    // read now, says so, and then another task runs there.
+    // read now, says so, and then another task runs there. SKIP first: should the task
+    // end between that read and the kill, the process stops there instead of starting
+    // the next one, which would otherwise be killed part-way and run again in full.
     if (zlist_size(slot->ahead) > 0) {
+        s_send_skip(slot);
         dpool_slots_on_channel(self, slot);
         if (slot->state != DPOOL_SLOT_BUSY || slot->task_id != task_id)
             return false;
