@@ -107,6 +107,40 @@ dpool_channel_send(dpool_channel_t *self, uint8_t kind, const void *head, size_t
     return s_write_all(self->fd, iov, 3);
 }
 
+int
+dpool_channel_send_tasks(dpool_channel_t *self, uint32_t epoch, const dpool_channel_task_t *tasks,
+                         size_t count)
+{
+    // Per task: frame header, epoch, function name with its NUL, arguments.
+    size_t heads_size = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t name_size = strlen(tasks[i].function) + 1;
+        if (S_TASK_HEAD_SIZE + name_size + tasks[i].args_size > DPOOL_CHANNEL_FRAME_MAX)
+            return DPOOL_ERR_INVALID;
+        heads_size += S_HEADER_SIZE + S_TASK_HEAD_SIZE + name_size;
+    }
+    uint8_t *heads = malloc(heads_size ? heads_size : 1);
+    struct iovec *iov = malloc((count ? count : 1) * 2 * sizeof *iov);
+    int rc = heads && iov ? DPOOL_OK : DPOOL_ERR_NOMEM;
+    uint8_t *at = heads;
+    for (size_t i = 0; rc == DPOOL_OK && i < count; i++) {
+        size_t name_size = strlen(tasks[i].function) + 1;
+        uint32_t length = (uint32_t)(S_TASK_HEAD_SIZE + name_size + tasks[i].args_size);
+        iov[2 * i] = (struct iovec){at, S_HEADER_SIZE + S_TASK_HEAD_SIZE + name_size};
+        memcpy(at, &length, sizeof length);
+        at[4] = tasks[i].chunk ? DPOOL_CHANNEL_CHUNK : DPOOL_CHANNEL_TASK;
+        memcpy(at + S_HEADER_SIZE, &epoch, sizeof epoch);
+        memcpy(at + S_HEADER_SIZE + S_TASK_HEAD_SIZE, tasks[i].function, name_size);
+        at += iov[2 * i].iov_len;
+        iov[2 * i + 1] = (struct iovec){(void *)tasks[i].args, tasks[i].args_size};
+    }
+    if (rc == DPOOL_OK)
+        rc = s_write_all(self->fd, iov, (int)(2 * count));
+    free(iov);
+    free(heads);
+    return rc;
+}
+
 // Drops taken frames and makes room for at least want more bytes. A buffer that
 // grew for a large chunk is given back once it is empty, so every process slot
 // does not keep the largest frame it ever saw.
@@ -233,18 +267,8 @@ int
 dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, const char *function,
                         const void *args, size_t args_size)
 {
-    size_t name_size = strlen(function) + 1;
-    uint8_t head[S_TASK_HEAD_SIZE + 256];
-    uint8_t *big = name_size > 256 ? malloc(S_TASK_HEAD_SIZE + name_size) : NULL;
-    uint8_t *start = name_size > 256 ? big : head;
-    if (!start)
-        return DPOOL_ERR_NOMEM;
-    memcpy(start, &epoch, sizeof epoch);
-    memcpy(start + S_TASK_HEAD_SIZE, function, name_size);
-    int rc = dpool_channel_send(self, chunk ? DPOOL_CHANNEL_CHUNK : DPOOL_CHANNEL_TASK, start,
-                                S_TASK_HEAD_SIZE + name_size, args, args_size);
-    free(big);
-    return rc;
+    dpool_channel_task_t task = {chunk, function, args, args_size};
+    return dpool_channel_send_tasks(self, epoch, &task, 1);
 }
 
 bool

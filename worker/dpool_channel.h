@@ -92,6 +92,20 @@ int dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const u
 // has been read and not taken yet; frames are not taken.
 bool dpool_channel_holds(const dpool_channel_t *self, uint8_t kind, const void *body, size_t size);
 
+// One TASK (or CHUNK, when chunk is true) for dpool_channel_send_tasks; all borrowed.
+typedef struct {
+    bool chunk;
+    const char *function; // NUL-terminated
+    const void *args;
+    size_t args_size;
+} dpool_channel_task_t;
+
+// Sends count TASK or CHUNK frames under epoch with one write: what a process runs
+// ahead arrives in one read. Returns what dpool_channel_send returns, or
+// DPOOL_ERR_NOMEM.
+int dpool_channel_send_tasks(dpool_channel_t *self, uint32_t epoch,
+                             const dpool_channel_task_t *tasks, size_t count);
+
 // Sends a TASK frame, or a CHUNK frame when chunk is true: epoch, function (borrowed,
 // NUL-terminated), then args_size bytes of args (borrowed). Returns what
 // dpool_channel_send returns.

@@ -154,37 +154,56 @@ s_send_skip(dpool_slot_t *slot)
 }
 
 // Writes the busy process in slot the next jobs of its queue, within the bounds of
-// running ahead.
+// running ahead, in one write. Only once half of what it was handed has run: a few
+// jobs per write, not one per result.
 static void
 s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
 {
-    if (!slot->runs_ahead || slot->state != DPOOL_SLOT_BUSY || slot->time_limit_ms)
+    if (!slot->runs_ahead || slot->state != DPOOL_SLOT_BUSY || slot->time_limit_ms ||
+        zlist_size(slot->ahead) > DPOOL_WORKER_AHEAD_MAX / 2)
         return;
     unsigned max = self->runner.max_tasks;
-    for (dpool_job_t *job = zlist_first(slot->queue); job; job = zlist_first(slot->queue)) {
-        size_t bytes = s_frame_bytes(job);
-        size_t count = zlist_size(slot->ahead);
+    dpool_channel_task_t tasks[DPOOL_WORKER_AHEAD_MAX];
+    size_t count = 0, ahead = zlist_size(slot->ahead), bytes = slot->ahead_bytes;
+    for (dpool_job_t *job = zlist_first(slot->queue); job; job = zlist_next(slot->queue)) {
+        size_t size = s_frame_bytes(job);
         // The running task, those ahead and this one must all fit in the process's life.
-        if (count >= DPOOL_WORKER_AHEAD_MAX ||
-            slot->ahead_bytes + bytes > DPOOL_WORKER_AHEAD_BYTES || job->time_limit_ms ||
-            (max && slot->tasks_done + count + 2 > max))
-            return;
+        if (ahead + count >= DPOOL_WORKER_AHEAD_MAX || bytes + size > DPOOL_WORKER_AHEAD_BYTES ||
+            job->time_limit_ms || (max && slot->tasks_done + ahead + count + 2 > max))
+            break;
+        // In both lists until written: appending after the write could fail, and leave
+        // a job running that the daemon could not match with its result.
         if (zlist_append(slot->ahead, job) != 0)
-            return;
-        int rc = dpool_channel_send_task(
-            dpool_proc_channel(slot->proc), (job->flags & DPOOL_FLAG_CHUNK) != 0, slot->epoch,
-            job->function, zframe_data(job->args), zframe_size(job->args));
-        if (rc != DPOOL_OK) {
-            // Sent later as a running task (refused there if too big), or after a death
-            // that the next poll shows.
-            zlist_remove(slot->ahead, job);
-            return;
-        }
-        zlist_pop(slot->queue);
-        slot->ahead_bytes += bytes;
+            break;
+        tasks[count++] = (dpool_channel_task_t){(job->flags & DPOOL_FLAG_CHUNK) != 0, job->function,
+                                                zframe_data(job->args), zframe_size(job->args)};
+        bytes += size;
     }
+    if (count == 0)
+        return;
+    if (dpool_channel_send_tasks(dpool_proc_channel(slot->proc), slot->epoch, tasks, count) !=
+        DPOOL_OK) {
+        // They stay queued: sent later as a running task (refused there if too big), or
+        // to the replacement after a death that the next poll shows.
+        for (dpool_job_t *job = zlist_first(slot->queue); job && count > 0; count--) {
+            zlist_remove(slot->ahead, job);
+            job = zlist_next(slot->queue);
+        }
+        return;
+    }
+    for (size_t i = 0; i < count; i++)
+        zlist_pop(slot->queue);
+    slot->ahead_bytes = bytes;
     s_refresh_tail(slot);
 }
+
+void
+dpool_slots_fill_ahead(dpool_worker_t *self)
+{
+    for (unsigned i = 0; i < self->processes; i++)
+        s_fill_ahead(self, &self->slots[i]);
+}
+
 
 void
 dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
@@ -403,8 +422,6 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
     free(message);
     if (next) // after the result: a job refused at once (-13) must not overtake it
         dpool_slots_start(self, slot, next);
-    else if (went_on)
-        s_fill_ahead(self, slot);
     dpool_tasks_job_destroy(&next);
 }
 
@@ -455,6 +472,8 @@ dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
     // Only now: a KILLed job that came to run may have answered in the frames above.
     if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed)
         dpool_slots_kill(self, slot);
+    else
+        s_fill_ahead(self, slot); // what ran ahead is replaced, in one write
 }
 
 void
@@ -548,7 +567,7 @@ dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id)
 }
 
 int
-dpool_slots_chain(dpool_worker_t *self, dpool_slot_t *slot, dpool_job_t **job_p)
+dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p)
 {
     int rc = DPOOL_OK;
     if (zlist_size(slot->queue) + zlist_size(slot->ahead) >= DPOOL_WORKER_QUEUE_MAX)
@@ -561,8 +580,7 @@ dpool_slots_chain(dpool_worker_t *self, dpool_slot_t *slot, dpool_job_t **job_p)
     }
     *job_p = NULL;
     s_refresh_tail(slot);
-    s_fill_ahead(self, slot);
-    return DPOOL_OK;
+    return DPOOL_OK; // written ahead with the rest of the broker's burst (dpool_slots_fill_ahead)
 }
 
 bool

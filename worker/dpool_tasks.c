@@ -110,7 +110,7 @@ s_chain(dpool_worker_t *self, dpool_msg_t *msg)
         return;
     }
     dpool_job_t *job = s_take_job(msg);
-    int rc = job ? dpool_slots_chain(self, slot, &job) : DPOOL_ERR_NOMEM;
+    int rc = job ? dpool_slots_chain(slot, &job) : DPOOL_ERR_NOMEM;
     if (rc != DPOOL_OK)
         dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
                                 "worker daemon holds too many tasks chained to one process", NULL,
@@ -225,4 +225,5 @@ dpool_tasks_on_broker(dpool_worker_t *self)
                            dpool_proto_command_name(msg.command));
         dpool_msg_reset(&msg);
     }
+    dpool_slots_fill_ahead(self);
 }

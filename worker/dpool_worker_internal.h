@@ -197,11 +197,14 @@ dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
 // whatever its state, or NULL: where a TASK chained after task_id goes.
 dpool_slot_t *dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id);
 
-// Appends *job_p to the queue of slot, to run there after its current tail (and writes
-// it ahead to the process when it may); the job (owned) moves to the slot on success
-// and is freed on failure. Returns DPOOL_OK, DPOOL_ERR_QUEUE_FULL (DPOOL_WORKER_QUEUE_MAX
-// jobs wait there, queued or written ahead) or DPOOL_ERR_NOMEM.
-int dpool_slots_chain(dpool_worker_t *self, dpool_slot_t *slot, dpool_job_t **job_p);
+// Appends *job_p to the queue of slot, to run there after its current tail; the job (owned) moves
+// to the slot on success and is freed on failure. Returns DPOOL_OK, DPOOL_ERR_QUEUE_FULL
+// (DPOOL_WORKER_QUEUE_MAX jobs wait there, queued or written ahead) or DPOOL_ERR_NOMEM.
+int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
+
+// Writes every busy process that runs ahead the next jobs of its queue (after a burst of
+// TASKs from the broker: all of them in one write per process).
+void dpool_slots_fill_ahead(dpool_worker_t *self);
 
 // KILL of a queued chained task: frees the job waiting for task_id in a slot's queue,
 // or marks the one written ahead to a process, which is killed if the task comes to
