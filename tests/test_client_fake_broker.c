@@ -7,6 +7,7 @@
       print  OUTPUT stdout "hello\n", OUTPUT stderr "oops\n", then RESULT 0 nil
       delay  RESULT 0 nil after 200 ms
       never  no answer (until TERMINATE, which answers -13 for each) */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <dpool/dpool.h>
@@ -15,6 +16,8 @@
 #include <dpool_proto.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_HELD 64
 
@@ -263,17 +266,23 @@ Test(client_fake_broker, new_fails_unreachable_when_broker_is_silent)
 
 Test(client_fake_broker, new_fails_unreachable_when_nobody_listens)
 {
-    zsock_t *probe = zsock_new(ZMQ_ROUTER);
-    int port = zsock_bind(probe, "tcp://127.0.0.1:*");
-    zsock_destroy(&probe); // the port is free again: connections are refused
+    // A port bound but never listened on: connections are refused, and no other test
+    // running meanwhile can take it (a port freed again could be bound by one).
+    int holder = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(holder, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t length = sizeof address;
+    cr_assert_eq(bind(holder, (struct sockaddr *)&address, sizeof address), 0);
+    cr_assert_eq(getsockname(holder, (struct sockaddr *)&address, &length), 0);
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", ntohs(address.sin_port));
     dpool_opts_t opts = {.broker = endpoint, .connect_timeout = 0.3};
     dpool_error_t err = {0};
     int64_t start = dpool_clock_ms();
     cr_assert_null(dpool_new_opts(&opts, &err));
     cr_assert_eq(err.code, DPOOL_ERR_UNREACHABLE);
     cr_assert_lt(dpool_clock_ms() - start, 2000);
+    close(holder);
 }
 
 Test(client_fake_broker, new_reports_the_broker_refusal)
