@@ -190,7 +190,8 @@ main(int argc, char **argv)
     const char *broker = opts.broker ? opts.broker : getenv("DPOOL_BROKER");
     dpool_bench_env_t env = {.broker = broker ? broker : "tcp://127.0.0.1:5555",
                              .self_exe = argv[0],
-                             .broker_pid = (pid_t)broker_pid};
+                             .broker_pid = (pid_t)broker_pid,
+                             .cap = opts.processes};
     long count = 0, daemons = 0, per_daemon = 0;
     if (optind < argc && strcmp(argv[optind], "wide") == 0) {
         if (optind + 4 != argc || !s_parse_count(argv[optind + 1], &daemons) ||

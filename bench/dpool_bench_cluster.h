@@ -13,6 +13,7 @@ typedef struct {
     const char *broker;   // endpoint (borrowed)
     const char *self_exe; // argv[0] of dpool-bench, to find dpool-worker beside it
     pid_t broker_pid;     // for the broker's RSS; 0 = unknown (queue mode then fails)
+    int cap;              // --processes: the pool's cap in wide mode (0 = every process)
 } dpool_bench_env_t;
 
 // queue N: submit N no-op tasks with no worker connected (the broker must run with a
@@ -20,8 +21,8 @@ typedef struct {
 // 2 worker daemons x 2 processes and report the drain rate. Returns an exit code.
 int dpool_bench_queue(const dpool_bench_env_t *env, long count);
 
-// wide K P N: start K worker daemons of P processes, then N pipelined no-op tasks;
-// reports the dispatch rate. Returns an exit code.
+// wide K P N: start K worker daemons of P processes, then N pipelined no-op tasks in a
+// pool of env->cap; reports the dispatch rate. Returns an exit code.
 int dpool_bench_wide(const dpool_bench_env_t *env, long daemons, long processes, long count);
 
 #endif

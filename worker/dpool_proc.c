@@ -30,7 +30,8 @@ struct dpool_proc_t {
     bool reaped;
     int status; // waitpid's, once reaped
     dpool_channel_t *channel;
-    int output_fds[2]; // stdout, stderr read ends; -1 when closed
+    int output_fds[2];    // stdout, stderr read ends; -1 when closed
+    bool output_ended[2]; // end of file seen: the fd stays open until destroy
 };
 
 static void
@@ -163,18 +164,18 @@ dpool_proc_output_fd(const dpool_proc_t *self, int stream)
 ssize_t
 dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size)
 {
-    int *fd = &self->output_fds[stream == DPOOL_STREAM_STDERR];
-    if (*fd < 0)
+    int index = stream == DPOOL_STREAM_STDERR;
+    if (self->output_fds[index] < 0 || self->output_ended[index])
         return -1;
     for (;;) {
-        ssize_t got = read(*fd, buffer, size);
+        ssize_t got = read(self->output_fds[index], buffer, size);
         if (got > 0)
             return got;
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
-        s_close(fd);
+        self->output_ended[index] = true;
         return -1;
     }
 }

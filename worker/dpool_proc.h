@@ -33,12 +33,14 @@ pid_t dpool_proc_pid(const dpool_proc_t *self);
 // The channel to the process (borrowed from self).
 dpool_channel_t *dpool_proc_channel(dpool_proc_t *self);
 
-// The read end of stream (DPOOL_STREAM_STDOUT or _STDERR), or -1 once closed.
+// The read end of stream (DPOOL_STREAM_STDOUT or _STDERR), or -1 when there is none.
+// It stays open after its end of file, until destroy: its owner may still be
+// watching it.
 int dpool_proc_output_fd(const dpool_proc_t *self, int stream);
 
 // Reads what the process wrote to stream, without blocking, into buffer (size
 // bytes, caller-owned). Returns the byte count, 0 when nothing is waiting, or -1
-// at end of file, where the pipe is closed and its fd becomes -1.
+// at end of file (and at every later call).
 ssize_t dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size);
 
 // Makes sure the process is dead (SIGKILL; harmless if it already died), reaps it

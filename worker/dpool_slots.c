@@ -77,6 +77,8 @@ dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bo
     for (;;) {
         ssize_t got =
             dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
+        if (got < 0)
+            dpool_worker_unwatch_output(self, slot, stream);
         if (got <= 0)
             return;
         s_forward_output(self, slot, stream, (size_t)got);
@@ -200,18 +202,23 @@ s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
 void
 dpool_slots_fill_ahead(dpool_worker_t *self)
 {
-    for (unsigned i = 0; i < self->processes; i++)
-        s_fill_ahead(self, &self->slots[i]);
+    for (size_t i = 0; i < self->fill_due_count; i++) {
+        self->fill_due[i]->fill_due = false;
+        s_fill_ahead(self, self->fill_due[i]);
+    }
+    self->fill_due_count = 0;
 }
-
 
 void
 dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
 {
     int64_t now = dpool_clock_ms();
     slot->proc = dpool_proc_spawn(dpool_runner_main, &self->runner);
+    if (slot->proc && !dpool_worker_watch(self, slot))
+        dpool_proc_destroy(&slot->proc);
     if (!slot->proc) {
         slot->spawn_at = now + DPOOL_WORKER_RESTART_DELAY_MAX_MS;
+        dpool_worker_timer_at(self, slot->spawn_at);
         return;
     }
     slot->state = DPOOL_SLOT_STARTING;
@@ -234,6 +241,8 @@ s_bury(dpool_worker_t *self, dpool_slot_t *slot, bool restart_now)
     else if (slot->restart_delay < DPOOL_WORKER_RESTART_DELAY_MAX_MS)
         slot->restart_delay *= 2;
     slot->spawn_at = now + slot->restart_delay;
+    dpool_worker_timer_at(self, slot->spawn_at);
+    dpool_worker_unwatch(self, slot);
     dpool_proc_destroy(&slot->proc);
     slot->state = DPOOL_SLOT_EMPTY;
     slot->deadline = 0;
@@ -333,6 +342,8 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
     // The limit counts from here, not from the TASK's arrival: a task that waited in
     // pending for a process has not run yet.
     slot->deadline = job->time_limit_ms ? dpool_clock_ms() + job->time_limit_ms : 0;
+    if (slot->deadline)
+        dpool_worker_timer_at(self, slot->deadline);
     s_refresh_tail(slot);
     int rc = dpool_channel_send_task(dpool_proc_channel(slot->proc),
                                      (job->flags & DPOOL_FLAG_CHUNK) != 0, slot->epoch,
@@ -487,6 +498,8 @@ dpool_slots_on_output(dpool_worker_t *self, dpool_slot_t *slot, int stream)
     s_forward_held(self, slot);
     ssize_t got =
         dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
+    if (got < 0)
+        dpool_worker_unwatch_output(self, slot, stream);
     if (got <= 0)
         return;
     // Results written before these bytes are in the channel now: read them first.

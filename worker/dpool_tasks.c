@@ -111,6 +111,10 @@ s_chain(dpool_worker_t *self, dpool_msg_t *msg)
     }
     dpool_job_t *job = s_take_job(msg);
     int rc = job ? dpool_slots_chain(slot, &job) : DPOOL_ERR_NOMEM;
+    if (rc == DPOOL_OK && !slot->fill_due) {
+        slot->fill_due = true; // written ahead at the end of the burst
+        self->fill_due[self->fill_due_count++] = slot;
+    }
     if (rc != DPOOL_OK)
         dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
                                 "worker daemon holds too many tasks chained to one process", NULL,

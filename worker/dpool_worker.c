@@ -1,6 +1,8 @@
-/*  The worker daemon: one poll loop over the broker's DEALER and, per worker
+/*  The worker daemon: one epoll loop over the broker's DEALER and, per worker
     process, its channel and its stdout and stderr pipes; then the timers:
-    heartbeats, replacements of dead processes, time limits of running tasks.
+    heartbeats, replacements of dead processes, time limits of running tasks. epoll,
+    not poll: a wake-up costs what is ready, not what is watched (100 processes are
+    301 descriptors), so the daemon's cost per task does not grow with its processes.
     dpool_worker_internal.h describes the credits, dpool_slots.c the processes,
     dpool_tasks.c the broker's commands.
 
@@ -18,6 +20,8 @@
 #include "dpool_log.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,16 +49,21 @@ s_on_timers(dpool_worker_t *self)
         dpool_uplink_send(self->uplink, &msg);
         self->heartbeat_at = now + DPOOL_WORKER_HEARTBEAT_MS;
     }
-    int64_t next = self->heartbeat_at;
-    for (unsigned i = 0; i < self->processes; i++) {
-        dpool_slot_t *slot = &self->slots[i];
-        if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_BUSY)
-            dpool_slots_time_out(self, slot); // the slot is EMPTY now, due at once
-        if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_EMPTY)
-            dpool_slots_spawn(self, slot);
-        int64_t due = s_slot_due(slot);
-        next = due < next ? due : next;
+    if (now >= self->slot_timers_at) {
+        int64_t slots_next = INT64_MAX;
+        for (unsigned i = 0; i < self->processes; i++) {
+            dpool_slot_t *slot = &self->slots[i];
+            if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_BUSY)
+                dpool_slots_time_out(self, slot); // the slot is EMPTY now, due at once
+            if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_EMPTY)
+                dpool_slots_spawn(self, slot);
+            int64_t due = s_slot_due(slot);
+            slots_next = due < slots_next ? due : slots_next;
+        }
+        self->slot_timers_at = slots_next;
     }
+    int64_t next =
+        self->heartbeat_at < self->slot_timers_at ? self->heartbeat_at : self->slot_timers_at;
     unsigned credits = dpool_tasks_take_credits(self);
     if (credits) {
         dpool_msg_t msg = {.command = DPOOL_CMD_CREDIT, .count = credits};
@@ -63,75 +72,126 @@ s_on_timers(dpool_worker_t *self)
     return next;
 }
 
-// Milliseconds from now until due, for zmq_poll.
-static long
+void
+dpool_worker_timer_at(dpool_worker_t *self, int64_t when)
+{
+    if (when < self->slot_timers_at)
+        self->slot_timers_at = when;
+}
+
+// Milliseconds from now until due, for epoll_wait.
+static int
 s_poll_timeout(int64_t due)
 {
     int64_t wait = due - dpool_clock_ms();
-    return wait < 0 ? 0 : (long)wait;
+    return wait < 0 ? 0 : wait > INT32_MAX ? INT32_MAX : (int)wait;
 }
 
-// What one poll item stands for: the broker (proc == NULL) or a process's
-// channel (stream 0) or output pipe.
-typedef struct {
-    dpool_slot_t *slot;
-    dpool_proc_t *proc;
-    int stream;
-} s_item_ref_t;
+// An epoll key: the broker's socket, or a slot's channel (stream 0) or output pipe.
+#define S_BROKER_KEY UINT64_MAX
 
-static size_t
-s_fill_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs)
+static uint64_t
+s_key(const dpool_worker_t *self, const dpool_slot_t *slot, int stream)
 {
-    size_t n = 0;
-    items[n] = (zmq_pollitem_t){.socket = dpool_uplink_handle(self->uplink), .events = ZMQ_POLLIN};
-    refs[n++] = (s_item_ref_t){NULL, NULL, 0};
-    for (unsigned i = 0; i < self->processes; i++) {
-        dpool_slot_t *slot = &self->slots[i];
-        if (!slot->proc)
-            continue;
-        // The channel before the pipes: poll looks at its descriptors in this order,
-        // so a pipe it finds empty after a result came holds no output of that task
-        // (see output_ready in dpool_worker_internal.h).
-        items[n] = (zmq_pollitem_t){.fd = dpool_channel_fd(dpool_proc_channel(slot->proc)),
-                                    .events = ZMQ_POLLIN};
-        refs[n++] = (s_item_ref_t){slot, slot->proc, 0};
-        const int streams[] = {DPOOL_STREAM_STDOUT, DPOOL_STREAM_STDERR};
-        for (int k = 0; k < 2; k++) {
-            int fd = dpool_proc_output_fd(slot->proc, streams[k]);
-            if (fd < 0)
-                continue;
-            items[n] = (zmq_pollitem_t){.fd = fd, .events = ZMQ_POLLIN};
-            refs[n++] = (s_item_ref_t){slot, slot->proc, streams[k]};
+    return (uint64_t)(slot - self->slots) << 2 | (uint64_t)stream;
+}
+
+static bool
+s_watch_fd(dpool_worker_t *self, int fd, uint64_t key)
+{
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = key};
+    if (fd < 0 || epoll_ctl(self->watch_fd, EPOLL_CTL_ADD, fd, &event) == 0)
+        return true;
+    DPOOL_LOG_ERROR("cannot watch a descriptor: %s", strerror(errno));
+    return false;
+}
+
+bool
+dpool_worker_watch(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    slot->watched = 0;
+    const int streams[] = {0, DPOOL_STREAM_STDOUT, DPOOL_STREAM_STDERR};
+    for (int k = 0; k < 3; k++) {
+        int fd = streams[k] ? dpool_proc_output_fd(slot->proc, streams[k])
+                            : dpool_channel_fd(dpool_proc_channel(slot->proc));
+        if (!s_watch_fd(self, fd, s_key(self, slot, streams[k]))) {
+            dpool_worker_unwatch(self, slot);
+            return false;
         }
+        slot->watched |= 1u << streams[k];
     }
-    return n;
+    return true;
 }
 
-static void
-s_on_items(dpool_worker_t *self, zmq_pollitem_t *items, s_item_ref_t *refs, size_t n)
+void
+dpool_worker_unwatch_output(dpool_worker_t *self, dpool_slot_t *slot, int stream)
 {
-    for (size_t i = 1; i < n; i++)
-        if (refs[i].stream == 0)
-            refs[i].slot->output_ready = 0;
-    for (size_t i = 1; i < n; i++)
-        if (refs[i].stream && (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
-            refs[i].slot->output_ready |= 1u << refs[i].stream;
-    for (size_t i = 1; i < n; i++) {
-        dpool_slot_t *slot = refs[i].slot;
-        // An earlier item may have buried this process; nothing is spawned until
-        // the timers run, so a live slot->proc equal to the ref is the same process.
-        if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) || slot->proc != refs[i].proc)
-            continue;
-        if (refs[i].stream) {
-            if (slot->output_ready & (1u << refs[i].stream)) // not drained with a result
-                dpool_slots_on_output(self, slot, refs[i].stream);
-        } else {
+    if (!(slot->watched & (1u << stream)))
+        return;
+    slot->watched &= ~(1u << stream);
+    int fd = stream ? dpool_proc_output_fd(slot->proc, stream)
+                    : dpool_channel_fd(dpool_proc_channel(slot->proc));
+    if (fd >= 0 && self->watch_fd >= 0)
+        epoll_ctl(self->watch_fd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void
+dpool_worker_unwatch(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    if (!slot->proc)
+        return;
+    dpool_worker_unwatch_output(self, slot, 0);
+    dpool_worker_unwatch_output(self, slot, DPOOL_STREAM_STDOUT);
+    dpool_worker_unwatch_output(self, slot, DPOOL_STREAM_STDERR);
+}
+
+// Whether the broker's socket holds messages already: libzmq takes them in on its own
+// thread, and its descriptor signals only a change, not what is waiting.
+static bool
+s_broker_waiting(dpool_worker_t *self)
+{
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    zmq_getsockopt(dpool_uplink_handle(self->uplink), ZMQ_EVENTS, &events, &size);
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+// What one epoll_wait found. Per process the channel before the pipes, and pipes
+// judged by the same wait (see output_ready in dpool_worker_internal.h): epoll reports
+// descriptors in the order they became ready, and a process writes its output before
+// its result, so a pipe not reported with a result holds none of its task's output.
+static void
+s_on_events(dpool_worker_t *self, const struct epoll_event *events, size_t n, bool broker)
+{
+    for (size_t i = 0; i < n; i++)
+        if (events[i].data.u64 != S_BROKER_KEY)
+            self->slots[events[i].data.u64 >> 2].output_ready = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = events[i].data.u64;
+        if (key == S_BROKER_KEY)
+            broker = true;
+        else if (key & 3)
+            self->slots[key >> 2].output_ready |= 1u << (key & 3);
+    }
+    // A process buried by an earlier event is not replaced before the timers run, so a
+    // slot with a process is the one the event was for.
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = events[i].data.u64;
+        dpool_slot_t *slot = key == S_BROKER_KEY ? NULL : &self->slots[key >> 2];
+        if (slot && (key & 3) == 0 && slot->proc) {
             slot->output_known = true;
             dpool_slots_on_channel(self, slot);
             slot->output_known = false;
         }
     }
-    if (items[0].revents & ZMQ_POLLIN)
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = events[i].data.u64;
+        dpool_slot_t *slot = key == S_BROKER_KEY ? NULL : &self->slots[key >> 2];
+        int stream = (int)(key & 3);
+        if (slot && stream && slot->proc && (slot->output_ready & (1u << stream)))
+            dpool_slots_on_output(self, slot, stream); // not drained with a result
+    }
+    if (broker)
         dpool_tasks_on_broker(self);
 }
 
@@ -153,6 +213,7 @@ static void
 s_stop_processes(dpool_worker_t *self)
 {
     for (unsigned i = 0; i < self->processes; i++) {
+        dpool_worker_unwatch(self, &self->slots[i]);
         dpool_proc_destroy(&self->slots[i].proc);
         self->slots[i].state = DPOOL_SLOT_EMPTY;
         dpool_slots_clear_queue(&self->slots[i]);
@@ -174,27 +235,37 @@ s_new_queues(dpool_worker_t *self)
 int
 dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
 {
-    for (unsigned i = 0; i < self->processes; i++)
+    size_t max_events = 1 + 3 * (size_t)self->processes;
+    struct epoll_event *events = calloc(max_events, sizeof *events);
+    self->watch_fd = epoll_create1(EPOLL_CLOEXEC);
+    int rc = events && self->watch_fd >= 0 ? DPOOL_OK : DPOOL_ERR_NOMEM;
+    for (unsigned i = 0; rc == DPOOL_OK && i < self->processes; i++)
         dpool_slots_spawn(self, &self->slots[i]); // before the ZeroMQ context exists
-    size_t max_items = 1 + 3 * (size_t)self->processes;
-    zmq_pollitem_t *items = calloc(max_items, sizeof *items);
-    s_item_ref_t *refs = calloc(max_items, sizeof *refs);
-    int rc = items && refs ? s_connect(self) : DPOOL_ERR_NOMEM;
+    if (rc == DPOOL_OK)
+        rc = s_connect(self);
+    if (rc == DPOOL_OK) {
+        int fd = -1;
+        size_t size = sizeof fd;
+        zmq_getsockopt(dpool_uplink_handle(self->uplink), ZMQ_FD, &fd, &size);
+        rc = s_watch_fd(self, fd, S_BROKER_KEY) ? DPOOL_OK : DPOOL_ERR_IO;
+    }
     if (rc == DPOOL_OK)
         dpool_tasks_send_hello(self);
     self->heartbeat_at = dpool_clock_ms() + DPOOL_WORKER_HEARTBEAT_MS;
     int64_t due = self->heartbeat_at;
     while (rc == DPOOL_OK && !*stop) {
         dpool_uplink_flush(self->uplink);
-        size_t n = s_fill_items(self, items, refs);
-        if (zmq_poll(items, (int)n, s_poll_timeout(due)) < 0) {
-            if (zmq_errno() == EINTR)
+        bool broker = s_broker_waiting(self);
+        int n =
+            epoll_wait(self->watch_fd, events, (int)max_events, broker ? 0 : s_poll_timeout(due));
+        if (n < 0) {
+            if (errno == EINTR)
                 continue;
-            DPOOL_LOG_ERROR("poll failed: %s", zmq_strerror(zmq_errno()));
+            DPOOL_LOG_ERROR("poll failed: %s", strerror(errno));
             rc = DPOOL_ERR_IO;
             break;
         }
-        s_on_items(self, items, refs, n);
+        s_on_events(self, events, (size_t)n, broker);
         if (dpool_uplink_refusal(self->uplink)) {
             // Without its key authorised the daemon can do nothing; retrying would spin.
             zstr_free(&self->error);
@@ -214,8 +285,10 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
     }
     s_stop_processes(self);
     dpool_uplink_destroy(&self->uplink);
-    free(items);
-    free(refs);
+    if (self->watch_fd >= 0)
+        close(self->watch_fd);
+    self->watch_fd = -1;
+    free(events);
     return rc;
 }
 
@@ -259,15 +332,18 @@ dpool_worker_new(const dpool_worker_config_t *config, char *error, size_t error_
     dpool_worker_t *self = calloc(1, sizeof *self);
     if (!self)
         goto nomem;
+    self->watch_fd = -1;
     self->processes = config->processes;
     self->endpoint = strdup(config->endpoint);
     self->functions = dpool_functions_new();
     self->slots = calloc(config->processes, sizeof *self->slots);
+    self->fill_due = calloc(config->processes, sizeof *self->fill_due);
     self->initializer = config->initializer ? strdup(config->initializer) : NULL;
     self->pending = zlist_new();
     self->buffer = malloc(DPOOL_WORKER_OUTPUT_CHUNK);
-    if (!self->endpoint || !self->functions || !self->slots || !s_new_queues(self) ||
-        !self->pending || !self->buffer || (config->initializer && !self->initializer) ||
+    if (!self->endpoint || !self->functions || !self->slots || !self->fill_due ||
+        !s_new_queues(self) || !self->pending || !self->buffer ||
+        (config->initializer && !self->initializer) ||
         dpool_builtins_register(self->functions) != DPOOL_OK)
         goto nomem;
     for (size_t i = 0; i < config->module_count; i++)
@@ -311,6 +387,7 @@ dpool_worker_destroy(dpool_worker_t **self_p)
     dpool_uplink_destroy(&self->uplink);
     dpool_functions_destroy(&self->functions);
     free(self->slots);
+    free(self->fill_due);
     free(self->buffer);
     free(self->endpoint);
     free(self->initializer);

@@ -87,6 +87,7 @@ typedef struct {
     // output: the drain before forwarding the result skips it (two reads saved).
     unsigned output_ready;
     bool output_known; // output_ready is from the poll that found the channel readable
+    unsigned watched;  // descriptors of the process in the daemon's epoll set (1 << stream)
     int64_t spawned_at;
     int64_t spawn_at; // when EMPTY: when to start the replacement
     int64_t restart_delay;
@@ -101,6 +102,7 @@ typedef struct {
     uint32_t epoch;   // of the TASKs written now; the next one after a skip
     bool runs_ahead;  // the process said so in READY
     bool head_killed; // the running task was KILLed while it waited ahead
+    bool fill_due;    // jobs were queued this loop turn: it is in self->fill_due
     // The newest task bound to the slot, the last queued, else the last written ahead,
     // else the one running; 0 = none. A chained TASK's `after` is looked up here.
     uint64_t tail_id;
@@ -125,6 +127,12 @@ struct dpool_worker_t {
     zcert_t *cert;          // owned: this daemon's CURVE key pair; NULL = no CURVE
     char *broker_key;       // owned: the broker's public key (Z85) when cert is set
     char *buffer;           // DPOOL_WORKER_OUTPUT_CHUNK bytes for pipe reads
+    int watch_fd;           // epoll: the broker's socket, every process's channel and pipes
+    // No earlier than this is any slot's timer due (a replacement's start, a time limit):
+    // until then the timers pass skips the slots, a scan a loop turn being O(processes).
+    int64_t slot_timers_at;
+    dpool_slot_t **fill_due; // slots queued to this turn (fill_due_count of processes)
+    size_t fill_due_count;
     // Output read into buffer from a process that may have gone past the task the
     // daemon counts as running: forwarded once the results read after it say whose
     // it is (dpool_slots_on_output).
@@ -135,6 +143,21 @@ struct dpool_worker_t {
 
 // Bytes read from an output pipe in one go: one WORKER_OUTPUT each.
 #define DPOOL_WORKER_OUTPUT_CHUNK 65536
+
+// dpool_worker.c
+
+// Adds the channel and pipes of the process just started in slot to the daemon's epoll
+// set. Returns false when they could not be added (the process would go unheard).
+bool dpool_worker_watch(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Removes what dpool_worker_watch added, before the process is destroyed.
+void dpool_worker_unwatch(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Removes the pipe of stream at its end of file (it would be readable for ever).
+void dpool_worker_unwatch_output(dpool_worker_t *self, dpool_slot_t *slot, int stream);
+
+// A slot's timer is now due at `when` (ms): the timers pass looks at the slots then.
+void dpool_worker_timer_at(dpool_worker_t *self, int64_t when);
 
 // dpool_tasks.c
 
@@ -202,8 +225,8 @@ dpool_slot_t *dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id);
 // (DPOOL_WORKER_QUEUE_MAX jobs wait there, queued or written ahead) or DPOOL_ERR_NOMEM.
 int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
 
-// Writes every busy process that runs ahead the next jobs of its queue (after a burst of
-// TASKs from the broker: all of them in one write per process).
+// Writes every busy process whose queue grew this turn the next jobs of its queue (after
+// a burst of TASKs from the broker: all of them in one write per process).
 void dpool_slots_fill_ahead(dpool_worker_t *self);
 
 // KILL of a queued chained task: frees the job waiting for task_id in a slot's queue,
