@@ -38,6 +38,7 @@
 #include "dpool_log.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,33 +71,31 @@ s_forward_held(dpool_worker_t *self, dpool_slot_t *slot)
     s_forward_output(self, slot, self->held_stream, size);
 }
 
+// Reads stream once into self->buffer, after forwarding what it held; at the end of
+// file the pipe leaves the poll set. Returns the byte count, 0 or -1 as
+// dpool_proc_read_output.
+static ssize_t
+s_read_chunk(dpool_worker_t *self, dpool_slot_t *slot, int stream)
+{
+    s_forward_held(self, slot);
+    ssize_t got =
+        dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
+    if (got < 0)
+        dpool_worker_unwatch_output(self, slot, stream);
+    return got;
+}
+
 void
 dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bool drain)
 {
-    s_forward_held(self, slot); // the buffer is about to be read into
     for (;;) {
-        ssize_t got =
-            dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
-        if (got < 0)
-            dpool_worker_unwatch_output(self, slot, stream);
+        ssize_t got = s_read_chunk(self, slot, stream);
         if (got <= 0)
             return;
         s_forward_output(self, slot, stream, (size_t)got);
         if (!drain)
             return;
     }
-}
-
-// Forwards the output a just-finished task left in the pipes the last poll found
-// readable (see output_ready).
-static void
-s_drain_ready_output(dpool_worker_t *self, dpool_slot_t *slot)
-{
-    if (slot->output_ready & (1u << DPOOL_STREAM_STDOUT))
-        dpool_slots_read_output(self, slot, DPOOL_STREAM_STDOUT, true);
-    if (slot->output_ready & (1u << DPOOL_STREAM_STDERR))
-        dpool_slots_read_output(self, slot, DPOOL_STREAM_STDERR, true);
-    slot->output_ready = 0; // drained: the poll's verdict is used up
 }
 
 static void
@@ -145,6 +144,8 @@ s_take_back_ahead(dpool_slot_t *slot)
     slot->epoch++;
 }
 
+static void s_on_death(dpool_worker_t *self, dpool_slot_t *slot);
+
 // Tells the process in slot to stop after its running task and skip the jobs written
 // to it ahead (some were KILLed): the daemon takes them back with the result.
 static void
@@ -183,14 +184,17 @@ s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
     }
     if (count == 0)
         return;
-    if (dpool_channel_send_tasks(dpool_proc_channel(slot->proc), slot->epoch, tasks, count) !=
-        DPOOL_OK) {
-        // They stay queued: sent later as a running task (refused there if too big), or
-        // to the replacement after a death that the next poll shows.
+    int rc = dpool_channel_send_tasks(dpool_proc_channel(slot->proc), slot->epoch, tasks, count);
+    if (rc != DPOOL_OK) {
+        // They stay queued, for this process (nothing was written) or its replacement.
         for (dpool_job_t *job = zlist_first(slot->queue); job && count > 0; count--) {
             zlist_remove(slot->ahead, job);
             job = zlist_next(slot->queue);
         }
+        // A write that failed may have delivered part of the frames: the channel is out
+        // of step, and the process is not trusted (as when a running task's write fails).
+        if (rc == DPOOL_ERR_IO)
+            s_on_death(self, slot);
         return;
     }
     for (size_t i = 0; i < count; i++)
@@ -363,15 +367,22 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
 
 // The output of the task whose result just came, which did not go on: what was held
 // for it, then what the pipes still hold. A process writes its output before its
-// result, so once the result is here the pipes hold all of it.
+// result, so once the result is here the pipes hold all of it, and one poll of both
+// pipes, taken now, says which to read (epoll's verdict is older than the result).
 static void
 s_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot)
 {
     s_forward_held(self, slot);
-    if (slot->output_known)
-        s_drain_ready_output(self, slot);
-    else
-        s_drain_output(self, slot);
+    const int streams[] = {DPOOL_STREAM_STDOUT, DPOOL_STREAM_STDERR};
+    struct pollfd pipes[2];
+    for (int k = 0; k < 2; k++)
+        pipes[k] =
+            (struct pollfd){.fd = dpool_proc_output_fd(slot->proc, streams[k]), .events = POLLIN};
+    bool polled = poll(pipes, 2, 0) >= 0;
+    for (int k = 0; k < 2; k++)
+        if (!polled || pipes[k].revents)
+            dpool_slots_read_output(self, slot, streams[k], true);
+    slot->output_ready = 0; // drained
 }
 
 // The process went on to the first job written ahead: it is the running task now.
@@ -412,7 +423,6 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
         s_drain_result_output(self, slot);
         s_take_back_ahead(slot); // the process skips them: they go again, next epoch
     }
-    slot->output_known = false; // the poll's verdict was about this result only
     uint64_t task_id = slot->task_id;
     slot->deadline = 0;
     unsigned max = self->runner.max_tasks;
@@ -495,18 +505,13 @@ dpool_slots_on_output(dpool_worker_t *self, dpool_slot_t *slot, int stream)
         dpool_slots_read_output(self, slot, stream, false);
         return;
     }
-    s_forward_held(self, slot);
-    ssize_t got =
-        dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
-    if (got < 0)
-        dpool_worker_unwatch_output(self, slot, stream);
+    ssize_t got = s_read_chunk(self, slot, stream);
     if (got <= 0)
         return;
     // Results written before these bytes are in the channel now: read them first.
     self->held_slot = slot;
     self->held_stream = stream;
     self->held_size = (size_t)got;
-    slot->output_known = false;
     dpool_slots_on_channel(self, slot);
     s_forward_held(self, slot); // no result claimed them: the running task's
 }

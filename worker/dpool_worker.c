@@ -156,10 +156,9 @@ s_broker_waiting(dpool_worker_t *self)
     return (events & ZMQ_POLLIN) != 0;
 }
 
-// What one epoll_wait found. Per process the channel before the pipes, and pipes
-// judged by the same wait (see output_ready in dpool_worker_internal.h): epoll reports
-// descriptors in the order they became ready, and a process writes its output before
-// its result, so a pipe not reported with a result holds none of its task's output.
+// What one epoll_wait found: per process the channel before the pipes, so a result
+// drains its task's output itself (dpool_slots.c) and a pipe is read here only when
+// that has not emptied it.
 static void
 s_on_events(dpool_worker_t *self, const struct epoll_event *events, size_t n, bool broker)
 {
@@ -178,11 +177,8 @@ s_on_events(dpool_worker_t *self, const struct epoll_event *events, size_t n, bo
     for (size_t i = 0; i < n; i++) {
         uint64_t key = events[i].data.u64;
         dpool_slot_t *slot = key == S_BROKER_KEY ? NULL : &self->slots[key >> 2];
-        if (slot && (key & 3) == 0 && slot->proc) {
-            slot->output_known = true;
+        if (slot && (key & 3) == 0 && slot->proc)
             dpool_slots_on_channel(self, slot);
-            slot->output_known = false;
-        }
     }
     for (size_t i = 0; i < n; i++) {
         uint64_t key = events[i].data.u64;
@@ -246,8 +242,8 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
     if (rc == DPOOL_OK) {
         int fd = -1;
         size_t size = sizeof fd;
-        zmq_getsockopt(dpool_uplink_handle(self->uplink), ZMQ_FD, &fd, &size);
-        rc = s_watch_fd(self, fd, S_BROKER_KEY) ? DPOOL_OK : DPOOL_ERR_IO;
+        bool has_fd = zmq_getsockopt(dpool_uplink_handle(self->uplink), ZMQ_FD, &fd, &size) == 0;
+        rc = has_fd && fd >= 0 && s_watch_fd(self, fd, S_BROKER_KEY) ? DPOOL_OK : DPOOL_ERR_IO;
     }
     if (rc == DPOOL_OK)
         dpool_tasks_send_hello(self);

@@ -81,13 +81,10 @@ typedef struct {
     uint32_t time_limit_ms; // when BUSY: the task's limit; 0 = none
     int64_t deadline;       // when BUSY with a limit: when the process is killed
     unsigned tasks_done;    // tasks (a chunk counts once) since the process started
-    // Output streams the last poll found readable (bit 1 << stream). The channel is
-    // polled before the pipes and a process writes its output before its result, so
-    // a pipe found empty in the poll that brought a result holds none of that task's
-    // output: the drain before forwarding the result skips it (two reads saved).
+    // Output streams the last epoll_wait found readable (bit 1 << stream), not yet read:
+    // a result's drain reads them and clears the bits.
     unsigned output_ready;
-    bool output_known; // output_ready is from the poll that found the channel readable
-    unsigned watched;  // descriptors of the process in the daemon's epoll set (1 << stream)
+    unsigned watched; // descriptors of the process in the daemon's epoll set (1 << stream)
     int64_t spawned_at;
     int64_t spawn_at; // when EMPTY: when to start the replacement
     int64_t restart_delay;
