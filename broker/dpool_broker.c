@@ -576,16 +576,26 @@ s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
     if (self->auth && !(roles = s_admit(self, zmsg_p, key)))
         return;
     const char *why = "";
+    // Splitting consumes the routing id: a copy, once per BATCH, to answer a malformed one.
+    zframe_t *header = zmsg_first(*zmsg_p) ? zmsg_next(*zmsg_p) : NULL;
+    bool batch = header && zframe_size(header) == DPOOL_PROTO_HEADER_SIZE &&
+                 zframe_data(header)[3] == DPOOL_CMD_BATCH;
+    zframe_t *sender = batch ? zframe_dup(zmsg_first(*zmsg_p)) : NULL;
     int split = dpool_batch_split(zmsg_p, true, self->incoming, &why);
     if (split == 0) {
+        zframe_destroy(&sender);
         s_handle_one(self, zmsg_p, roles, key);
         return;
     }
     if (split < 0) {
         self->malformed++;
         DPOOL_LOG_WARN("dropped a malformed message: %s", why);
+        if (sender)
+            dpool_broker_send_error(self, sender, DPOOL_ERR_PROTO, why);
+        zframe_destroy(&sender);
         return;
     }
+    zframe_destroy(&sender);
     zmsg_t *one = zlist_first(self->incoming);
     zframe_t *routing_id = one ? zmsg_first(one) : NULL;
     if (routing_id)

@@ -244,13 +244,15 @@ Test(broker, malformed_messages_are_answered_counted_and_change_nothing)
     const uint8_t empty_array[] = {0x90};
     const uint8_t truncated[] = {0x93, 0x01, 0xcf, 0x00};
     const uint8_t deep[] = {0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x90};
+    const uint8_t batch_header[] = {'D', 'P', 1, DPOOL_CMD_BATCH};
     send_raw(client, bad_magic, 4, empty_array, 1);
     send_raw(client, bad_version, 4, empty_array, 1);
     send_raw(client, bad_command, 4, empty_array, 1);
     send_raw(client, submit_header, 4, truncated, sizeof truncated);
     send_raw(client, submit_header, 4, deep, sizeof deep);
     send_raw(client, submit_header, 3, empty_array, 1);
-    for (int i = 0; i < 6; i++) {
+    send_raw(client, batch_header, 4, empty_array, 1); // a BATCH of no whole message
+    for (int i = 0; i < 7; i++) {
         dpool_msg_t error;
         expect(client, DPOOL_CMD_ERROR, &error, 5000);
         cr_assert_eq(error.code, DPOOL_ERR_PROTO);
@@ -272,7 +274,7 @@ Test(broker, malformed_messages_are_answered_counted_and_change_nothing)
         if (kv.key.via.str.size == 9 && memcmp(kv.key.via.str.ptr, "malformed", 9) == 0)
             malformed = (long)kv.val.via.u64;
     }
-    cr_assert_eq(malformed, 6);
+    cr_assert_eq(malformed, 7);
     msgpack_unpacked_destroy(&unpacked);
     dpool_msg_reset(&status);
 }
