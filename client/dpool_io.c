@@ -245,12 +245,10 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
 }
 
 static void
-s_resend_one(void *arg, zmsg_t *submit)
+s_resend_one(void *arg, zmsg_t **submit_p)
 {
     s_state_t *self = arg;
-    zmsg_t *copy = zmsg_dup(submit);
-    if (copy && zmsg_send(&copy, self->dealer) != 0)
-        zmsg_destroy(&copy);
+    zmsg_send(submit_p, self->dealer); // on failure the caller frees it: lost like any send
 }
 
 // Opens the pool again and re-sends every unanswered SUBMIT, in that order on the one

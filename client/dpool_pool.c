@@ -238,12 +238,11 @@ s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t fl
     *payload_p = NULL;
     zmsg_t *zmsg = dpool_proto_build(&msg, NULL);
     zframe_destroy(&msg.payload);
-    zmsg_t *kept = zmsg ? zmsg_dup(zmsg) : NULL;
-    if (!kept) {
+    // The entry was just added and the task is not out yet: not kept means no memory.
+    if (!zmsg || !dpool_pending_keep(self->pending, task_id, zmsg)) {
         zmsg_destroy(&zmsg);
         return DPOOL_ERR_NOMEM;
     }
-    dpool_pending_keep(self->pending, task_id, &kept);
     return dpool_io_forward(self->io, &zmsg);
 }
 
