@@ -6,6 +6,7 @@
 #include "test_worker_play.h"
 
 #include <stdint.h>
+#include <string.h>
 
 TestSuite(worker_chain, .fini = teardown, .timeout = 120);
 
@@ -155,7 +156,7 @@ s_append(char *text, size_t size, const dpool_msg_t *msg)
     text[used + msg->text_size] = '\0';
 }
 
-// Reads until the results of tasks first..last (consecutive ids, at most 7) have come,
+// Reads until the results of tasks first..last (consecutive ids; tasks holds last + 1) have come,
 // in order, each successful, the last with credits and the others with none;
 // collects each task's output into tasks[id], failing on output of any task but the
 // one whose result is due.
@@ -229,6 +230,34 @@ Test(worker_chain, silent_tasks_run_ahead_and_output_between_them_stays_with_its
     cr_assert_str_eq(tasks[3].err, "example.print done\n");
     cr_assert_str_eq(tasks[6].out, "ccccccccc");
     cr_assert_str_eq(tasks[6].err, "example.print done\n");
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, a_long_mixed_chain_keeps_every_output_with_its_task)
+{
+    // 120 chained tasks, printing and silent ones interleaved, handed ahead in batches:
+    // the process goes on past silent ones and stops after each printing one.
+    enum { S_LAST = 121 };
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    for (uint64_t id = 2; id <= S_LAST; id++) {
+        if (id % 4 == 0)
+            s_send_chained(id, id - 1, "example.print", S_PRINT_BB, S_SIZE(S_PRINT_BB), 0);
+        else if (id % 7 == 0)
+            s_send_chained(id, id - 1, "example.print", S_PRINT_CCC, S_SIZE(S_PRINT_CCC), 0);
+        else
+            s_send_chained(id, id - 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    }
+    static s_task_output_t tasks[S_LAST + 1];
+    memset(tasks, 0, sizeof tasks);
+    s_collect_chain(tasks, 1, S_LAST, 1);
+    for (uint64_t id = 2; id <= S_LAST; id++) {
+        const char *out = id % 4 == 0 ? "bbbb" : id % 7 == 0 ? "ccccccccc" : "";
+        const char *err = id % 4 == 0 || id % 7 == 0 ? "example.print done\n" : "";
+        cr_assert_str_eq(tasks[id].out, out, "task %llu", (unsigned long long)id);
+        cr_assert_str_eq(tasks[id].err, err, "task %llu", (unsigned long long)id);
+    }
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1);
 }
