@@ -7,6 +7,7 @@
 #include <msgpack.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,71 @@ capture_output(void *arg, uint64_t task_id, int stream, const char *data, size_t
     *used += take;
     into[*used] = '\0';
     pthread_mutex_unlock(&captured->lock);
+}
+
+// Output per task of a run of many short tasks, and whether any came after its result.
+typedef struct {
+    pthread_mutex_t lock;
+    uint64_t first_id;
+    size_t count;
+    dpool_result_t **handles; // by task id - first_id; filled before any task prints
+    char (*out)[16];
+    bool late; // output of a task whose result had already come
+} per_task_t;
+
+static void
+capture_per_task(void *arg, uint64_t task_id, int stream, const char *data, size_t size)
+{
+    per_task_t *seen = arg;
+    pthread_mutex_lock(&seen->lock);
+    size_t index = (size_t)(task_id - seen->first_id);
+    if (stream == 1 && seen->handles && index < seen->count && seen->handles[index]) {
+        seen->late = seen->late || dpool_result_ready(seen->handles[index]);
+        size_t used = strlen(seen->out[index]);
+        snprintf(seen->out[index] + used, sizeof seen->out[index] - used, "%.*s", (int)size, data);
+    }
+    pthread_mutex_unlock(&seen->lock);
+}
+
+Test(pool, many_short_tasks_printing_or_not_keep_output_with_its_task_and_before_its_result)
+{
+    // Enough short tasks for the broker to chain them and the daemon to hand them ahead:
+    // the process goes on past the silent ones and stops after each printing one.
+    enum { S_TASKS = 400 };
+    static per_task_t seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static dpool_result_t *handles[S_TASKS];
+    static char out[S_TASKS][16];
+    dpool_t *printing = open_pool(1, capture_per_task, &seen);
+    dpool_buf_t one = {0};
+    dpool_pack(&one, "i", 1);
+    pthread_mutex_lock(&seen.lock); // no output is looked at before every handle is known
+    for (int i = 0; i < S_TASKS; i++) {
+        bool prints = i % 5 == 0 || i % 7 == 0;
+        handles[i] =
+            dpool_apply_async(printing, prints ? "test.print" : "noop", prints ? &one : NULL, NULL);
+        cr_assert_not_null(handles[i]);
+    }
+    seen.first_id = dpool_result_task_id(handles[0]);
+    seen.out = out;
+    seen.count = S_TASKS;
+    seen.handles = handles;
+    pthread_mutex_unlock(&seen.lock);
+    for (int i = 0; i < S_TASKS; i++)
+        cr_assert_eq(dpool_result_wait(handles[i], 60), DPOOL_OK, "task %d", i);
+    for (int i = 0; i < S_TASKS; i++)
+        cr_assert_eq(dpool_result_task_id(handles[i]), seen.first_id + (uint64_t)i,
+                     "task ids are consecutive");
+    pthread_mutex_lock(&seen.lock);
+    bool late = seen.late;
+    seen.handles = NULL; // from here the callback records nothing: asserts run unlocked
+    pthread_mutex_unlock(&seen.lock);
+    cr_assert_not(late, "output arrived after its task's result");
+    for (int i = 0; i < S_TASKS; i++)
+        cr_assert_str_eq(out[i], i % 5 == 0 || i % 7 == 0 ? "out 0\n" : "", "task %d", i);
+    for (int i = 0; i < S_TASKS; i++)
+        dpool_result_destroy(&handles[i]);
+    dpool_buf_free(&one);
+    dpool_destroy(&printing);
 }
 
 Test(pool, task_output_reaches_the_client_in_order_before_the_result)
