@@ -1,24 +1,39 @@
-/*  Batches of protocol messages: see dpool_batch.h. Frames are moved, never copied,
-    on both sides: a task's arguments or result travel in the frame they came in. */
+/*  Batches of protocol messages: see dpool_batch.h. The messages of a BATCH are
+    written one after another into one buffer, which becomes one frame: a frame costs
+    an allocation or two on each side and a pass through each side's ZeroMQ I/O thread,
+    and a task's messages are a few dozen bytes. A message whose payload is large
+    travels alone in its plain form instead, its payload frame moved, not copied. */
 #include "dpool_batch.h"
+
+#include "dpool_codec.h"
 
 #include <dpool/errors.h>
 #include <stdlib.h>
 #include <string.h>
 
+// A payload larger than this is not copied into a batch: its message goes alone.
+#define S_INLINE_MAX (16 * 1024)
+// Where a BATCH's buffer starts: enough for a turn of a few dozen small messages.
+#define S_START_SIZE 4096
+
 struct dpool_batch {
-    zmsg_t *frames; // header, body, payload-or-empty, per message
-    size_t count;
+    zlist_t *ready;      // of zmsg_t *: whole ZeroMQ messages to send first, in order
+    msgpack_sbuffer run; // the messages after them, written as a BATCH's second frame
+    size_t run_count;    // messages in run
+    size_t count;        // messages waiting in all
+    size_t bytes;        // their bytes, about
 };
 
 dpool_batch_t *
 dpool_batch_new(void)
 {
     dpool_batch_t *self = calloc(1, sizeof *self);
-    if (self && !(self->frames = zmsg_new())) {
+    if (self && !(self->ready = zlist_new())) {
         free(self);
         return NULL;
     }
+    if (self)
+        msgpack_sbuffer_init(&self->run);
     return self;
 }
 
@@ -27,9 +42,114 @@ dpool_batch_destroy(dpool_batch_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    zmsg_destroy(&(*self_p)->frames);
-    free(*self_p);
+    dpool_batch_t *self = *self_p;
+    zmsg_t *zmsg;
+    while ((zmsg = zlist_pop(self->ready)))
+        zmsg_destroy(&zmsg);
+    zlist_destroy(&self->ready);
+    msgpack_sbuffer_destroy(&self->run);
+    free(self);
     *self_p = NULL;
+}
+
+static void
+s_put_u32(uint8_t *at, uint32_t value)
+{
+    at[0] = (uint8_t)(value >> 24);
+    at[1] = (uint8_t)(value >> 16);
+    at[2] = (uint8_t)(value >> 8);
+    at[3] = (uint8_t)value;
+}
+
+static uint32_t
+s_get_u32(const uint8_t *at)
+{
+    return (uint32_t)at[0] << 24 | (uint32_t)at[1] << 16 | (uint32_t)at[2] << 8 | at[3];
+}
+
+// Makes room for want more bytes in the run; false when memory runs out.
+static bool
+s_reserve(dpool_batch_t *self, size_t want)
+{
+    msgpack_sbuffer *run = &self->run;
+    if (run->alloc - run->size >= want)
+        return true;
+    size_t alloc = run->alloc ? run->alloc : S_START_SIZE;
+    while (alloc - run->size < want)
+        alloc *= 2;
+    char *grown = realloc(run->data, alloc);
+    if (!grown)
+        return false;
+    run->data = grown;
+    run->alloc = alloc;
+    return true;
+}
+
+// Closes the run: what it holds becomes one ZeroMQ message at the end of ready (the
+// plain form for a single message, a BATCH for more). Returns false when memory ran
+// out (the run's messages are then lost, as a failed send loses them).
+static bool
+s_close_run(dpool_batch_t *self)
+{
+    if (self->run_count == 0)
+        return true;
+    size_t count = self->run_count;
+    self->run_count = 0;
+    zmsg_t *zmsg = zmsg_new();
+    bool ok = zmsg != NULL;
+    const uint8_t *data = (const uint8_t *)self->run.data;
+    if (ok && count == 1) {
+        // The plain form: header, body and the payload when there is one.
+        uint32_t body = s_get_u32(data + DPOOL_PROTO_HEADER_SIZE);
+        const uint8_t *after = data + DPOOL_PROTO_HEADER_SIZE + 4 + body;
+        uint32_t payload = s_get_u32(after);
+        ok = zmsg_addmem(zmsg, data, DPOOL_PROTO_HEADER_SIZE) == 0 &&
+             zmsg_addmem(zmsg, data + DPOOL_PROTO_HEADER_SIZE + 4, body) == 0 &&
+             (payload == 0 || zmsg_addmem(zmsg, after + 4, payload) == 0);
+    } else if (ok) {
+        const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
+                                                         DPOOL_CMD_BATCH};
+        ok = zmsg_addmem(zmsg, header, sizeof header) == 0 &&
+             zmsg_addmem(zmsg, data, self->run.size) == 0;
+    }
+    self->run.size = 0;
+    if (!ok || zlist_append(self->ready, zmsg) != 0) {
+        zmsg_destroy(&zmsg);
+        self->count -= count;
+        return false;
+    }
+    return true;
+}
+
+// Appends a message that goes alone (a large payload): after the run, which closes.
+static int
+s_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
+{
+    if (!s_close_run(self) || zlist_append(self->ready, *zmsg_p) != 0) {
+        zmsg_destroy(zmsg_p);
+        return DPOOL_ERR_NOMEM;
+    }
+    self->bytes += zmsg_content_size(*zmsg_p);
+    self->count++;
+    *zmsg_p = NULL;
+    return DPOOL_OK;
+}
+
+// Writes the payload's length and bytes after a message's header and body in the run.
+static int
+s_add_payload(dpool_batch_t *self, const void *payload, size_t size)
+{
+    if (!s_reserve(self, 4 + size))
+        return DPOOL_ERR_NOMEM;
+    uint8_t *at = (uint8_t *)self->run.data + self->run.size;
+    s_put_u32(at, (uint32_t)size);
+    if (size)
+        memcpy(at + 4, payload, size);
+    self->run.size += 4 + size;
+    self->bytes += 4 + size;
+    self->run_count++;
+    self->count++;
+    return DPOOL_OK;
 }
 
 int
@@ -37,19 +157,31 @@ dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p)
 {
     zmsg_t *zmsg = *zmsg_p;
     *zmsg_p = NULL;
-    if (!zmsg)
+    size_t frames = zmsg ? zmsg_size(zmsg) : 0;
+    zframe_t *header = zmsg ? zmsg_first(zmsg) : NULL;
+    zframe_t *body = zmsg ? zmsg_next(zmsg) : NULL;
+    zframe_t *payload = zmsg ? zmsg_next(zmsg) : NULL;
+    if (frames < 2 || frames > 3 || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE ||
+        (payload && zframe_size(payload) == 0)) {
+        zmsg_destroy(&zmsg);
         return DPOOL_ERR_INVALID;
-    size_t frames = zmsg_size(zmsg);
-    int rc = DPOOL_OK;
-    if (frames < 2 || frames > 3)
-        rc = DPOOL_ERR_INVALID;
-    else {
-        zframe_t *frame;
-        while ((frame = zmsg_pop(zmsg)))
-            zmsg_append(self->frames, &frame);
-        if (frames == 2 && zmsg_addmem(self->frames, NULL, 0) != 0)
-            rc = DPOOL_ERR_NOMEM;
-        self->count++;
+    }
+    if (payload && zframe_size(payload) > S_INLINE_MAX)
+        return s_add_alone(self, &zmsg);
+    int rc = DPOOL_ERR_NOMEM;
+    if (s_reserve(self, DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body))) {
+        uint8_t *at = (uint8_t *)self->run.data + self->run.size;
+        memcpy(at, zframe_data(header), DPOOL_PROTO_HEADER_SIZE);
+        s_put_u32(at + DPOOL_PROTO_HEADER_SIZE, (uint32_t)zframe_size(body));
+        memcpy(at + DPOOL_PROTO_HEADER_SIZE + 4, zframe_data(body), zframe_size(body));
+        size_t start = self->run.size;
+        self->run.size += DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body);
+        rc = s_add_payload(self, payload ? zframe_data(payload) : NULL,
+                           payload ? zframe_size(payload) : 0);
+        if (rc == DPOOL_OK)
+            self->bytes += DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body);
+        else
+            self->run.size = start;
     }
     zmsg_destroy(&zmsg);
     return rc;
@@ -58,10 +190,36 @@ dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p)
 int
 dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
 {
-    zmsg_t *zmsg = dpool_proto_build(msg, NULL);
-    if (!zmsg)
+    if (!dpool_proto_buildable(msg))
         return DPOOL_ERR_INVALID;
-    return dpool_batch_add_built(self, &zmsg);
+    if (msg->payload && zframe_size(msg->payload) > S_INLINE_MAX) {
+        zmsg_t *zmsg = dpool_proto_build(msg, NULL);
+        return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_INVALID;
+    }
+    // Header and body straight into the run: the body's length is written once known.
+    size_t start = self->run.size;
+    if (!s_reserve(self, DPOOL_PROTO_HEADER_SIZE + 4))
+        return DPOOL_ERR_NOMEM;
+    uint8_t *at = (uint8_t *)self->run.data + start;
+    const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
+                                                     (uint8_t)msg->command};
+    memcpy(at, header, sizeof header);
+    self->run.size += DPOOL_PROTO_HEADER_SIZE + 4;
+    if (dpool_codec_encode(msg, &self->run) != DPOOL_OK) {
+        self->run.size = start;
+        return DPOOL_ERR_INVALID;
+    }
+    size_t body = self->run.size - start - DPOOL_PROTO_HEADER_SIZE - 4;
+    s_put_u32((uint8_t *)self->run.data + start + DPOOL_PROTO_HEADER_SIZE, (uint32_t)body);
+    int rc = s_add_payload(self, msg->payload ? zframe_data(msg->payload) : NULL,
+                           msg->payload ? zframe_size(msg->payload) : 0);
+    if (rc != DPOOL_OK) {
+        self->run.size = start;
+        return rc;
+    }
+    self->bytes += DPOOL_PROTO_HEADER_SIZE + 4 + body;
+    zframe_destroy(&msg->payload); // copied into the run
+    return DPOOL_OK;
 }
 
 size_t
@@ -73,37 +231,25 @@ dpool_batch_count(const dpool_batch_t *self)
 bool
 dpool_batch_full(const dpool_batch_t *self)
 {
-    return self->count >= DPOOL_BATCH_MAX_MESSAGES ||
-           zmsg_content_size(self->frames) >= DPOOL_BATCH_MAX_BYTES;
+    return self->count >= DPOOL_BATCH_MAX_MESSAGES || self->bytes >= DPOOL_BATCH_MAX_BYTES;
 }
 
 zmsg_t *
 dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id)
 {
-    if (self->count == 0)
-        return NULL;
-    zmsg_t *taken = self->frames;
-    size_t count = self->count;
-    self->frames = zmsg_new();
-    self->count = 0;
-    if (!self->frames) {
-        zmsg_destroy(&taken);
+    if (zlist_size(self->ready) == 0)
+        s_close_run(self);
+    zmsg_t *taken = zlist_pop(self->ready);
+    if (!taken) {
+        self->count = 0;
+        self->bytes = 0;
         return NULL;
     }
-    if (count == 1) {
-        // The plain form: no empty payload frame.
-        zframe_t *last = zmsg_last(taken);
-        if (zframe_size(last) == 0) {
-            zmsg_remove(taken, last);
-            zframe_destroy(&last);
-        }
-    } else {
-        const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
-                                                         DPOOL_CMD_BATCH};
-        if (zmsg_pushmem(taken, header, sizeof header) != 0) {
-            zmsg_destroy(&taken);
-            return NULL;
-        }
+    // What a ZeroMQ message held leaves the counts with it; a BATCH counts its messages
+    // in its second frame, so the counts are settled when the batch empties.
+    if (zlist_size(self->ready) == 0 && self->run_count == 0) {
+        self->count = 0;
+        self->bytes = 0;
     }
     if (routing_id && zmsg_pushmem(taken, zframe_data(routing_id), zframe_size(routing_id)) != 0)
         zmsg_destroy(&taken);
@@ -113,15 +259,19 @@ dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id)
 int
 dpool_batch_send(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id)
 {
-    if (self->count == 0)
-        return DPOOL_OK;
-    zmsg_t *zmsg = dpool_batch_take(self, routing_id);
-    if (!zmsg)
-        return DPOOL_ERR_NOMEM;
-    if (zmsg_send(&zmsg, sock) == 0)
-        return DPOOL_OK;
-    zmsg_destroy(&zmsg);
-    return DPOOL_ERR_IO;
+    int rc = DPOOL_OK;
+    while (self->count > 0) {
+        zmsg_t *zmsg = dpool_batch_take(self, routing_id);
+        if (!zmsg) {
+            rc = DPOOL_ERR_NOMEM;
+            continue;
+        }
+        if (zmsg_send(&zmsg, sock) != 0) {
+            zmsg_destroy(&zmsg);
+            rc = DPOOL_ERR_IO;
+        }
+    }
+    return rc;
 }
 
 static bool
@@ -130,6 +280,71 @@ s_is_batch_header(zframe_t *frame)
     const uint8_t *bytes = frame ? zframe_data(frame) : NULL;
     return frame && zframe_size(frame) == DPOOL_PROTO_HEADER_SIZE && bytes[0] == 'D' &&
            bytes[1] == 'P' && bytes[2] == DPOOL_PROTO_VERSION && bytes[3] == DPOOL_CMD_BATCH;
+}
+
+// Appends to out the messages written in data (size bytes); -1 with *why when they do
+// not parse, appending nothing.
+static int
+s_split_run(const uint8_t *data, size_t size, zframe_t *routing_id, zlist_t *out, const char **why)
+{
+    size_t at = 0, appended = 0;
+    int rc = 1;
+    if (size == 0) {
+        *why = "BATCH holds no message";
+        rc = -1;
+    }
+    while (rc == 1 && at < size) {
+        const uint8_t *header = data + at;
+        size_t left = size - at;
+        uint32_t body = 0, payload = 0;
+        bool whole = left >= DPOOL_PROTO_HEADER_SIZE + 4;
+        if (whole) {
+            body = s_get_u32(header + DPOOL_PROTO_HEADER_SIZE);
+            left -= DPOOL_PROTO_HEADER_SIZE + 4;
+            whole = body <= left && left - body >= 4;
+        }
+        if (whole) {
+            payload = s_get_u32(header + DPOOL_PROTO_HEADER_SIZE + 4 + body);
+            left -= (size_t)body + 4;
+            whole = payload <= left;
+        }
+        if (!whole) {
+            *why = "BATCH ends inside a message";
+            rc = -1;
+            break;
+        }
+        if (header[3] == DPOOL_CMD_BATCH) {
+            *why = "BATCH inside a BATCH";
+            rc = -1;
+            break;
+        }
+        const uint8_t *body_data = header + DPOOL_PROTO_HEADER_SIZE + 4;
+        zmsg_t *one = zmsg_new();
+        bool ok = one &&
+                  (!routing_id ||
+                   zmsg_addmem(one, zframe_data(routing_id), zframe_size(routing_id)) == 0) &&
+                  zmsg_addmem(one, header, DPOOL_PROTO_HEADER_SIZE) == 0 &&
+                  zmsg_addmem(one, body_data, body) == 0 &&
+                  (payload == 0 || zmsg_addmem(one, body_data + body + 4, payload) == 0) &&
+                  zlist_append(out, one) == 0;
+        if (!ok) {
+            zmsg_destroy(&one);
+            *why = "out of memory splitting a BATCH";
+            rc = -1;
+            break;
+        }
+        appended++;
+        at += DPOOL_PROTO_HEADER_SIZE + 8 + body + payload;
+    }
+    if (rc != 1) {
+        // All or nothing: a malformed batch is dropped whole.
+        while (appended-- > 0) {
+            zmsg_t *dropped = zlist_tail(out);
+            zlist_remove(out, dropped);
+            zmsg_destroy(&dropped);
+        }
+    }
+    return rc;
 }
 
 int
@@ -144,48 +359,12 @@ dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const cha
     zframe_t *routing_id = with_routing_id ? zmsg_pop(zmsg) : NULL;
     zframe_t *batch_header = zmsg_pop(zmsg);
     zframe_destroy(&batch_header);
-    size_t frames = zmsg_size(zmsg);
-    int rc = 1;
-    if (frames == 0 || frames % 3 != 0) {
-        *why = "BATCH does not hold whole messages of 3 frames each";
-        rc = -1;
-    }
-    size_t appended = 0;
-    while (rc == 1 && zmsg_size(zmsg) > 0) {
-        zmsg_t *one = zmsg_new();
-        if (!one || (routing_id &&
-                     zmsg_addmem(one, zframe_data(routing_id), zframe_size(routing_id)) != 0)) {
-            zmsg_destroy(&one);
-            *why = "out of memory splitting a BATCH";
-            rc = -1;
-            break;
-        }
-        zframe_t *frame = zmsg_pop(zmsg);
-        if (s_is_batch_header(frame)) {
-            zframe_destroy(&frame);
-            zmsg_destroy(&one);
-            *why = "BATCH inside a BATCH";
-            rc = -1;
-            break;
-        }
-        zmsg_append(one, &frame);
-        frame = zmsg_pop(zmsg);
-        zmsg_append(one, &frame);
-        frame = zmsg_pop(zmsg);
-        if (zframe_size(frame) == 0)
-            zframe_destroy(&frame);
-        else
-            zmsg_append(one, &frame);
-        zlist_append(out, one);
-        appended++;
-    }
-    if (rc != 1) {
-        // All or nothing: a malformed batch is dropped whole.
-        while (appended-- > 0) {
-            zmsg_t *dropped = zlist_tail(out);
-            zlist_remove(out, dropped);
-            zmsg_destroy(&dropped);
-        }
+    int rc = -1;
+    if (zmsg_size(zmsg) != 1)
+        *why = "BATCH is not one frame of messages after its header";
+    else {
+        zframe_t *run = zmsg_first(zmsg);
+        rc = s_split_run(zframe_data(run), zframe_size(run), routing_id, out, why);
     }
     zframe_destroy(&routing_id);
     zmsg_destroy(&zmsg);

@@ -3,9 +3,11 @@
     cost of a ZeroMQ message (a wake-up of the I/O thread, a system call or two) is
     paid once per turn, not once per task. A lone message goes out in its plain form.
 
-    A BATCH is: the header frame with command DPOOL_CMD_BATCH and no body, then for
-    each message its header frame, its body frame and its payload frame, which is
-    empty when the message has none (a payload, one msgpack value, is never empty). */
+    A BATCH is two frames: the header with command DPOOL_CMD_BATCH, then its messages
+    one after another, each as its 4-byte header, its body's length (uint32, network
+    order), its body, its payload's length (0 when it has none: a payload, one msgpack
+    value, is never empty) and its payload. A message whose payload is over 16 KiB is
+    not copied into a batch: it goes alone, in its plain form, in its turn. */
 #ifndef DPOOL_BATCH_H
 #define DPOOL_BATCH_H
 
@@ -41,10 +43,11 @@ int dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p);
 size_t dpool_batch_count(const dpool_batch_t *self);
 bool dpool_batch_full(const dpool_batch_t *self);
 
-// Takes what waits as one ZeroMQ message (prefixed by a copy of routing_id when not
-// NULL): the plain message when there is one, a BATCH when there are more. Returns
-// an owned zmsg_t, or NULL when the batch is empty or memory ran out (the messages
-// are then lost, as a failed send would lose them). The batch is empty afterwards.
+// Takes the next ZeroMQ message of what waits (prefixed by a copy of routing_id when
+// not NULL): a message that goes alone, the plain message when one is left, a BATCH
+// when more are. Returns an owned zmsg_t, or NULL when the batch is empty or memory
+// ran out (the messages are then lost, as a failed send would lose them). Call until
+// it returns NULL to empty the batch.
 zmsg_t *dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id);
 
 // Sends what waits (dpool_batch_take) on sock. Returns DPOOL_OK (also when nothing

@@ -70,14 +70,20 @@ dpool_proto_command_name(int command)
     }
 }
 
-zmsg_t *
-dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id)
+bool
+dpool_proto_buildable(const dpool_msg_t *msg)
 {
     dpool_payload_rule_t rule;
     if (!dpool_codec_known(msg->command, &rule))
-        return NULL;
-    if ((rule == DPOOL_PAYLOAD_REQUIRED && !msg->payload) ||
-        (rule == DPOOL_PAYLOAD_NONE && msg->payload))
+        return false;
+    return !((rule == DPOOL_PAYLOAD_REQUIRED && !msg->payload) ||
+             (rule == DPOOL_PAYLOAD_NONE && msg->payload));
+}
+
+zmsg_t *
+dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id)
+{
+    if (!dpool_proto_buildable(msg))
         return NULL;
     // msgpack's buffer starts at 8 KiB; a body is rarely over a few dozen bytes, and a
     // small block comes from malloc's per-thread cache, an 8 KiB one does not.

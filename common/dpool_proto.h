@@ -96,6 +96,10 @@ const char *dpool_proto_command_name(int command);
 // the command's schema (a bug of ours) or memory runs out.
 zmsg_t *dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id);
 
+// Whether msg's command is known and its payload present exactly when the command's
+// schema asks for one (what dpool_proto_build checks before encoding).
+bool dpool_proto_buildable(const dpool_msg_t *msg);
+
 // Builds and sends msg on sock (see dpool_proto_build for what moves). Returns
 // DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its schema, or DPOOL_ERR_IO.
 int dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id);

@@ -61,7 +61,7 @@ Test(batch, messages_with_and_without_payloads_come_apart_in_order)
         zmsg_t *zmsg = dpool_batch_take(batch, routing_id);
         cr_assert_not_null(zmsg);
         cr_assert_eq(dpool_batch_count(batch), 0, "taking empties the batch");
-        cr_assert_eq(zmsg_size(zmsg), (size_t)(1 + with_routing_id + 3 * 3));
+        cr_assert_eq(zmsg_size(zmsg), (size_t)(with_routing_id + 2), "header and one frame");
 
         zlist_t *out = zlist_new();
         const char *why = NULL;
@@ -116,15 +116,15 @@ Test(batch, a_batch_is_full_at_its_message_limit)
     dpool_batch_destroy(&batch);
 }
 
-// A BATCH header then the given frames.
+// A BATCH header then the given frames (size bytes each, from sizes).
 static zmsg_t *
-s_raw_batch(const char *const *frames, size_t count)
+s_raw_batch(const char *const *frames, const size_t *sizes, size_t count)
 {
     zmsg_t *zmsg = zmsg_new();
     const uint8_t header[4] = {'D', 'P', DPOOL_PROTO_VERSION, DPOOL_CMD_BATCH};
     zmsg_addmem(zmsg, header, sizeof header);
     for (size_t i = 0; i < count; i++)
-        zmsg_addmem(zmsg, frames[i], strlen(frames[i]));
+        zmsg_addmem(zmsg, frames[i], sizes[i]);
     return zmsg;
 }
 
@@ -133,19 +133,78 @@ Test(batch, a_malformed_batch_is_refused_whole)
     zlist_t *out = zlist_new();
     const char *why = NULL;
     const char *two[] = {"a", "b"};
-    zmsg_t *zmsg = s_raw_batch(two, 2);
-    cr_assert_eq(dpool_batch_split(&zmsg, false, out, &why), -1);
+    const size_t two_sizes[] = {1, 1};
+    zmsg_t *zmsg = s_raw_batch(two, two_sizes, 2);
+    cr_assert_eq(dpool_batch_split(&zmsg, false, out, &why), -1, "two frames of messages");
     cr_assert_null(zmsg);
     cr_assert_not_null(why);
     cr_assert_eq(zlist_size(out), 0);
 
-    zmsg = s_raw_batch(NULL, 0);
+    zmsg = s_raw_batch(NULL, NULL, 0);
     cr_assert_eq(dpool_batch_split(&zmsg, false, out, &why), -1, "an empty BATCH");
 
-    const char nested[] = {'D', 'P', DPOOL_PROTO_VERSION, DPOOL_CMD_BATCH, 0};
-    const char *inner[] = {"x", "y", "", nested, "b", ""};
-    zmsg = s_raw_batch(inner, 6);
+    // A whole HEARTBEAT (header, body [], no payload), then a BATCH header inside.
+    const char nested[] = {
+        'D', 'P', DPOOL_PROTO_VERSION, DPOOL_CMD_HEARTBEAT, 0, 0, 0, 1, (char)0x90, 0, 0, 0, 0,
+        'D', 'P', DPOOL_PROTO_VERSION, DPOOL_CMD_BATCH,     0, 0, 0, 0, 0,          0, 0, 0};
+    const char *run[] = {nested};
+    size_t run_size[] = {sizeof nested};
+    zmsg = s_raw_batch(run, run_size, 1);
     cr_assert_eq(dpool_batch_split(&zmsg, false, out, &why), -1, "a BATCH in a BATCH");
     cr_assert_eq(zlist_size(out), 0, "nothing of it is kept");
+
+    // The HEARTBEAT alone is fine; cut anywhere inside, it is not.
+    run_size[0] = 13;
+    zmsg = s_raw_batch(run, run_size, 1);
+    cr_assert_eq(dpool_batch_split(&zmsg, false, out, &why), 1, "one whole message");
+    cr_assert_eq(zlist_size(out), 1);
+    zmsg_t *one = zlist_pop(out);
+    zmsg_destroy(&one);
+    for (size_t cut = 1; cut < 13; cut++) {
+        run_size[0] = cut;
+        zmsg = s_raw_batch(run, run_size, 1);
+        cr_assert_eq(dpool_batch_split(&zmsg, false, out, &why), -1, "cut at %zu", cut);
+        cr_assert_eq(zlist_size(out), 0);
+    }
     zlist_destroy(&out);
+}
+
+Test(batch, a_message_with_a_large_payload_goes_alone_in_its_turn)
+{
+    dpool_batch_t *batch = dpool_batch_new();
+    static uint8_t big[20000];
+    big[0] = 0xc5; // msgpack bin 16: length 19997
+    big[1] = (uint8_t)(19997 >> 8);
+    big[2] = (uint8_t)(19997 & 0xff);
+    dpool_msg_t first = {.command = DPOOL_CMD_CREDIT, .count = 1};
+    dpool_msg_t large = {
+        .command = DPOOL_CMD_WORKER_RESULT, .task_id = 2, .payload = zframe_new(big, sizeof big)};
+    dpool_msg_t last = {.command = DPOOL_CMD_CREDIT, .count = 3};
+    cr_assert_eq(dpool_batch_add(batch, &first), DPOOL_OK);
+    cr_assert_eq(dpool_batch_add(batch, &large), DPOOL_OK);
+    cr_assert_null(large.payload, "the payload moved into the batch");
+    cr_assert_eq(dpool_batch_add(batch, &last), DPOOL_OK);
+    cr_assert_eq(dpool_batch_count(batch), 3);
+    // Three ZeroMQ messages in order, each in its plain form; the large payload is the
+    // frame it came in.
+    const char *why = NULL;
+    dpool_msg_t msg = {0};
+    zmsg_t *zmsg = dpool_batch_take(batch, NULL);
+    cr_assert_eq(zmsg_size(zmsg), 2);
+    cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.count, 1);
+    dpool_msg_reset(&msg);
+    zmsg = dpool_batch_take(batch, NULL);
+    cr_assert_eq(zmsg_size(zmsg), 3);
+    cr_assert_eq(zframe_size(zmsg_last(zmsg)), sizeof big);
+    cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.task_id, 2);
+    dpool_msg_reset(&msg);
+    zmsg = dpool_batch_take(batch, NULL);
+    cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.count, 3);
+    dpool_msg_reset(&msg);
+    cr_assert_null(dpool_batch_take(batch, NULL), "nothing waits");
+    cr_assert_eq(dpool_batch_count(batch), 0);
+    dpool_batch_destroy(&batch);
 }
