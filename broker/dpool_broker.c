@@ -133,7 +133,11 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     // Two limits. Up to twice --max-message, a message is received, refused with TOO_BIG
     // and counted (s_handle), so its sender learns why. Past that ZeroMQ refuses it
     // before buffering and drops the connection: no peer can make the broker hold more.
+    // ZeroMQ's limit is per frame, and a BATCH's messages share one frame, which a sender
+    // keeps under DPOOL_BATCH_FRAME_MAX whatever --max-message is.
     int64_t hard_limit = 2 * self->config.max_message + 65536;
+    if (hard_limit < DPOOL_BATCH_FRAME_MAX + 65536)
+        hard_limit = DPOOL_BATCH_FRAME_MAX + 65536;
     zsock_set_maxmsgsize(self->router, (int)(hard_limit > INT32_MAX ? INT32_MAX : hard_limit));
     if (zsock_bind(self->router, "%s", self->config.bind) < 0) {
         snprintf(why, why_size, "cannot bind %s: %s", self->config.bind, zmq_strerror(zmq_errno()));

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A payload larger than this is not copied into a batch: its message goes alone.
-#define S_INLINE_MAX (16 * 1024)
 // Where a BATCH's buffer starts: enough for a turn of a few dozen small messages.
 #define S_START_SIZE 4096
 
@@ -121,6 +119,16 @@ s_close_run(dpool_batch_t *self)
     return true;
 }
 
+// Closes the run first if a message of about size bytes would take it past the bytes
+// a BATCH may hold; false when memory runs out.
+static bool
+s_room_in_run(dpool_batch_t *self, size_t size)
+{
+    if (self->run.size + size + 256 <= DPOOL_BATCH_MAX_BYTES)
+        return true;
+    return s_close_run(self);
+}
+
 // Appends a message that goes alone (a large payload): after the run, which closes.
 static int
 s_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
@@ -166,8 +174,13 @@ dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p)
         zmsg_destroy(&zmsg);
         return DPOOL_ERR_INVALID;
     }
-    if (payload && zframe_size(payload) > S_INLINE_MAX)
+    size_t size = zframe_size(body) + (payload ? zframe_size(payload) : 0);
+    if (size > DPOOL_BATCH_INLINE_MAX)
         return s_add_alone(self, &zmsg);
+    if (!s_room_in_run(self, size)) {
+        zmsg_destroy(&zmsg);
+        return DPOOL_ERR_NOMEM;
+    }
     int rc = DPOOL_ERR_NOMEM;
     if (s_reserve(self, DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body))) {
         uint8_t *at = (uint8_t *)self->run.data + self->run.size;
@@ -192,10 +205,14 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
 {
     if (!dpool_proto_buildable(msg))
         return DPOOL_ERR_INVALID;
-    if (msg->payload && zframe_size(msg->payload) > S_INLINE_MAX) {
+    size_t payload = msg->payload ? zframe_size(msg->payload) : 0;
+    if (payload + msg->text_size > DPOOL_BATCH_INLINE_MAX) {
+        // Large (the body is mostly its text): alone, built as a plain message.
         zmsg_t *zmsg = dpool_proto_build(msg, NULL);
-        return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_INVALID;
+        return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
     }
+    if (!s_room_in_run(self, payload + msg->text_size))
+        return DPOOL_ERR_NOMEM;
     // Header and body straight into the run: the body's length is written once known.
     size_t start = self->run.size;
     if (!s_reserve(self, DPOOL_PROTO_HEADER_SIZE + 4))
@@ -210,6 +227,12 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
         return DPOOL_ERR_INVALID;
     }
     size_t body = self->run.size - start - DPOOL_PROTO_HEADER_SIZE - 4;
+    if (body + payload > DPOOL_BATCH_INLINE_MAX) {
+        // Larger than its text said (a long list of functions): alone after all.
+        self->run.size = start;
+        zmsg_t *zmsg = dpool_proto_build(msg, NULL);
+        return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
+    }
     s_put_u32((uint8_t *)self->run.data + start + DPOOL_PROTO_HEADER_SIZE, (uint32_t)body);
     int rc = s_add_payload(self, msg->payload ? zframe_data(msg->payload) : NULL,
                            msg->payload ? zframe_size(msg->payload) : 0);
@@ -262,14 +285,12 @@ dpool_batch_send(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id)
     int rc = DPOOL_OK;
     while (self->count > 0) {
         zmsg_t *zmsg = dpool_batch_take(self, routing_id);
-        if (!zmsg) {
+        if (rc == DPOOL_OK && !zmsg)
             rc = DPOOL_ERR_NOMEM;
-            continue;
-        }
-        if (zmsg_send(&zmsg, sock) != 0) {
-            zmsg_destroy(&zmsg);
+        // After a failure the rest is dropped too: nothing overtakes a lost message.
+        if (zmsg && rc == DPOOL_OK && zmsg_send(&zmsg, sock) != 0)
             rc = DPOOL_ERR_IO;
-        }
+        zmsg_destroy(&zmsg);
     }
     return rc;
 }
@@ -334,7 +355,7 @@ s_split_run(const uint8_t *data, size_t size, zframe_t *routing_id, zlist_t *out
             break;
         }
         appended++;
-        at += DPOOL_PROTO_HEADER_SIZE + 8 + body + payload;
+        at += (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + (size_t)body + (size_t)payload;
     }
     if (rc != 1) {
         // All or nothing: a malformed batch is dropped whole.

@@ -6,8 +6,8 @@
     A BATCH is two frames: the header with command DPOOL_CMD_BATCH, then its messages
     one after another, each as its 4-byte header, its body's length (uint32, network
     order), its body, its payload's length (0 when it has none: a payload, one msgpack
-    value, is never empty) and its payload. A message whose payload is over 16 KiB is
-    not copied into a batch: it goes alone, in its plain form, in its turn. */
+    value, is never empty) and its payload. A message whose body and payload are over
+    16 KiB is not copied into a batch: it goes alone, in its plain form, in its turn. */
 #ifndef DPOOL_BATCH_H
 #define DPOOL_BATCH_H
 
@@ -21,6 +21,11 @@
 // decoding stays incremental and no batch grows without bound in a long turn.
 #define DPOOL_BATCH_MAX_MESSAGES 512
 #define DPOOL_BATCH_MAX_BYTES (256 * 1024)
+// A message whose body and payload are over this many bytes goes alone, not copied.
+#define DPOOL_BATCH_INLINE_MAX (16 * 1024)
+// The largest frame of messages a BATCH holds: a run is closed before a message would
+// take it past DPOOL_BATCH_MAX_BYTES, and no message in it is over the inline limit.
+#define DPOOL_BATCH_FRAME_MAX (DPOOL_BATCH_MAX_BYTES + DPOOL_BATCH_INLINE_MAX + 64)
 
 typedef struct dpool_batch dpool_batch_t;
 

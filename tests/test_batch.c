@@ -208,3 +208,43 @@ Test(batch, a_message_with_a_large_payload_goes_alone_in_its_turn)
     cr_assert_eq(dpool_batch_count(batch), 0);
     dpool_batch_destroy(&batch);
 }
+
+Test(batch, no_frame_of_messages_grows_past_the_limit_and_none_is_lost)
+{
+    // 100 outputs of 3 KiB, then one of 20 KiB (alone): about 320 KiB in all.
+    dpool_batch_t *batch = dpool_batch_new();
+    static char text[20 * 1024];
+    memset(text, 'x', sizeof text);
+    for (uint64_t id = 1; id <= 101; id++) {
+        dpool_msg_t output = {.command = DPOOL_CMD_WORKER_OUTPUT,
+                              .task_id = id,
+                              .count = 1,
+                              .text = text,
+                              .text_size = id == 101 ? sizeof text : 3 * 1024};
+        cr_assert_eq(dpool_batch_add(batch, &output), DPOOL_OK);
+    }
+    zlist_t *out = zlist_new();
+    uint64_t next = 1;
+    zmsg_t *zmsg;
+    size_t messages = 0;
+    while ((zmsg = dpool_batch_take(batch, NULL))) {
+        messages++;
+        cr_assert_leq(zmsg_content_size(zmsg), DPOOL_BATCH_FRAME_MAX + 4);
+        const char *why = NULL;
+        if (dpool_batch_split(&zmsg, false, out, &why) == 0)
+            zlist_append(out, zmsg);
+        zmsg_t *one;
+        while ((one = zlist_pop(out))) {
+            dpool_msg_t msg = {0};
+            cr_assert_eq(dpool_proto_decode(&one, false, NULL, &msg, &why), DPOOL_OK);
+            cr_assert_eq(msg.task_id, next, "in order");
+            cr_assert_eq(msg.text_size, next == 101 ? sizeof text : 3 * 1024);
+            next++;
+            dpool_msg_reset(&msg);
+        }
+    }
+    cr_assert_eq(next, 102, "all 101 came out");
+    cr_assert_geq(messages, 3, "at least two BATCHes and the large one alone");
+    zlist_destroy(&out);
+    dpool_batch_destroy(&batch);
+}

@@ -1,6 +1,7 @@
 /*  The broker daemon against peers played by the test: raw DEALER sockets that speak
     the protocol of docs/PROTOCOL.md (or break it on purpose). This checks the broker's
     side of every conversation without a real worker daemon in the way. */
+#include "dpool_batch.h"
 #include "dpool_harness.h"
 #include "dpool_proto.h"
 #include "peer_assert.h"
@@ -578,6 +579,45 @@ Test(broker, a_submission_over_max_message_fails_as_too_big_and_is_counted)
     zsock_t *other = connect_to(small_endpoint, NULL);
     cr_assert_eq(status_figure(other, "oversized"), 1);
     zsock_destroy(&other);
+    zsock_destroy(&peer);
+    dpool_harness_destroy(&small);
+}
+
+Test(broker, a_batch_larger_than_max_message_whose_messages_are_not_is_served_whole)
+{
+    // ZeroMQ's size limit is per frame and a BATCH's messages share one: 40 SUBMITs of
+    // 3 KiB each are a 120 KiB frame against --max-message 4096.
+    dpool_harness_t *small = dpool_harness_new();
+    const char *args[] = {"--max-message", "4096", "--grace", "1", NULL};
+    const char *small_endpoint = dpool_harness_start_broker(small, args);
+    cr_assert_not_null(small_endpoint);
+    zsock_t *peer = connect_to(small_endpoint, NULL);
+    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
+    dpool_msg_t reply;
+    expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
+    dpool_msg_reset(&reply);
+    dpool_batch_t *batch = dpool_batch_new();
+    for (uint64_t id = 1; id <= 40; id++) {
+        dpool_msg_t submit = {.command = DPOOL_CMD_SUBMIT,
+                              .pool_ref = 1,
+                              .task_id = id,
+                              .name = "f",
+                              .payload = payload_of_size(3 * 1024)};
+        cr_assert_eq(dpool_batch_add(batch, &submit), DPOOL_OK);
+    }
+    cr_assert_eq(dpool_batch_send(batch, peer, NULL), DPOOL_OK);
+    dpool_batch_destroy(&batch);
+    // No host offers "f": after the 1 s grace each task fails, every one of them.
+    bool seen[41] = {false};
+    for (int i = 0; i < 40; i++) {
+        expect(peer, DPOOL_CMD_RESULT, &reply, 10000);
+        cr_assert(reply.task_id >= 1 && reply.task_id <= 40 && !seen[reply.task_id],
+                  "result of task %llu", (unsigned long long)reply.task_id);
+        seen[reply.task_id] = true;
+        cr_assert_neq(reply.code, DPOOL_ERR_TOO_BIG);
+        dpool_msg_reset(&reply);
+    }
+    cr_assert_eq(status_figure(peer, "oversized"), 0);
     zsock_destroy(&peer);
     dpool_harness_destroy(&small);
 }
