@@ -234,7 +234,6 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
     self->hosts = s_peer_table();
     self->named_pools = zhashx_new();
     self->outbox = zhashx_new();
-    self->incoming = zlist_new();
     if (self->outbox) {
         zhashx_set_key_hasher(self->outbox, dpool_broker_frame_hash);
         zhashx_set_key_comparator(self->outbox, dpool_broker_frame_compare);
@@ -242,8 +241,7 @@ dpool_broker_new(const dpool_broker_config_t *config, char *why, size_t why_size
         zhashx_set_key_destructor(self->outbox, s_frame_destroy);
         zhashx_set_destructor(self->outbox, s_batch_destroy);
     }
-    if (!self->sched || !self->clients || !self->hosts || !self->named_pools || !self->outbox ||
-        !self->incoming) {
+    if (!self->sched || !self->clients || !self->hosts || !self->named_pools || !self->outbox) {
         snprintf(why, why_size, "out of memory");
         goto fail;
     }
@@ -306,7 +304,6 @@ dpool_broker_destroy(dpool_broker_t **self_p)
     if (self->router && self->outbox)
         dpool_broker_flush(self);
     zhashx_destroy(&self->outbox);
-    zlist_destroy(&self->incoming);
     zsock_destroy(&self->router);
     dpool_auth_destroy(&self->auth);
     zstr_free(&self->endpoint);
@@ -542,32 +539,49 @@ s_refuse_oversized(dpool_broker_t *self, zframe_t *routing_id, const dpool_msg_t
         dpool_broker_send_error(self, routing_id, DPOOL_ERR_TOO_BIG, text);
 }
 
+// One decoded message (rc and why from its decoding) from routing_id (borrowed), of
+// size bytes on the wire.
 static void
-s_handle_one(dpool_broker_t *self, zmsg_t **zmsg_p, unsigned roles, const char *key)
+s_handle_decoded(dpool_broker_t *self, zframe_t *routing_id, int rc, dpool_msg_t *msg,
+                 const char *why, size_t size, unsigned roles, const char *key)
 {
-    zframe_t *routing_id = NULL;
-    dpool_msg_t msg = {0};
-    const char *why = "unknown";
-    size_t size = zmsg_content_size(*zmsg_p);
-    int rc = dpool_proto_decode(zmsg_p, true, &routing_id, &msg, &why);
     const char *refusal = NULL;
     if (rc == DPOOL_OK && (int64_t)size > self->config.max_message)
-        s_refuse_oversized(self, routing_id, &msg, size);
+        s_refuse_oversized(self, routing_id, msg, size);
     else if (rc != DPOOL_OK) {
         self->malformed++;
         DPOOL_LOG_WARN("dropped a malformed message: %s", why);
         if (routing_id)
             dpool_broker_send_error(self, routing_id, rc, why);
-    } else if (self->auth && (refusal = dpool_auth_refusal(roles, msg.command)))
+    } else if (self->auth && (refusal = dpool_auth_refusal(roles, msg->command)))
         s_refuse(self, routing_id, key, refusal);
-    else if (s_is_client_command(msg.command) ||
-             ((msg.command == DPOOL_CMD_HEARTBEAT || msg.command == DPOOL_CMD_BYE) &&
+    else if (s_is_client_command(msg->command) ||
+             ((msg->command == DPOOL_CMD_HEARTBEAT || msg->command == DPOOL_CMD_BYE) &&
               zhashx_lookup(self->clients, routing_id)))
-        dpool_clients_on_message(self, routing_id, &msg);
+        dpool_clients_on_message(self, routing_id, msg);
     else
-        dpool_hosts_on_message(self, routing_id, &msg);
-    dpool_msg_reset(&msg);
-    zframe_destroy(&routing_id);
+        dpool_hosts_on_message(self, routing_id, msg);
+    dpool_msg_reset(msg);
+}
+
+// The messages of a BATCH (count of them, checked whole in run), each as if it had come
+// alone. They are decoded in place: only a payload is copied out, into its own frame.
+static void
+s_handle_batch(dpool_broker_t *self, zframe_t *routing_id, zframe_t *run, int count, unsigned roles,
+               const char *key)
+{
+    s_batches_to(self, routing_id);
+    size_t at = 0;
+    for (int i = 0; i < count; i++) {
+        dpool_batch_part_t part;
+        dpool_batch_part(run, &at, &part);
+        dpool_msg_t msg = {0};
+        const char *why = "unknown";
+        int rc = dpool_batch_decode_part(&part, &msg, &why);
+        size_t size =
+            zframe_size(routing_id) + DPOOL_PROTO_HEADER_SIZE + part.body_size + part.payload_size;
+        s_handle_decoded(self, routing_id, rc, &msg, why, size, roles, key);
+    }
 }
 
 // One ZeroMQ message: its sender's key is checked once, then each message of a BATCH
@@ -579,33 +593,26 @@ s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
     char key[DPOOL_AUTH_KEY_TEXT + 1] = "";
     if (self->auth && !(roles = s_admit(self, zmsg_p, key)))
         return;
-    const char *why = "";
-    // Splitting consumes the routing id: a copy, once per BATCH, to answer a malformed one.
-    zframe_t *header = zmsg_first(*zmsg_p) ? zmsg_next(*zmsg_p) : NULL;
-    bool batch = header && zframe_size(header) == DPOOL_PROTO_HEADER_SIZE &&
-                 zframe_data(header)[3] == DPOOL_CMD_BATCH;
-    zframe_t *sender = batch ? zframe_dup(zmsg_first(*zmsg_p)) : NULL;
-    int split = dpool_batch_split(zmsg_p, true, self->incoming, &why);
-    if (split == 0) {
-        zframe_destroy(&sender);
-        s_handle_one(self, zmsg_p, roles, key);
+    const char *why = "unknown";
+    zframe_t *run = NULL;
+    int count = dpool_batch_open(*zmsg_p, true, &run, &why);
+    if (count == 0) {
+        zframe_t *routing_id = NULL;
+        dpool_msg_t msg = {0};
+        size_t size = zmsg_content_size(*zmsg_p);
+        int rc = dpool_proto_decode(zmsg_p, true, &routing_id, &msg, &why);
+        s_handle_decoded(self, routing_id, rc, &msg, why, size, roles, key);
+        zframe_destroy(&routing_id);
         return;
     }
-    if (split < 0) {
+    zframe_t *routing_id = zmsg_first(*zmsg_p);
+    if (count < 0) {
         self->malformed++;
         DPOOL_LOG_WARN("dropped a malformed message: %s", why);
-        if (sender)
-            dpool_broker_send_error(self, sender, DPOOL_ERR_PROTO, why);
-        zframe_destroy(&sender);
-        return;
-    }
-    zframe_destroy(&sender);
-    zmsg_t *one = zlist_first(self->incoming);
-    zframe_t *routing_id = one ? zmsg_first(one) : NULL;
-    if (routing_id)
-        s_batches_to(self, routing_id);
-    while ((one = zlist_pop(self->incoming)))
-        s_handle_one(self, &one, roles, key);
+        dpool_broker_send_error(self, routing_id, DPOOL_ERR_PROTO, why);
+    } else
+        s_handle_batch(self, routing_id, run, count, roles, key);
+    zmsg_destroy(zmsg_p);
 }
 
 // Reads every message that is ready, up to one batch. Returns -1 on a fatal socket error.

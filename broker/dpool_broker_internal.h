@@ -91,7 +91,6 @@ struct dpool_broker {
     zhashx_t *clients;     // routing id frame -> dpool_client_t
     zhashx_t *hosts;       // routing id frame -> dpool_host_t
     zhashx_t *outbox;      // routing id frame -> dpool_batch_t: sent at the end of a turn
-    zlist_t *incoming;     // of zmsg_t *: a BATCH being handled
     zhashx_t *named_pools; // name -> dpool_pool_t
     uint64_t malformed;    // malformed messages dropped
     uint64_t oversized;    // messages over --max-message refused

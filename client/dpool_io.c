@@ -58,9 +58,9 @@ typedef struct {
     void *output_arg;
     dpool_output_t *writer; // the default writer, when output is NULL
     dpool_pending_t *pending;
-    dpool_batch_t *outgoing; // user messages of one wake-up
-    zlist_t *incoming;       // of zmsg_t *: the rest of a BATCH from the broker
-    char routing_id[18];     // 'C' + 16 hex digits
+    dpool_batch_t *outgoing;   // user messages of one wake-up
+    dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
+    char routing_id[18];       // 'C' + 16 hex digits
     // owned by the I/O thread once it runs
     zsock_t *dealer;
     zsock_t *monitor;
@@ -156,39 +156,33 @@ s_on_monitor(s_state_t *self)
     return id;
 }
 
-// The next message from the broker, the rest of a BATCH first; NULL when none waits
-// (or when reading may not go on: at most S_BATCH reads per call of s_on_broker).
-static zmsg_t *
-s_next(s_state_t *self, int *reads)
+// Decodes the next message from the broker into msg, the rest of a BATCH first.
+// Returns DPOOL_OK, DPOOL_ERR_PROTO for a malformed one (dropped: nothing from the
+// network may stop this thread), or 1 when none waits (or when reading may not go on:
+// at most S_BATCH reads per call of s_on_broker).
+static int
+s_next(s_state_t *self, int *reads, dpool_msg_t *msg)
 {
-    for (;;) {
-        zmsg_t *zmsg = zlist_pop(self->incoming);
-        if (zmsg)
-            return zmsg;
-        if (*reads >= S_BATCH || !(zsock_events(self->dealer) & ZMQ_POLLIN))
-            return NULL;
-        ++*reads;
-        if (!(zmsg = zmsg_recv(self->dealer)))
-            return NULL;
-        const char *why = NULL;
-        int split = dpool_batch_split(&zmsg, false, self->incoming, &why);
-        if (split == 0)
-            return zmsg;
-        if (split < 0)
-            self->last_heard = dpool_clock_ms(); // malformed, but the broker is there
-    }
+    const char *why = NULL;
+    memset(msg, 0, sizeof *msg);
+    if (dpool_batch_inbox_waiting(&self->inbox))
+        return dpool_batch_inbox_next(&self->inbox, msg, &why);
+    if (*reads >= S_BATCH || !(zsock_events(self->dealer) & ZMQ_POLLIN))
+        return 1;
+    ++*reads;
+    zmsg_t *zmsg = zmsg_recv(self->dealer);
+    if (!zmsg)
+        return 1;
+    return dpool_batch_inbox_put(&self->inbox, &zmsg, msg, &why);
 }
 
 // Receives one message from the broker into msg; false when none waits or it is
-// malformed (dropped: nothing from the network may stop this thread).
+// malformed.
 static bool
 s_recv(s_state_t *self, dpool_msg_t *msg)
 {
     int reads = 0;
-    zmsg_t *zmsg = s_next(self, &reads);
-    const char *why = NULL;
-    memset(msg, 0, sizeof *msg);
-    return zmsg && dpool_proto_decode(&zmsg, false, NULL, msg, &why) == DPOOL_OK;
+    return s_next(self, &reads, msg) == DPOOL_OK;
 }
 
 static int
@@ -319,12 +313,10 @@ s_on_output(s_state_t *self, const dpool_msg_t *msg)
 static void
 s_on_broker(s_state_t *self)
 {
-    int reads = 0;
-    zmsg_t *zmsg;
-    while ((zmsg = s_next(self, &reads))) {
-        dpool_msg_t msg = {0};
-        const char *why = NULL;
-        if (dpool_proto_decode(&zmsg, false, NULL, &msg, &why) != DPOOL_OK) {
+    int reads = 0, rc;
+    dpool_msg_t msg;
+    while ((rc = s_next(self, &reads, &msg)) != 1) {
+        if (rc != DPOOL_OK) {
             self->last_heard = dpool_clock_ms(); // malformed, but the broker is there
             continue;
         }
@@ -446,13 +438,14 @@ s_run(s_state_t *self, zsock_t *pipe)
     while (running) {
         // zpoller names one ready socket; the other is looked at too, so neither a
         // stream of submissions nor one of results starves the other direction.
-        void *which =
-            zlist_size(self->incoming) ? self->dealer : zpoller_wait(poller, s_poll_timeout(self));
+        void *which = dpool_batch_inbox_waiting(&self->inbox)
+                          ? self->dealer
+                          : zpoller_wait(poller, s_poll_timeout(self));
         if (which == pipe || which == self->dealer) {
             if (zsock_events(pipe) & ZMQ_POLLIN)
                 running = s_on_pipe(self, pipe);
-            if (running &&
-                (zlist_size(self->incoming) || (zsock_events(self->dealer) & ZMQ_POLLIN)))
+            if (running && (dpool_batch_inbox_waiting(&self->inbox) ||
+                            (zsock_events(self->dealer) & ZMQ_POLLIN)))
                 s_on_broker(self);
         } else if (which == self->monitor && s_on_monitor(self) == ZMQ_EVENT_CONNECTED &&
                    !self->released)
@@ -512,10 +505,7 @@ s_state_free(s_state_t *state)
     free(state->pool_name);
     dpool_output_destroy(&state->writer);
     dpool_batch_destroy(&state->outgoing);
-    zmsg_t *zmsg;
-    while (state->incoming && (zmsg = zlist_pop(state->incoming)))
-        zmsg_destroy(&zmsg);
-    zlist_destroy(&state->incoming);
+    dpool_batch_inbox_clear(&state->inbox);
 }
 
 static int
@@ -526,9 +516,7 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     state->curve_secret = config->curve_secret ? strdup(config->curve_secret) : NULL;
     state->broker_key = config->broker_key ? strdup(config->broker_key) : NULL;
     state->outgoing = dpool_batch_new();
-    state->incoming = zlist_new();
-    if (!state->endpoint || !state->outgoing || !state->incoming ||
-        (config->pool_name && !state->pool_name) ||
+    if (!state->endpoint || !state->outgoing || (config->pool_name && !state->pool_name) ||
         (config->curve_secret && !state->curve_secret) ||
         (config->broker_key && !state->broker_key))
         return DPOOL_ERR_NOMEM;

@@ -303,18 +303,17 @@ s_is_batch_header(zframe_t *frame)
            bytes[1] == 'P' && bytes[2] == DPOOL_PROTO_VERSION && bytes[3] == DPOOL_CMD_BATCH;
 }
 
-// Appends to out the messages written in data (size bytes); -1 with *why when they do
-// not parse, appending nothing.
+// Checks a BATCH's frame of messages whole: how many it holds, or -1 with *why.
 static int
-s_split_run(const uint8_t *data, size_t size, zframe_t *routing_id, zlist_t *out, const char **why)
+s_check_run(const uint8_t *data, size_t size, const char **why)
 {
-    size_t at = 0, appended = 0;
-    int rc = 1;
+    size_t at = 0;
+    int count = 0;
     if (size == 0) {
         *why = "BATCH holds no message";
-        rc = -1;
+        return -1;
     }
-    while (rc == 1 && at < size) {
+    while (at < size) {
         const uint8_t *header = data + at;
         size_t left = size - at;
         uint32_t body = 0, payload = 0;
@@ -331,33 +330,83 @@ s_split_run(const uint8_t *data, size_t size, zframe_t *routing_id, zlist_t *out
         }
         if (!whole) {
             *why = "BATCH ends inside a message";
-            rc = -1;
-            break;
+            return -1;
         }
         if (header[3] == DPOOL_CMD_BATCH) {
             *why = "BATCH inside a BATCH";
-            rc = -1;
-            break;
+            return -1;
         }
-        const uint8_t *body_data = header + DPOOL_PROTO_HEADER_SIZE + 4;
+        if (count == INT32_MAX) {
+            *why = "BATCH holds too many messages";
+            return -1;
+        }
+        count++;
+        at += (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + (size_t)body + (size_t)payload;
+    }
+    return count;
+}
+
+int
+dpool_batch_open(zmsg_t *zmsg, bool with_routing_id, zframe_t **run_p, const char **why)
+{
+    zframe_t *first = zmsg_first(zmsg);
+    zframe_t *header = with_routing_id ? zmsg_next(zmsg) : first;
+    if (!s_is_batch_header(header))
+        return 0;
+    *run_p = zmsg_next(zmsg);
+    if (!*run_p || zmsg_size(zmsg) != (with_routing_id ? 3u : 2u)) {
+        *why = "BATCH is not one frame of messages after its header";
+        return -1;
+    }
+    return s_check_run(zframe_data(*run_p), zframe_size(*run_p), why);
+}
+
+void
+dpool_batch_part(zframe_t *run, size_t *at, dpool_batch_part_t *part)
+{
+    const uint8_t *header = zframe_data(run) + *at;
+    uint32_t body = s_get_u32(header + DPOOL_PROTO_HEADER_SIZE);
+    const uint8_t *after_body = header + DPOOL_PROTO_HEADER_SIZE + 4 + body;
+    uint32_t payload = s_get_u32(after_body);
+    *part = (dpool_batch_part_t){.header = header,
+                                 .body = header + DPOOL_PROTO_HEADER_SIZE + 4,
+                                 .body_size = body,
+                                 .payload = payload ? after_body + 4 : NULL,
+                                 .payload_size = payload};
+    *at += (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + (size_t)body + (size_t)payload;
+}
+
+int
+dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const char **why)
+{
+    zframe_t *run = NULL;
+    int count = dpool_batch_open(*zmsg_p, with_routing_id, &run, why);
+    if (count == 0)
+        return 0;
+    zmsg_t *zmsg = *zmsg_p;
+    *zmsg_p = NULL;
+    zframe_t *routing_id = with_routing_id ? zmsg_first(zmsg) : NULL;
+    size_t at = 0, appended = 0;
+    for (int i = 0; i < count; i++) {
+        dpool_batch_part_t part;
+        dpool_batch_part(run, &at, &part);
         zmsg_t *one = zmsg_new();
         bool ok = one &&
                   (!routing_id ||
                    zmsg_addmem(one, zframe_data(routing_id), zframe_size(routing_id)) == 0) &&
-                  zmsg_addmem(one, header, DPOOL_PROTO_HEADER_SIZE) == 0 &&
-                  zmsg_addmem(one, body_data, body) == 0 &&
-                  (payload == 0 || zmsg_addmem(one, body_data + body + 4, payload) == 0) &&
+                  zmsg_addmem(one, part.header, DPOOL_PROTO_HEADER_SIZE) == 0 &&
+                  zmsg_addmem(one, part.body, part.body_size) == 0 &&
+                  (!part.payload || zmsg_addmem(one, part.payload, part.payload_size) == 0) &&
                   zlist_append(out, one) == 0;
         if (!ok) {
             zmsg_destroy(&one);
             *why = "out of memory splitting a BATCH";
-            rc = -1;
+            count = -1;
             break;
         }
         appended++;
-        at += (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + (size_t)body + (size_t)payload;
     }
-    if (rc != 1) {
+    if (count < 0) {
         // All or nothing: a malformed batch is dropped whole.
         while (appended-- > 0) {
             zmsg_t *dropped = zlist_tail(out);
@@ -365,29 +414,71 @@ s_split_run(const uint8_t *data, size_t size, zframe_t *routing_id, zlist_t *out
             zmsg_destroy(&dropped);
         }
     }
+    zmsg_destroy(&zmsg);
+    return count < 0 ? -1 : 1;
+}
+
+int
+dpool_batch_decode_part(const dpool_batch_part_t *part, dpool_msg_t *msg, const char **why)
+{
+    int rc = dpool_proto_decode_parts(part->header, DPOOL_PROTO_HEADER_SIZE, part->body,
+                                      part->body_size, part->payload != NULL, msg, why);
+    if (rc == DPOOL_OK && part->payload &&
+        !(msg->payload = zframe_new(part->payload, part->payload_size))) {
+        dpool_msg_reset(msg);
+        *why = "out of memory";
+        rc = DPOOL_ERR_NOMEM;
+    }
+    return rc;
+}
+
+bool
+dpool_batch_inbox_waiting(const dpool_batch_inbox_t *inbox)
+{
+    return inbox->left > 0;
+}
+
+int
+dpool_batch_inbox_next(dpool_batch_inbox_t *inbox, dpool_msg_t *msg, const char **why)
+{
+    if (inbox->left <= 0) {
+        *why = "no message waits";
+        return DPOOL_ERR_PROTO;
+    }
+    dpool_batch_part_t part;
+    dpool_batch_part(inbox->run, &inbox->at, &part);
+    int rc = dpool_batch_decode_part(&part, msg, why);
+    if (--inbox->left == 0)
+        dpool_batch_inbox_clear(inbox);
     return rc;
 }
 
 int
-dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const char **why)
+dpool_batch_inbox_put(dpool_batch_inbox_t *inbox, zmsg_t **zmsg_p, dpool_msg_t *msg,
+                      const char **why)
 {
-    zmsg_t *zmsg = *zmsg_p;
-    zframe_t *first = zmsg_first(zmsg);
-    zframe_t *header = with_routing_id ? zmsg_next(zmsg) : first;
-    if (!s_is_batch_header(header))
-        return 0;
-    *zmsg_p = NULL;
-    zframe_t *routing_id = with_routing_id ? zmsg_pop(zmsg) : NULL;
-    zframe_t *batch_header = zmsg_pop(zmsg);
-    zframe_destroy(&batch_header);
-    int rc = -1;
-    if (zmsg_size(zmsg) != 1)
-        *why = "BATCH is not one frame of messages after its header";
-    else {
-        zframe_t *run = zmsg_first(zmsg);
-        rc = s_split_run(zframe_data(run), zframe_size(run), routing_id, out, why);
+    zframe_t *run = NULL;
+    int count = dpool_batch_open(*zmsg_p, false, &run, why);
+    if (count == 0)
+        return dpool_proto_decode(zmsg_p, false, NULL, msg, why);
+    if (count < 0) {
+        zmsg_destroy(zmsg_p);
+        return DPOOL_ERR_PROTO;
     }
-    zframe_destroy(&routing_id);
-    zmsg_destroy(&zmsg);
-    return rc;
+    dpool_batch_inbox_clear(inbox); // nothing waits when a new message is read
+    inbox->batch = *zmsg_p;
+    *zmsg_p = NULL;
+    inbox->run = run;
+    inbox->at = 0;
+    inbox->left = count;
+    return dpool_batch_inbox_next(inbox, msg, why);
+}
+
+void
+dpool_batch_inbox_clear(dpool_batch_inbox_t *inbox)
+{
+    zmsg_destroy(&inbox->batch);
+    inbox->run = NULL;
+    inbox->at = 0;
+    inbox->left = 0;
 }

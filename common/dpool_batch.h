@@ -60,6 +60,55 @@ zmsg_t *dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id);
 // lost, as a failed send loses them; zmq_errno says why).
 int dpool_batch_send(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id);
 
+// One message of a BATCH, in place (borrowed from its frame).
+typedef struct {
+    const uint8_t *header; // DPOOL_PROTO_HEADER_SIZE bytes
+    const uint8_t *body;
+    size_t body_size;
+    const uint8_t *payload; // NULL when the message has none
+    size_t payload_size;
+} dpool_batch_part_t;
+
+// When zmsg (the routing id frame first when with_routing_id) is a BATCH, checks it
+// whole and returns how many messages it holds, with *run_p set to its frame of
+// messages (borrowed from zmsg); 0 when it is no BATCH; -1 when it is a malformed
+// one, with *why naming the fault. zmsg stays the caller's.
+int dpool_batch_open(zmsg_t *zmsg, bool with_routing_id, zframe_t **run_p, const char **why);
+
+// Reads the message at *at (0 for the first) of a run dpool_batch_open checked, and
+// moves *at to the next.
+void dpool_batch_part(zframe_t *run, size_t *at, dpool_batch_part_t *part);
+
+// Decodes part into msg (its payload copied into a frame of its own). Returns what
+// dpool_proto_decode_parts returns, or DPOOL_ERR_NOMEM; msg then needs no freeing.
+int dpool_batch_decode_part(const dpool_batch_part_t *part, dpool_msg_t *msg, const char **why);
+
+// What a peer receives, read one message at a time: the messages of a BATCH are
+// decoded in place, without a message object each. Zero it to start.
+typedef struct {
+    zmsg_t *batch; // the BATCH being read, or NULL
+    zframe_t *run; // its frame of messages
+    size_t at;     // where its next message starts
+    int left;      // messages not read yet
+} dpool_batch_inbox_t;
+
+// Whether messages of a BATCH wait in inbox.
+bool dpool_batch_inbox_waiting(const dpool_batch_inbox_t *inbox);
+
+// Takes *zmsg_p (consumed, always), a ZeroMQ message just received (no routing id): a
+// plain message is decoded into msg; of a BATCH the first message is, and the rest wait
+// in inbox. Returns the decoding's code (DPOOL_ERR_PROTO with *why for a malformed
+// message or BATCH, which is dropped whole); msg needs freeing only after DPOOL_OK.
+int dpool_batch_inbox_put(dpool_batch_inbox_t *inbox, zmsg_t **zmsg_p, dpool_msg_t *msg,
+                          const char **why);
+
+// Decodes the next waiting message of the BATCH in inbox into msg; as
+// dpool_batch_inbox_put.
+int dpool_batch_inbox_next(dpool_batch_inbox_t *inbox, dpool_msg_t *msg, const char **why);
+
+// Drops what waits in inbox.
+void dpool_batch_inbox_clear(dpool_batch_inbox_t *inbox);
+
 // Splits a received BATCH. Returns 0 when *zmsg_p is no BATCH (left untouched); 1
 // when it was one: *zmsg_p is consumed and each of its messages, as
 // dpool_proto_decode takes it (the routing id frame first, copied, when

@@ -127,28 +127,37 @@ dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id)
     return DPOOL_ERR_IO;
 }
 
-static int
-s_decode_header(zframe_t *header, dpool_msg_t *msg, dpool_payload_rule_t *rule, const char **why)
+int
+dpool_proto_decode_parts(const uint8_t *header, size_t header_size, const uint8_t *body,
+                         size_t body_size, bool has_payload, dpool_msg_t *msg, const char **why)
 {
-    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE) {
+    if (header_size != DPOOL_PROTO_HEADER_SIZE) {
         *why = "header frame is not 4 bytes";
         return DPOOL_ERR_PROTO;
     }
-    const uint8_t *bytes = zframe_data(header);
-    if (bytes[0] != 'D' || bytes[1] != 'P') {
+    if (header[0] != 'D' || header[1] != 'P') {
         *why = "header does not start with DP";
         return DPOOL_ERR_PROTO;
     }
-    if (bytes[2] != DPOOL_PROTO_VERSION) {
+    if (header[2] != DPOOL_PROTO_VERSION) {
         *why = "unsupported protocol version";
         return DPOOL_ERR_PROTO;
     }
-    if (!dpool_codec_known(bytes[3], rule)) {
+    dpool_payload_rule_t rule;
+    if (!dpool_codec_known(header[3], &rule)) {
         *why = "unknown command";
         return DPOOL_ERR_PROTO;
     }
-    msg->command = (dpool_cmd_t)bytes[3];
-    return DPOOL_OK;
+    msg->command = (dpool_cmd_t)header[3];
+    if (has_payload && rule == DPOOL_PAYLOAD_NONE) {
+        *why = "payload frame on a command that takes none";
+        return DPOOL_ERR_PROTO;
+    }
+    if (!has_payload && rule == DPOOL_PAYLOAD_REQUIRED) {
+        *why = "payload frame missing";
+        return DPOOL_ERR_PROTO;
+    }
+    return dpool_codec_decode(body, body_size, msg, why);
 }
 
 int
@@ -169,32 +178,19 @@ dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_
         *why = "message does not have 2 or 3 frames after the routing id";
         goto done;
     }
-    dpool_payload_rule_t rule;
-    rc = s_decode_header(zmsg_first(zmsg), msg, &rule, why);
-    if (rc != DPOOL_OK)
-        goto done;
-    rc = DPOOL_ERR_PROTO;
-    if (frames == 3 && rule == DPOOL_PAYLOAD_NONE) {
-        *why = "payload frame on a command that takes none";
-        goto done;
-    }
-    if (frames == 2 && rule == DPOOL_PAYLOAD_REQUIRED) {
-        *why = "payload frame missing";
-        goto done;
-    }
+    zframe_t *header = zmsg_first(zmsg);
     zframe_t *body = zmsg_next(zmsg);
-    if (frames == 3 && zframe_size(zmsg_next(zmsg)) == 0) {
+    zframe_t *payload = zmsg_next(zmsg);
+    if (payload && zframe_size(payload) == 0) {
         // One msgpack value is never empty; and a BATCH marks "no payload" that way.
         *why = "payload frame is empty";
         goto done;
     }
-    rc = dpool_codec_decode(zframe_data(body), zframe_size(body), msg, why);
-    if (rc == DPOOL_OK && frames == 3) {
-        zframe_t *header = zmsg_pop(zmsg);
-        zframe_destroy(&header);
-        zframe_t *body_frame = zmsg_pop(zmsg);
-        zframe_destroy(&body_frame);
-        msg->payload = zmsg_pop(zmsg);
+    rc = dpool_proto_decode_parts(zframe_data(header), zframe_size(header), zframe_data(body),
+                                  zframe_size(body), payload != NULL, msg, why);
+    if (rc == DPOOL_OK && payload) {
+        zmsg_remove(zmsg, payload); // moved as it came: no copy of arguments or results
+        msg->payload = payload;
     }
 done:
     zmsg_destroy(&zmsg);

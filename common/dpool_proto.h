@@ -112,4 +112,11 @@ int dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id);
 int dpool_proto_decode(zmsg_t **zmsg_p, bool with_routing_id, zframe_t **routing_id_p,
                        dpool_msg_t *msg, const char **why);
 
+// Decodes a message given as its header and body bytes (borrowed), whose payload, when
+// has_payload, the caller attaches to msg->payload itself. Checks what
+// dpool_proto_decode checks. Returns DPOOL_OK or DPOOL_ERR_PROTO with *why set.
+int dpool_proto_decode_parts(const uint8_t *header, size_t header_size, const uint8_t *body,
+                             size_t body_size, bool has_payload, dpool_msg_t *msg,
+                             const char **why);
+
 #endif

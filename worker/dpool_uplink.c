@@ -21,7 +21,7 @@
 struct dpool_uplink_t {
     zsock_t *sock;
     dpool_batch_t *outgoing;
-    zlist_t *incoming; // of zmsg_t *: the rest of a BATCH from the broker
+    dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
     char id[18];
     char *refusal; // owned: the broker's ERROR -17 text, or NULL
 };
@@ -39,8 +39,7 @@ dpool_uplink_new(const char *endpoint, zcert_t *cert, const char *broker_key)
              random[2], random[3], random[4], random[5], random[6], random[7]);
     self->sock = zsock_new(ZMQ_DEALER);
     self->outgoing = dpool_batch_new();
-    self->incoming = zlist_new();
-    if (!self->sock || !self->outgoing || !self->incoming) {
+    if (!self->sock || !self->outgoing) {
         DPOOL_LOG_ERROR("cannot create the broker socket");
         goto fail;
     }
@@ -76,10 +75,7 @@ dpool_uplink_destroy(dpool_uplink_t **self_p)
     dpool_uplink_flush(*self_p);
     zsock_destroy(&(*self_p)->sock);
     dpool_batch_destroy(&(*self_p)->outgoing);
-    zmsg_t *zmsg;
-    while ((*self_p)->incoming && (zmsg = zlist_pop((*self_p)->incoming)))
-        zmsg_destroy(&zmsg);
-    zlist_destroy(&(*self_p)->incoming);
+    dpool_batch_inbox_clear(&(*self_p)->inbox);
     free((*self_p)->refusal);
     free(*self_p);
     *self_p = NULL;
@@ -121,32 +117,26 @@ dpool_uplink_flush(dpool_uplink_t *self)
     return rc;
 }
 
-// The next message from the broker: the rest of a BATCH first.
-static zmsg_t *
-s_next(dpool_uplink_t *self)
+// Decodes the next message from the broker into msg, the rest of a BATCH first.
+// Returns DPOOL_OK, a negative code for a malformed one (dropped), or 1 when none waits.
+static int
+s_next(dpool_uplink_t *self, dpool_msg_t *msg, const char **why)
 {
-    for (;;) {
-        zmsg_t *zmsg = zlist_pop(self->incoming);
-        if (zmsg)
-            return zmsg;
-        if (!(zsock_events(self->sock) & ZMQ_POLLIN) || !(zmsg = zmsg_recv(self->sock)))
-            return NULL;
-        const char *why = "";
-        int split = dpool_batch_split(&zmsg, false, self->incoming, &why);
-        if (split == 0)
-            return zmsg;
-        if (split < 0)
-            DPOOL_LOG_WARN("dropped a malformed BATCH from the broker: %s", why);
-    }
+    if (dpool_batch_inbox_waiting(&self->inbox))
+        return dpool_batch_inbox_next(&self->inbox, msg, why);
+    zmsg_t *zmsg;
+    if (!(zsock_events(self->sock) & ZMQ_POLLIN) || !(zmsg = zmsg_recv(self->sock)))
+        return 1;
+    return dpool_batch_inbox_put(&self->inbox, &zmsg, msg, why);
 }
 
 bool
 dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
 {
-    zmsg_t *zmsg;
-    while ((zmsg = s_next(self))) {
-        const char *why = "";
-        if (dpool_proto_decode(&zmsg, false, NULL, msg, &why) != DPOOL_OK) {
+    const char *why = "";
+    int rc;
+    while ((rc = s_next(self, msg, &why)) != 1) {
+        if (rc != DPOOL_OK) {
             DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);
             continue;
         }
