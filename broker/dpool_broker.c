@@ -130,11 +130,11 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     zsock_set_linger(self->router, 0);
     if (self->auth)
         dpool_auth_apply(self->auth, self->router);
-    // Two limits. Up to twice --max-message, a message is received, refused with TOO_BIG
-    // and counted (s_handle), so its sender learns why. Past that ZeroMQ refuses it
-    // before buffering and drops the connection: no peer can make the broker hold more.
-    // ZeroMQ's limit is per frame, and a BATCH's messages share one frame, which a sender
-    // keeps under DPOOL_BATCH_FRAME_MAX whatever --max-message is.
+    // Two limits. Up to twice --max-message (and at least a BATCH's largest frame), a
+    // message is received, refused with TOO_BIG and counted (s_handle), so its sender
+    // learns why. Past that ZeroMQ refuses it before buffering and drops the connection:
+    // no peer can make the broker hold more. ZeroMQ's limit is per frame, and a BATCH's
+    // messages share one frame, which a sender keeps under DPOOL_BATCH_FRAME_MAX.
     int64_t hard_limit = 2 * self->config.max_message + 65536;
     if (hard_limit < DPOOL_BATCH_FRAME_MAX + 65536)
         hard_limit = DPOOL_BATCH_FRAME_MAX + 65536;

@@ -212,7 +212,10 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
     snprintf(why, why_size, "no answer from the broker at %s within %.1f s", self->endpoint,
              (double)self->timeout_ms / 1000.0);
     for (int64_t now = dpool_clock_ms(); now < deadline; now = dpool_clock_ms()) {
-        void *which = zpoller_wait(poller, (int)(deadline - now));
+        // The rest of a BATCH first: the socket does not wake the poller for it.
+        void *which = dpool_batch_inbox_waiting(&self->inbox)
+                          ? self->dealer
+                          : zpoller_wait(poller, (int)(deadline - now));
         if (which == pipe) {
             rc = DPOOL_ERR_STATE;
             break;

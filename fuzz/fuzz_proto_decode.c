@@ -90,6 +90,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     bool with_routing_id;
     zmsg_t *zmsg = s_message(data, size, &with_routing_id);
+    // The path the client and the worker daemon take (no routing id): an inbox that
+    // decodes a BATCH's messages in place, one at a time.
+    if (!with_routing_id) {
+        zmsg_t *copy = zmsg_dup(zmsg);
+        dpool_batch_inbox_t inbox = {0};
+        dpool_msg_t msg = {0};
+        const char *inbox_why = NULL;
+        int rc = dpool_batch_inbox_put(&inbox, &copy, &msg, &inbox_why);
+        DPOOL_FUZZ_CHECK(copy == NULL, "the inbox did not take the message");
+        for (int guard = 0;; guard++) {
+            DPOOL_FUZZ_CHECK(guard <= 1 << 20, "the inbox never emptied");
+            if (rc == DPOOL_OK)
+                dpool_msg_reset(&msg);
+            else
+                DPOOL_FUZZ_CHECK(!msg.payload && !msg.name && !msg.text && !msg.functions,
+                                 "a failed decode left something owned in msg");
+            if (!dpool_batch_inbox_waiting(&inbox))
+                break;
+            memset(&msg, 0, sizeof msg);
+            rc = dpool_batch_inbox_next(&inbox, &msg, &inbox_why);
+        }
+        dpool_batch_inbox_clear(&inbox);
+    }
     zlist_t *parts = zlist_new();
     const char *why = NULL;
     int split = dpool_batch_split(&zmsg, with_routing_id, parts, &why);

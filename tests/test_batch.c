@@ -248,3 +248,53 @@ Test(batch, no_frame_of_messages_grows_past_the_limit_and_none_is_lost)
     zlist_destroy(&out);
     dpool_batch_destroy(&batch);
 }
+
+Test(batch, an_inbox_hands_out_a_batch_one_message_at_a_time_and_skips_a_bad_one)
+{
+    // CREDIT [1], a SUBMIT whose body is no msgpack array, CREDIT [3].
+    dpool_batch_t *batch = dpool_batch_new();
+    dpool_msg_t first = {.command = DPOOL_CMD_CREDIT, .count = 1};
+    cr_assert_eq(dpool_batch_add(batch, &first), DPOOL_OK);
+    zmsg_t *bad = zmsg_new();
+    const uint8_t submit[4] = {'D', 'P', DPOOL_PROTO_VERSION, DPOOL_CMD_SUBMIT};
+    zmsg_addmem(bad, submit, sizeof submit);
+    zmsg_addmem(bad, "\xc1", 1); // a byte msgpack never uses
+    zmsg_addmem(bad, "\x01", 1);
+    cr_assert_eq(dpool_batch_add_built(batch, &bad), DPOOL_OK);
+    dpool_msg_t last = {.command = DPOOL_CMD_CREDIT, .count = 3};
+    cr_assert_eq(dpool_batch_add(batch, &last), DPOOL_OK);
+    zmsg_t *zmsg = dpool_batch_take(batch, NULL);
+    cr_assert_not_null(zmsg);
+    dpool_batch_inbox_t inbox = {0};
+    dpool_msg_t msg = {0};
+    const char *why = NULL;
+    cr_assert_eq(dpool_batch_inbox_put(&inbox, &zmsg, &msg, &why), DPOOL_OK);
+    cr_assert_null(zmsg);
+    cr_assert_eq(msg.command, DPOOL_CMD_CREDIT);
+    cr_assert_eq(msg.count, 1);
+    dpool_msg_reset(&msg);
+    cr_assert(dpool_batch_inbox_waiting(&inbox));
+    cr_assert_eq(dpool_batch_inbox_next(&inbox, &msg, &why), DPOOL_ERR_PROTO);
+    cr_assert_null(msg.payload, "a failed decode owns nothing");
+    cr_assert(dpool_batch_inbox_waiting(&inbox), "the next message still waits");
+    cr_assert_eq(dpool_batch_inbox_next(&inbox, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.count, 3);
+    dpool_msg_reset(&msg);
+    cr_assert_not(dpool_batch_inbox_waiting(&inbox));
+    // A plain message passes straight through; a malformed BATCH is dropped whole.
+    dpool_msg_t alone = {.command = DPOOL_CMD_CREDIT, .count = 5};
+    cr_assert_eq(dpool_batch_add(batch, &alone), DPOOL_OK);
+    zmsg = dpool_batch_take(batch, NULL);
+    cr_assert_eq(dpool_batch_inbox_put(&inbox, &zmsg, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.count, 5);
+    dpool_msg_reset(&msg);
+    zmsg = zmsg_new();
+    const uint8_t header[4] = {'D', 'P', DPOOL_PROTO_VERSION, DPOOL_CMD_BATCH};
+    zmsg_addmem(zmsg, header, sizeof header);
+    zmsg_addmem(zmsg, "\x00\x01", 2);
+    cr_assert_eq(dpool_batch_inbox_put(&inbox, &zmsg, &msg, &why), DPOOL_ERR_PROTO);
+    cr_assert_null(zmsg);
+    cr_assert_not(dpool_batch_inbox_waiting(&inbox));
+    dpool_batch_inbox_clear(&inbox);
+    dpool_batch_destroy(&batch);
+}
