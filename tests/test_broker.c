@@ -462,17 +462,30 @@ Test(broker, a_client_that_heartbeats_then_vanishes_loses_its_private_tasks_only
     dpool_msg_reset(&kill);
 }
 
-Test(broker, submissions_past_max_queued_fail_as_queue_full_and_lose_nothing)
+// Starts a broker of its own with args (NULL-terminated), connects a client peer and
+// opens pool 1 of cap 1 on it. Returns the peer; *harness_p and *endpoint_p are set.
+static zsock_t *
+s_open_on_own_broker(const char **args, dpool_harness_t **harness_p, const char **endpoint_p)
 {
-    dpool_harness_t *small = dpool_harness_new();
-    const char *args[] = {"--max-queued", "3", NULL};
-    const char *small_endpoint = dpool_harness_start_broker(small, args);
-    cr_assert_not_null(small_endpoint);
-    zsock_t *peer = connect_to(small_endpoint, NULL);
+    *harness_p = dpool_harness_new();
+    cr_assert_not_null(*harness_p);
+    *endpoint_p = dpool_harness_start_broker(*harness_p, args);
+    cr_assert_not_null(*endpoint_p);
+    zsock_t *peer = connect_to(*endpoint_p, NULL);
     send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
     dpool_msg_t reply;
     expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
     dpool_msg_reset(&reply);
+    return peer;
+}
+
+Test(broker, submissions_past_max_queued_fail_as_queue_full_and_lose_nothing)
+{
+    const char *args[] = {"--max-queued", "3", NULL};
+    dpool_harness_t *small = NULL;
+    const char *small_endpoint = NULL;
+    zsock_t *peer = s_open_on_own_broker(args, &small, &small_endpoint);
+    dpool_msg_t reply;
     for (uint64_t id = 1; id <= 5; id++)
         send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
                                      .pool_ref = 1,
@@ -549,15 +562,11 @@ status_figure(zsock_t *sock, const char *key)
 
 Test(broker, a_submission_over_max_message_fails_as_too_big_and_is_counted)
 {
-    dpool_harness_t *small = dpool_harness_new();
     const char *args[] = {"--max-message", "4096", NULL};
-    const char *small_endpoint = dpool_harness_start_broker(small, args);
-    cr_assert_not_null(small_endpoint);
-    zsock_t *peer = connect_to(small_endpoint, NULL);
-    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
+    dpool_harness_t *small = NULL;
+    const char *small_endpoint = NULL;
+    zsock_t *peer = s_open_on_own_broker(args, &small, &small_endpoint);
     dpool_msg_t reply;
-    expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
-    dpool_msg_reset(&reply);
     send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
                                  .pool_ref = 1,
                                  .task_id = 5,
@@ -587,15 +596,11 @@ Test(broker, a_batch_larger_than_max_message_whose_messages_are_not_is_served_wh
 {
     // ZeroMQ's size limit is per frame and a BATCH's messages share one: 40 SUBMITs of
     // 3 KiB each are a 120 KiB frame against --max-message 4096.
-    dpool_harness_t *small = dpool_harness_new();
     const char *args[] = {"--max-message", "4096", "--grace", "1", NULL};
-    const char *small_endpoint = dpool_harness_start_broker(small, args);
-    cr_assert_not_null(small_endpoint);
-    zsock_t *peer = connect_to(small_endpoint, NULL);
-    send_msg(peer, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 1});
+    dpool_harness_t *small = NULL;
+    const char *small_endpoint = NULL;
+    zsock_t *peer = s_open_on_own_broker(args, &small, &small_endpoint);
     dpool_msg_t reply;
-    expect(peer, DPOOL_CMD_POOL_OPENED, &reply, 5000);
-    dpool_msg_reset(&reply);
     dpool_batch_t *batch = dpool_batch_new();
     for (uint64_t id = 1; id <= 40; id++) {
         dpool_msg_t submit = {.command = DPOOL_CMD_SUBMIT,
