@@ -165,15 +165,9 @@ s_next(s_state_t *self, int *reads, dpool_msg_t *msg)
 {
     const char *why = NULL;
     memset(msg, 0, sizeof *msg);
-    if (dpool_batch_inbox_waiting(&self->inbox))
-        return dpool_batch_inbox_next(&self->inbox, msg, &why);
-    if (*reads >= S_BATCH || !(zsock_events(self->dealer) & ZMQ_POLLIN))
+    if (!dpool_batch_inbox_waiting(&self->inbox) && (*reads)++ >= S_BATCH)
         return 1;
-    ++*reads;
-    zmsg_t *zmsg = zmsg_recv(self->dealer);
-    if (!zmsg)
-        return 1;
-    return dpool_batch_inbox_put(&self->inbox, &zmsg, msg, &why);
+    return dpool_batch_inbox_recv(&self->inbox, self->dealer, msg, &why);
 }
 
 // Receives one message from the broker into msg; false when none waits or it is

@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Where a BATCH's buffer starts: enough for a turn of a few dozen small messages.
-#define S_START_SIZE 4096
-
 struct dpool_batch {
     zlist_t *ready;      // of zmsg_t *: whole ZeroMQ messages to send first, in order
     msgpack_sbuffer run; // the messages after them, written as a BATCH's second frame
@@ -65,22 +62,67 @@ s_get_u32(const uint8_t *at)
     return (uint32_t)at[0] << 24 | (uint32_t)at[1] << 16 | (uint32_t)at[2] << 8 | at[3];
 }
 
-// Makes room for want more bytes in the run; false when memory runs out.
-static bool
-s_reserve(dpool_batch_t *self, size_t want)
+// Where the message at *at of a run starts its parts; moves *at to the next. The run
+// was written here or checked whole by s_check_run.
+static void
+s_part_at(const uint8_t *data, size_t *at, dpool_batch_part_t *part)
 {
-    msgpack_sbuffer *run = &self->run;
-    if (run->alloc - run->size >= want)
-        return true;
-    size_t alloc = run->alloc ? run->alloc : S_START_SIZE;
-    while (alloc - run->size < want)
-        alloc *= 2;
-    char *grown = realloc(run->data, alloc);
-    if (!grown)
-        return false;
-    run->data = grown;
-    run->alloc = alloc;
-    return true;
+    const uint8_t *header = data + *at;
+    uint32_t body = s_get_u32(header + DPOOL_PROTO_HEADER_SIZE);
+    const uint8_t *after_body = header + DPOOL_PROTO_HEADER_SIZE + 4 + body;
+    uint32_t payload = s_get_u32(after_body);
+    *part = (dpool_batch_part_t){.header = header,
+                                 .body = header + DPOOL_PROTO_HEADER_SIZE + 4,
+                                 .body_size = body,
+                                 .payload = payload ? after_body + 4 : NULL,
+                                 .payload_size = payload};
+    *at += (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + (size_t)body + (size_t)payload;
+}
+
+// Appends part's frames to zmsg in the plain form: header, body, and the payload when
+// there is one. Returns false when memory runs out.
+static bool
+s_add_plain_frames(zmsg_t *zmsg, const dpool_batch_part_t *part)
+{
+    return zmsg_addmem(zmsg, part->header, DPOOL_PROTO_HEADER_SIZE) == 0 &&
+           zmsg_addmem(zmsg, part->body, part->body_size) == 0 &&
+           (!part->payload || zmsg_addmem(zmsg, part->payload, part->payload_size) == 0);
+}
+
+// Writes a message's header and the place of its body's length at the end of the run;
+// returns where the message starts, or SIZE_MAX when memory runs out.
+static size_t
+s_begin(dpool_batch_t *self, const uint8_t *header)
+{
+    size_t start = self->run.size;
+    const char no_length[4] = {0};
+    if (msgpack_sbuffer_write(&self->run, (const char *)header, DPOOL_PROTO_HEADER_SIZE) != 0 ||
+        msgpack_sbuffer_write(&self->run, no_length, sizeof no_length) != 0) {
+        self->run.size = start;
+        return SIZE_MAX;
+    }
+    return start;
+}
+
+// Ends the message begun at start, whose body the run holds after its header: writes
+// the body's length, then the payload's length and bytes. On failure the message
+// leaves the run.
+static int
+s_end(dpool_batch_t *self, size_t start, const void *payload, size_t payload_size)
+{
+    size_t body = self->run.size - start - DPOOL_PROTO_HEADER_SIZE - 4;
+    s_put_u32((uint8_t *)self->run.data + start + DPOOL_PROTO_HEADER_SIZE, (uint32_t)body);
+    uint8_t length[4];
+    s_put_u32(length, (uint32_t)payload_size);
+    if (msgpack_sbuffer_write(&self->run, (const char *)length, sizeof length) != 0 ||
+        (payload_size && msgpack_sbuffer_write(&self->run, payload, payload_size) != 0)) {
+        self->run.size = start;
+        return DPOOL_ERR_NOMEM;
+    }
+    self->bytes += self->run.size - start;
+    self->run_count++;
+    self->count++;
+    return DPOOL_OK;
 }
 
 // Closes the run: what it holds becomes one ZeroMQ message at the end of ready (the
@@ -95,20 +137,16 @@ s_close_run(dpool_batch_t *self)
     self->run_count = 0;
     zmsg_t *zmsg = zmsg_new();
     bool ok = zmsg != NULL;
-    const uint8_t *data = (const uint8_t *)self->run.data;
     if (ok && count == 1) {
-        // The plain form: header, body and the payload when there is one.
-        uint32_t body = s_get_u32(data + DPOOL_PROTO_HEADER_SIZE);
-        const uint8_t *after = data + DPOOL_PROTO_HEADER_SIZE + 4 + body;
-        uint32_t payload = s_get_u32(after);
-        ok = zmsg_addmem(zmsg, data, DPOOL_PROTO_HEADER_SIZE) == 0 &&
-             zmsg_addmem(zmsg, data + DPOOL_PROTO_HEADER_SIZE + 4, body) == 0 &&
-             (payload == 0 || zmsg_addmem(zmsg, after + 4, payload) == 0);
+        dpool_batch_part_t part;
+        size_t at = 0;
+        s_part_at((const uint8_t *)self->run.data, &at, &part);
+        ok = s_add_plain_frames(zmsg, &part);
     } else if (ok) {
         const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
                                                          DPOOL_CMD_BATCH};
         ok = zmsg_addmem(zmsg, header, sizeof header) == 0 &&
-             zmsg_addmem(zmsg, data, self->run.size) == 0;
+             zmsg_addmem(zmsg, self->run.data, self->run.size) == 0;
     }
     self->run.size = 0;
     if (!ok || zlist_append(self->ready, zmsg) != 0) {
@@ -143,23 +181,6 @@ s_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
     return DPOOL_OK;
 }
 
-// Writes the payload's length and bytes after a message's header and body in the run.
-static int
-s_add_payload(dpool_batch_t *self, const void *payload, size_t size)
-{
-    if (!s_reserve(self, 4 + size))
-        return DPOOL_ERR_NOMEM;
-    uint8_t *at = (uint8_t *)self->run.data + self->run.size;
-    s_put_u32(at, (uint32_t)size);
-    if (size)
-        memcpy(at + 4, payload, size);
-    self->run.size += 4 + size;
-    self->bytes += 4 + size;
-    self->run_count++;
-    self->count++;
-    return DPOOL_OK;
-}
-
 int
 dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p)
 {
@@ -181,21 +202,14 @@ dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p)
         zmsg_destroy(&zmsg);
         return DPOOL_ERR_NOMEM;
     }
+    size_t start = s_begin(self, zframe_data(header));
     int rc = DPOOL_ERR_NOMEM;
-    if (s_reserve(self, DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body))) {
-        uint8_t *at = (uint8_t *)self->run.data + self->run.size;
-        memcpy(at, zframe_data(header), DPOOL_PROTO_HEADER_SIZE);
-        s_put_u32(at + DPOOL_PROTO_HEADER_SIZE, (uint32_t)zframe_size(body));
-        memcpy(at + DPOOL_PROTO_HEADER_SIZE + 4, zframe_data(body), zframe_size(body));
-        size_t start = self->run.size;
-        self->run.size += DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body);
-        rc = s_add_payload(self, payload ? zframe_data(payload) : NULL,
-                           payload ? zframe_size(payload) : 0);
-        if (rc == DPOOL_OK)
-            self->bytes += DPOOL_PROTO_HEADER_SIZE + 4 + zframe_size(body);
-        else
-            self->run.size = start;
-    }
+    if (start != SIZE_MAX &&
+        msgpack_sbuffer_write(&self->run, (const char *)zframe_data(body), zframe_size(body)) == 0)
+        rc = s_end(self, start, payload ? zframe_data(payload) : NULL,
+                   payload ? zframe_size(payload) : 0);
+    else if (start != SIZE_MAX)
+        self->run.size = start;
     zmsg_destroy(&zmsg);
     return rc;
 }
@@ -214,14 +228,11 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
     if (!s_room_in_run(self, payload + msg->text_size))
         return DPOOL_ERR_NOMEM;
     // Header and body straight into the run: the body's length is written once known.
-    size_t start = self->run.size;
-    if (!s_reserve(self, DPOOL_PROTO_HEADER_SIZE + 4))
-        return DPOOL_ERR_NOMEM;
-    uint8_t *at = (uint8_t *)self->run.data + start;
     const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
                                                      (uint8_t)msg->command};
-    memcpy(at, header, sizeof header);
-    self->run.size += DPOOL_PROTO_HEADER_SIZE + 4;
+    size_t start = s_begin(self, header);
+    if (start == SIZE_MAX)
+        return DPOOL_ERR_NOMEM;
     if (dpool_codec_encode(msg, &self->run) != DPOOL_OK) {
         self->run.size = start;
         return DPOOL_ERR_INVALID;
@@ -233,16 +244,10 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
         zmsg_t *zmsg = dpool_proto_build(msg, NULL);
         return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
     }
-    s_put_u32((uint8_t *)self->run.data + start + DPOOL_PROTO_HEADER_SIZE, (uint32_t)body);
-    int rc = s_add_payload(self, msg->payload ? zframe_data(msg->payload) : NULL,
-                           msg->payload ? zframe_size(msg->payload) : 0);
-    if (rc != DPOOL_OK) {
-        self->run.size = start;
-        return rc;
-    }
-    self->bytes += DPOOL_PROTO_HEADER_SIZE + 4 + body;
-    zframe_destroy(&msg->payload); // copied into the run
-    return DPOOL_OK;
+    int rc = s_end(self, start, msg->payload ? zframe_data(msg->payload) : NULL, payload);
+    if (rc == DPOOL_OK)
+        zframe_destroy(&msg->payload); // copied into the run
+    return rc;
 }
 
 size_t
@@ -364,16 +369,7 @@ dpool_batch_open(zmsg_t *zmsg, bool with_routing_id, zframe_t **run_p, const cha
 void
 dpool_batch_part(zframe_t *run, size_t *at, dpool_batch_part_t *part)
 {
-    const uint8_t *header = zframe_data(run) + *at;
-    uint32_t body = s_get_u32(header + DPOOL_PROTO_HEADER_SIZE);
-    const uint8_t *after_body = header + DPOOL_PROTO_HEADER_SIZE + 4 + body;
-    uint32_t payload = s_get_u32(after_body);
-    *part = (dpool_batch_part_t){.header = header,
-                                 .body = header + DPOOL_PROTO_HEADER_SIZE + 4,
-                                 .body_size = body,
-                                 .payload = payload ? after_body + 4 : NULL,
-                                 .payload_size = payload};
-    *at += (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + (size_t)body + (size_t)payload;
+    s_part_at(zframe_data(run), at, part);
 }
 
 int
@@ -394,10 +390,7 @@ dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const cha
         bool ok = one &&
                   (!routing_id ||
                    zmsg_addmem(one, zframe_data(routing_id), zframe_size(routing_id)) == 0) &&
-                  zmsg_addmem(one, part.header, DPOOL_PROTO_HEADER_SIZE) == 0 &&
-                  zmsg_addmem(one, part.body, part.body_size) == 0 &&
-                  (!part.payload || zmsg_addmem(one, part.payload, part.payload_size) == 0) &&
-                  zlist_append(out, one) == 0;
+                  s_add_plain_frames(one, &part) && zlist_append(out, one) == 0;
         if (!ok) {
             zmsg_destroy(&one);
             *why = "out of memory splitting a BATCH";
@@ -472,6 +465,18 @@ dpool_batch_inbox_put(dpool_batch_inbox_t *inbox, zmsg_t **zmsg_p, dpool_msg_t *
     inbox->at = 0;
     inbox->left = count;
     return dpool_batch_inbox_next(inbox, msg, why);
+}
+
+int
+dpool_batch_inbox_recv(dpool_batch_inbox_t *inbox, zsock_t *sock, dpool_msg_t *msg,
+                       const char **why)
+{
+    if (dpool_batch_inbox_waiting(inbox))
+        return dpool_batch_inbox_next(inbox, msg, why);
+    zmsg_t *zmsg;
+    if (!(zsock_events(sock) & ZMQ_POLLIN) || !(zmsg = zmsg_recv(sock)))
+        return 1;
+    return dpool_batch_inbox_put(inbox, &zmsg, msg, why);
 }
 
 void

@@ -106,6 +106,12 @@ int dpool_batch_inbox_put(dpool_batch_inbox_t *inbox, zmsg_t **zmsg_p, dpool_msg
 // dpool_batch_inbox_put.
 int dpool_batch_inbox_next(dpool_batch_inbox_t *inbox, dpool_msg_t *msg, const char **why);
 
+// The next message for inbox's owner, decoded into msg: the next waiting one of a
+// BATCH, else what sock has received (without waiting). Returns as
+// dpool_batch_inbox_put, or 1 when nothing waits anywhere.
+int dpool_batch_inbox_recv(dpool_batch_inbox_t *inbox, zsock_t *sock, dpool_msg_t *msg,
+                           const char **why);
+
 // Drops what waits in inbox.
 void dpool_batch_inbox_clear(dpool_batch_inbox_t *inbox);
 

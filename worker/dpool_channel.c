@@ -119,8 +119,14 @@ dpool_channel_send_tasks(dpool_channel_t *self, uint32_t epoch, const dpool_chan
             return DPOOL_ERR_INVALID;
         heads_size += S_HEADER_SIZE + S_TASK_HEAD_SIZE + name_size;
     }
-    uint8_t *heads = malloc(heads_size ? heads_size : 1);
-    struct iovec *iov = malloc((count ? count : 1) * 2 * sizeof *iov);
+    // On the stack for what one write ahead holds (a task started alone is the common
+    // case); from the heap only for long names or many tasks.
+    uint8_t stack_heads[2048];
+    struct iovec stack_iov[2 * 16];
+    bool heads_fit = heads_size <= sizeof stack_heads;
+    bool iov_fit = 2 * count <= sizeof stack_iov / sizeof stack_iov[0];
+    uint8_t *heads = heads_fit ? stack_heads : malloc(heads_size);
+    struct iovec *iov = iov_fit ? stack_iov : malloc(2 * count * sizeof *iov);
     int rc = heads && iov ? DPOOL_OK : DPOOL_ERR_NOMEM;
     uint8_t *at = heads;
     for (size_t i = 0; rc == DPOOL_OK && i < count; i++) {
@@ -136,8 +142,10 @@ dpool_channel_send_tasks(dpool_channel_t *self, uint32_t epoch, const dpool_chan
     }
     if (rc == DPOOL_OK)
         rc = s_write_all(self->fd, iov, (int)(2 * count));
-    free(iov);
-    free(heads);
+    if (!iov_fit)
+        free(iov);
+    if (!heads_fit)
+        free(heads);
     return rc;
 }
 

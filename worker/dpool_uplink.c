@@ -117,25 +117,13 @@ dpool_uplink_flush(dpool_uplink_t *self)
     return rc;
 }
 
-// Decodes the next message from the broker into msg, the rest of a BATCH first.
-// Returns DPOOL_OK, a negative code for a malformed one (dropped), or 1 when none waits.
-static int
-s_next(dpool_uplink_t *self, dpool_msg_t *msg, const char **why)
-{
-    if (dpool_batch_inbox_waiting(&self->inbox))
-        return dpool_batch_inbox_next(&self->inbox, msg, why);
-    zmsg_t *zmsg;
-    if (!(zsock_events(self->sock) & ZMQ_POLLIN) || !(zmsg = zmsg_recv(self->sock)))
-        return 1;
-    return dpool_batch_inbox_put(&self->inbox, &zmsg, msg, why);
-}
-
 bool
 dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
 {
     const char *why = "";
     int rc;
-    while ((rc = s_next(self, msg, &why)) != 1) {
+    // The rest of a BATCH first, then what the socket holds.
+    while ((rc = dpool_batch_inbox_recv(&self->inbox, self->sock, msg, &why)) != 1) {
         if (rc != DPOOL_OK) {
             DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);
             continue;
