@@ -1,7 +1,8 @@
 /*  The pool's I/O thread. User threads never touch the DEALER (STYLE: a socket
-    belongs to one thread): they push ready-made protocol messages into the actor pipe
-    and this thread forwards them, so the hot path is one inproc hop and no decoding.
-    Results come back in completion order and are matched through the pending table.
+    belongs to one thread): they write their messages into the outbox (dpool_outbox)
+    and wake this thread over the actor pipe when it was empty; the thread sends what
+    one wake-up finds as one BATCH, with no decoding. Results come back in completion order and are
+   matched through the pending table.
 
     Liveness, both ways (docs/PROTOCOL.md, "Heartbeats"): once the pool is open this
     thread sends HEARTBEAT every second, and counts the broker lost after 3 s without
@@ -22,6 +23,7 @@
 #include "dpool_io.h"
 #include "dpool_batch.h"
 #include "dpool_curve.h"
+#include "dpool_outbox.h"
 #include "dpool_output.h"
 #include "dpool_result.h"
 
@@ -58,7 +60,8 @@ typedef struct {
     void *output_arg;
     dpool_output_t *writer; // the default writer, when output is NULL
     dpool_pending_t *pending;
-    dpool_batch_t *outgoing;   // user messages of one wake-up
+    dpool_outbox_t *outbox;    // what user threads post
+    dpool_batch_t *outgoing;   // what one wake-up took from the outbox, being sent
     dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
     char routing_id[18];       // 'C' + 16 hex digits
     // owned by the I/O thread once it runs
@@ -120,12 +123,20 @@ s_setup_sockets(s_state_t *self, char *why, size_t why_size)
     return DPOOL_OK;
 }
 
+// The outbox holds SUBMITs back while the broker is lost: the resync re-sends them.
+static void
+s_set_lost(s_state_t *self, bool lost)
+{
+    self->lost = lost;
+    dpool_outbox_set_lost(self->outbox, lost);
+}
+
 static void
 s_mark_lost(s_state_t *self)
 {
     if (self->lost)
         return;
-    self->lost = true;
+    s_set_lost(self, true);
     self->lost_since = dpool_clock_ms();
 }
 
@@ -236,10 +247,12 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
 }
 
 static void
-s_resend_one(void *arg, zmsg_t **submit_p)
+s_resend_one(void *arg, const uint8_t *submit, size_t size)
 {
     s_state_t *self = arg;
-    zmsg_send(submit_p, self->dealer); // on failure the caller frees it: lost like any send
+    if (dpool_batch_add_encoded(self->outgoing, submit, size) == DPOOL_OK &&
+        dpool_batch_full(self->outgoing))
+        dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like any failed send
 }
 
 // Opens the pool again and re-sends every unanswered SUBMIT, in that order on the one
@@ -247,12 +260,13 @@ s_resend_one(void *arg, zmsg_t **submit_p)
 static void
 s_resync(s_state_t *self)
 {
-    self->lost = false;
+    s_set_lost(self, false);
     self->reopening = true;
     self->epoch = 0; // whatever epoch comes next is the broker these re-sends went to
     if (s_send_open(self) != DPOOL_OK)
         return;
     dpool_pending_resend(self->pending, s_resend_one, self);
+    dpool_batch_send(self->outgoing, self->dealer, NULL);
 }
 
 // True for an answer that says the broker does not know our pool: it restarted without
@@ -280,7 +294,8 @@ s_on_state(s_state_t *self, const dpool_msg_t *msg)
     bool forgot = s_forgot_us(msg);
     if (forgot && !self->reopening && !self->released)
         resync = true;
-    self->lost = false;
+    if (self->lost)
+        s_set_lost(self, false);
     self->last_heard = dpool_clock_ms();
     if (resync)
         s_resync(self);
@@ -327,53 +342,37 @@ s_on_broker(s_state_t *self)
     }
 }
 
-// The command byte of an encoded message, or 0.
-static int
-s_command_of(zmsg_t *zmsg)
-{
-    zframe_t *header = zmsg_first(zmsg);
-    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE)
-        return 0;
-    return zframe_data(header)[3];
-}
-
-// Sends the user messages gathered by s_on_pipe as one message.
+// Sends what user threads posted since the last take, as one BATCH.
 static void
-s_flush(s_state_t *self)
+s_send_posted(s_state_t *self)
 {
+    bool released = false;
+    dpool_outbox_take(self->outbox, &self->outgoing, &released);
+    if (released)
+        self->released = true;
     dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like a failed send
 }
 
-// Forwards user messages to the broker, what one wake-up finds as one BATCH; returns
-// false on $TERM.
+// Reads the wake-ups (empty frames) and $TERM from the actor pipe, then sends what
+// was posted before them; returns false on $TERM.
 static bool
 s_on_pipe(s_state_t *self, zsock_t *pipe)
 {
     bool go_on = true;
-    for (int i = 0; i < S_BATCH && (zsock_events(pipe) & ZMQ_POLLIN); i++) {
+    while (zsock_events(pipe) & ZMQ_POLLIN) {
         zmsg_t *zmsg = zmsg_recv(pipe);
         if (!zmsg) {
             go_on = zmq_errno() == EINTR;
             break;
         }
-        zframe_t *first = zmsg_first(zmsg);
-        if (zframe_streq(first, "$TERM")) {
-            zmsg_destroy(&zmsg);
+        bool term = zframe_streq(zmsg_first(zmsg), "$TERM");
+        zmsg_destroy(&zmsg);
+        if (term) {
             go_on = false;
             break;
         }
-        int command = s_command_of(zmsg);
-        if (command == DPOOL_CMD_POOL_RELEASE)
-            self->released = true;
-        // While the broker is lost a SUBMIT would only queue up for a broker that may
-        // not know the pool yet; its kept copy goes out with the resync instead.
-        if (command == DPOOL_CMD_SUBMIT && self->lost)
-            zmsg_destroy(&zmsg);
-        else if (dpool_batch_add_built(self->outgoing, &zmsg) == DPOOL_OK &&
-                 dpool_batch_full(self->outgoing))
-            s_flush(self);
     }
-    s_flush(self);
+    s_send_posted(self);
     return go_on;
 }
 
@@ -502,6 +501,7 @@ s_state_free(s_state_t *state)
     free(state->pool_name);
     dpool_output_destroy(&state->writer);
     dpool_batch_destroy(&state->outgoing);
+    dpool_outbox_destroy(&state->outbox);
     dpool_batch_inbox_clear(&state->inbox);
 }
 
@@ -513,7 +513,9 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     state->curve_secret = config->curve_secret ? strdup(config->curve_secret) : NULL;
     state->broker_key = config->broker_key ? strdup(config->broker_key) : NULL;
     state->outgoing = dpool_batch_new();
-    if (!state->endpoint || !state->outgoing || (config->pool_name && !state->pool_name) ||
+    state->outbox = dpool_outbox_new();
+    if (!state->endpoint || !state->outgoing || !state->outbox ||
+        (config->pool_name && !state->pool_name) ||
         (config->curve_secret && !state->curve_secret) ||
         (config->broker_key && !state->broker_key))
         return DPOOL_ERR_NOMEM;
@@ -586,19 +588,30 @@ fail:
     return NULL;
 }
 
-int
-dpool_io_send(dpool_io_t *self, dpool_msg_t *msg)
+// Wakes the I/O thread with an empty frame (its pipe is ours while the caller
+// serialises, as dpool_io_send's callers do).
+static int
+s_wake(dpool_io_t *self, int rc, bool wake)
 {
-    return dpool_proto_send(zactor_sock(self->actor), msg, NULL);
+    if (rc == DPOOL_OK && wake && zmq_send(zsock_resolve(zactor_sock(self->actor)), "", 0, 0) != 0)
+        rc = DPOOL_ERR_IO;
+    return rc;
 }
 
 int
-dpool_io_forward(dpool_io_t *self, zmsg_t **zmsg_p)
+dpool_io_send(dpool_io_t *self, dpool_msg_t *msg)
 {
-    if (zmsg_send(zmsg_p, zactor_sock(self->actor)) == 0)
-        return DPOOL_OK;
-    zmsg_destroy(zmsg_p);
-    return DPOOL_ERR_IO;
+    bool wake = false;
+    int rc = dpool_outbox_post(self->state.outbox, msg, &wake);
+    return s_wake(self, rc, wake);
+}
+
+int
+dpool_io_send_encoded(dpool_io_t *self, const uint8_t *message, size_t size)
+{
+    bool wake = false;
+    int rc = dpool_outbox_post_encoded(self->state.outbox, message, size, &wake);
+    return s_wake(self, rc, wake);
 }
 
 void

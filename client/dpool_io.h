@@ -40,14 +40,16 @@ typedef struct _dpool_io_t dpool_io_t;
 // DPOOL_ERR_INVALID for a bad endpoint, DPOOL_ERR_NOMEM).
 dpool_io_t *dpool_io_new(const dpool_io_config_t *config, uint32_t *cap_p, dpool_error_t *err);
 
-// Hands msg to the I/O thread, which sends it to the broker unchanged (msg->payload
-// moves; the rest stays the caller's). Not thread-safe: callers serialise. Returns
-// DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema) or DPOOL_ERR_IO.
+// Hands msg to the I/O thread, which sends it to the broker unchanged, after what was
+// handed before (msg->payload moves; the rest stays the caller's). Not thread-safe:
+// callers serialise. Returns DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema),
+// DPOOL_ERR_NOMEM or DPOOL_ERR_IO.
 int dpool_io_send(dpool_io_t *self, dpool_msg_t *msg);
 
-// Hands an encoded message (dpool_proto_build) to the I/O thread; *zmsg_p moves,
-// always. Not thread-safe: callers serialise. Returns DPOOL_OK or DPOOL_ERR_IO.
-int dpool_io_forward(dpool_io_t *self, zmsg_t **zmsg_p);
+// As dpool_io_send, for a message that dpool_batch_encode wrote (size bytes, borrowed).
+// A SUBMIT is not sent while the broker is lost: the resync sends the pending table's
+// copy. Not thread-safe: callers serialise.
+int dpool_io_send_encoded(dpool_io_t *self, const uint8_t *message, size_t size);
 
 // Stops the thread after it has forwarded everything sent before, closes the socket
 // and frees self. NULL-safe; sets *self_p to NULL.

@@ -141,45 +141,22 @@ s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p)
 }
 
 bool
-dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, zmsg_t *submit)
+dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, const uint8_t *submit, size_t size)
 {
-    size_t size = 0;
-    for (zframe_t *frame = zmsg_first(submit); frame; frame = zmsg_next(submit))
-        size += sizeof(uint32_t) + zframe_size(frame);
-    uint8_t *flat = malloc(size ? size : 1), *at = flat;
-    for (zframe_t *frame = flat ? zmsg_first(submit) : NULL; frame; frame = zmsg_next(submit)) {
-        uint32_t frame_size = (uint32_t)zframe_size(frame);
-        memcpy(at, &frame_size, sizeof frame_size);
-        memcpy(at + sizeof frame_size, zframe_data(frame), frame_size);
-        at += sizeof frame_size + frame_size;
-    }
+    uint8_t *copy = malloc(size ? size : 1);
+    if (copy)
+        memcpy(copy, submit, size);
     pthread_mutex_lock(&self->lock);
-    s_entry_t *entry = flat ? zhashx_lookup(self->tasks, &task_id) : NULL;
+    s_entry_t *entry = copy ? zhashx_lookup(self->tasks, &task_id) : NULL;
     bool kept = entry && !entry->submit;
     if (kept) {
-        entry->submit = flat;
+        entry->submit = copy;
         entry->submit_size = size;
-        flat = NULL;
+        copy = NULL;
     }
     pthread_mutex_unlock(&self->lock);
-    free(flat);
+    free(copy);
     return kept;
-}
-
-// The kept SUBMIT of entry as a message again; NULL when memory runs out.
-static zmsg_t *
-s_unflatten(const s_entry_t *entry)
-{
-    zmsg_t *submit = zmsg_new();
-    for (size_t at = 0; submit && at + sizeof(uint32_t) <= entry->submit_size;) {
-        uint32_t frame_size;
-        memcpy(&frame_size, entry->submit + at, sizeof frame_size);
-        at += sizeof frame_size;
-        if (zmsg_addmem(submit, entry->submit + at, frame_size) != 0)
-            zmsg_destroy(&submit);
-        at += frame_size;
-    }
-    return submit;
 }
 
 static int
@@ -202,12 +179,8 @@ dpool_pending_resend(dpool_pending_t *self, dpool_pending_send_fn *send, void *a
             entries[count++] = entry;
     if (count > 1)
         qsort(entries, count, sizeof *entries, s_compare_entries);
-    for (size_t i = 0; i < count; i++) {
-        zmsg_t *submit = s_unflatten(entries[i]);
-        if (submit)
-            send(arg, &submit);
-        zmsg_destroy(&submit);
-    }
+    for (size_t i = 0; i < count; i++)
+        send(arg, entries[i]->submit, entries[i]->submit_size);
     pthread_mutex_unlock(&self->lock);
     free(entries);
     return count;

@@ -1,12 +1,13 @@
 /*  The pool: Python's multiprocessing.Pool over a broker. A pool owns a pending-task
     table and an I/O thread (dpool_io) that owns its socket. Submitting takes the pool
-    lock, gives the task the next id, records its handle in the table and pushes a
-    SUBMIT into the I/O thread's pipe, all under the lock so ids reach the broker in
-    order and close / terminate cannot slip between a check and a send. The I/O thread
-    never takes this lock, so a full pipe only slows submitters down. A task's outcome
+    lock, gives the task the next id, records its handle in the table, encodes its
+    SUBMIT once, keeps a copy in the table and posts it to the I/O thread's outbox, all
+    under the lock so ids reach the broker in order and close / terminate cannot slip
+    between a check and a send. The I/O thread never takes this lock. A task's outcome
     goes to its result handle, or for a map's chunk to the map's sink; callbacks run on
     the pool's callback thread (dpool_cbq). */
 #include "dpool_io.h"
+#include "dpool_batch.h"
 #include "dpool_output.h"
 #include "dpool_pending.h"
 #include "dpool_pool.h"
@@ -32,6 +33,7 @@ struct _dpool_t {
     dpool_pending_t *pending;
     dpool_cbq_t *cbq;
     dpool_io_t *io;
+    msgpack_sbuffer encoded; // the SUBMIT being sent (reused: one allocation per pool)
 };
 
 void
@@ -159,6 +161,7 @@ dpool_new_opts(const dpool_opts_t *opts, dpool_error_t *err)
 fail:
     dpool_cbq_destroy(&self->cbq);
     dpool_pending_destroy(&self->pending);
+    msgpack_sbuffer_destroy(&self->encoded);
     pthread_mutex_destroy(&self->lock);
     free(self);
     return NULL;
@@ -213,45 +216,52 @@ s_check_call(const char *function, const dpool_buf_t *args, dpool_error_t *err)
 
 // Under self->lock: refuses work once the pool is closed.
 static int
-s_check_open_locked(dpool_t *self, const char *function, zframe_t **payload_p, dpool_error_t *err)
+s_check_open_locked(dpool_t *self, const char *function, dpool_error_t *err)
 {
     if (!self->closed)
         return DPOOL_OK;
-    zframe_destroy(payload_p);
     dpool_error_set(err, DPOOL_ERR_CLOSED, "cannot submit \"%s\": the pool was %s", function,
                     self->terminated ? "terminated" : "closed");
     return DPOOL_ERR_CLOSED;
 }
 
-// Under self->lock: sends the task already recorded in the pending table under task_id,
-// after keeping a copy of the SUBMIT in the table for a re-send to a restarted broker.
+// The encoding buffer keeps its memory between tasks, up to this much.
+#define S_ENCODED_KEEP (1024 * 1024)
+
+// Under self->lock: sends the task already recorded in the pending table under task_id
+// (payload_size bytes of payload, borrowed), after keeping a copy of the SUBMIT in the
+// table for a re-send to a restarted broker: kept first, so a resync that comes at any
+// time after has it.
 static int
 s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t flags,
-              zframe_t **payload_p)
+              const void *payload, size_t payload_size)
 {
     dpool_msg_t msg = {.command = DPOOL_CMD_SUBMIT,
                        .pool_ref = DPOOL_IO_POOL_REF,
                        .task_id = task_id,
                        .name = (char *)function,
-                       .flags = flags,
-                       .payload = *payload_p};
-    *payload_p = NULL;
-    zmsg_t *zmsg = dpool_proto_build(&msg, NULL);
-    zframe_destroy(&msg.payload);
+                       .flags = flags};
+    self->encoded.size = 0;
+    int rc = dpool_batch_encode(&msg, payload, payload_size, &self->encoded);
+    const uint8_t *submit = (const uint8_t *)self->encoded.data;
     // The entry was just added and the task is not out yet: not kept means no memory.
-    if (!zmsg || !dpool_pending_keep(self->pending, task_id, zmsg)) {
-        zmsg_destroy(&zmsg);
-        return DPOOL_ERR_NOMEM;
+    if (rc == DPOOL_OK && !dpool_pending_keep(self->pending, task_id, submit, self->encoded.size))
+        rc = DPOOL_ERR_NOMEM;
+    if (rc == DPOOL_OK)
+        rc = dpool_io_send_encoded(self->io, submit, self->encoded.size);
+    if (self->encoded.alloc > S_ENCODED_KEEP) {
+        msgpack_sbuffer_destroy(&self->encoded);
+        msgpack_sbuffer_init(&self->encoded);
     }
-    return dpool_io_forward(self->io, &zmsg);
+    return rc;
 }
 
 // Under self->lock: numbers, records and sends one task. Returns an owned handle.
 static dpool_result_t *
-s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p,
+s_submit_locked(dpool_t *self, const char *function, const void *payload, size_t payload_size,
                 const dpool_callbacks_t *callbacks, dpool_error_t *err)
 {
-    if (s_check_open_locked(self, function, payload_p, err) != DPOOL_OK)
+    if (s_check_open_locked(self, function, err) != DPOOL_OK)
         return NULL;
     uint64_t task_id = ++self->last_task_id;
     dpool_result_t *result = dpool_result_new(task_id);
@@ -261,7 +271,6 @@ s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p,
     if (rc == DPOOL_OK)
         rc = dpool_pending_add(self->pending, result);
     if (rc != DPOOL_OK) {
-        zframe_destroy(payload_p);
         // a watched handle must still complete, so its job and hold are let go
         if (result)
             dpool_result_complete(result, DPOOL_ERR_NOMEM, "out of memory", NULL);
@@ -269,7 +278,7 @@ s_submit_locked(dpool_t *self, const char *function, zframe_t **payload_p,
         dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    rc = s_send_locked(self, task_id, function, 0, payload_p);
+    rc = s_send_locked(self, task_id, function, 0, payload, payload_size);
     if (rc != DPOOL_OK) {
         dpool_pending_complete(self->pending, task_id, rc, "cannot pass the task on", NULL);
         dpool_error_set(err, rc, "cannot pass task %llu to the I/O thread",
@@ -283,23 +292,23 @@ dpool_pool_submit_chunk(dpool_t *self, const char *function, zframe_t **payload_
                         const dpool_sink_t *sink, dpool_error_t *err)
 {
     pthread_mutex_lock(&self->lock);
-    int rc = s_check_open_locked(self, function, payload_p, err);
+    int rc = s_check_open_locked(self, function, err);
     uint64_t task_id = 0;
     if (rc == DPOOL_OK) {
         task_id = ++self->last_task_id;
         rc = dpool_pending_add_sink(self->pending, task_id, sink);
-        if (rc != DPOOL_OK) {
-            zframe_destroy(payload_p);
+        if (rc != DPOOL_OK)
             dpool_error_set(err, rc, "out of memory");
-        }
     }
     if (rc == DPOOL_OK &&
-        s_send_locked(self, task_id, function, DPOOL_FLAG_CHUNK, payload_p) != DPOOL_OK) {
+        s_send_locked(self, task_id, function, DPOOL_FLAG_CHUNK, zframe_data(*payload_p),
+                      zframe_size(*payload_p)) != DPOOL_OK) {
         // the sink is in the table: it gets the failure like any outcome
         dpool_pending_complete(self->pending, task_id, DPOOL_ERR_IO, "cannot pass the task on",
                                NULL);
     }
     pthread_mutex_unlock(&self->lock);
+    zframe_destroy(payload_p);
     return rc;
 }
 
@@ -326,14 +335,9 @@ dpool_apply_async_cb(dpool_t *self, const char *function, const dpool_buf_t *arg
     if (s_check_call(function, args, err) != DPOOL_OK)
         return NULL;
     static const char no_args = (char)0x90; // the empty array
-    // Copied before taking the lock, so submitters overlap in everything but the send.
-    zframe_t *payload = args ? zframe_new(args->data, args->size) : zframe_new(&no_args, 1);
-    if (!payload) {
-        dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
     pthread_mutex_lock(&self->lock);
-    dpool_result_t *result = s_submit_locked(self, function, &payload, callbacks, err);
+    dpool_result_t *result = s_submit_locked(self, function, args ? args->data : &no_args,
+                                             args ? args->size : 1, callbacks, err);
     pthread_mutex_unlock(&self->lock);
     return result;
 }
@@ -462,6 +466,7 @@ dpool_destroy(dpool_t **self_p)
                            "terminated: the pool was destroyed");
     dpool_cbq_destroy(&self->cbq);
     dpool_pending_destroy(&self->pending);
+    msgpack_sbuffer_destroy(&self->encoded);
     pthread_mutex_destroy(&self->lock);
     free(self);
 }

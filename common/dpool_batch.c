@@ -89,39 +89,54 @@ s_add_plain_frames(zmsg_t *zmsg, const dpool_batch_part_t *part)
            (!part->payload || zmsg_addmem(zmsg, part->payload, part->payload_size) == 0);
 }
 
-// Writes a message's header and the place of its body's length at the end of the run;
+// Writes a message's header and the place of its body's length at the end of out;
 // returns where the message starts, or SIZE_MAX when memory runs out.
 static size_t
-s_begin(dpool_batch_t *self, const uint8_t *header)
+s_write_begin(msgpack_sbuffer *out, const uint8_t *header)
 {
-    size_t start = self->run.size;
+    size_t start = out->size;
     const char no_length[4] = {0};
-    if (msgpack_sbuffer_write(&self->run, (const char *)header, DPOOL_PROTO_HEADER_SIZE) != 0 ||
-        msgpack_sbuffer_write(&self->run, no_length, sizeof no_length) != 0) {
-        self->run.size = start;
+    if (msgpack_sbuffer_write(out, (const char *)header, DPOOL_PROTO_HEADER_SIZE) != 0 ||
+        msgpack_sbuffer_write(out, no_length, sizeof no_length) != 0) {
+        out->size = start;
         return SIZE_MAX;
     }
     return start;
 }
 
-// Ends the message begun at start, whose body the run holds after its header: writes
-// the body's length, then the payload's length and bytes. On failure the message
-// leaves the run.
-static int
-s_end(dpool_batch_t *self, size_t start, const void *payload, size_t payload_size)
+// Ends the message begun at start, whose body out holds after its header: writes the
+// body's length, then the payload's length and bytes. On failure the message leaves out.
+static bool
+s_write_end(msgpack_sbuffer *out, size_t start, const void *payload, size_t payload_size)
 {
-    size_t body = self->run.size - start - DPOOL_PROTO_HEADER_SIZE - 4;
-    s_put_u32((uint8_t *)self->run.data + start + DPOOL_PROTO_HEADER_SIZE, (uint32_t)body);
+    size_t body = out->size - start - DPOOL_PROTO_HEADER_SIZE - 4;
+    s_put_u32((uint8_t *)out->data + start + DPOOL_PROTO_HEADER_SIZE, (uint32_t)body);
     uint8_t length[4];
     s_put_u32(length, (uint32_t)payload_size);
-    if (msgpack_sbuffer_write(&self->run, (const char *)length, sizeof length) != 0 ||
-        (payload_size && msgpack_sbuffer_write(&self->run, payload, payload_size) != 0)) {
-        self->run.size = start;
-        return DPOOL_ERR_NOMEM;
+    if (msgpack_sbuffer_write(out, (const char *)length, sizeof length) != 0 ||
+        (payload_size && msgpack_sbuffer_write(out, payload, payload_size) != 0)) {
+        out->size = start;
+        return false;
     }
+    return true;
+}
+
+// Counts the message that now ends the run, from start.
+static void
+s_count_in_run(dpool_batch_t *self, size_t start)
+{
     self->bytes += self->run.size - start;
     self->run_count++;
     self->count++;
+}
+
+// s_write_end on the run, counting the message.
+static int
+s_end(dpool_batch_t *self, size_t start, const void *payload, size_t payload_size)
+{
+    if (!s_write_end(&self->run, start, payload, payload_size))
+        return DPOOL_ERR_NOMEM;
+    s_count_in_run(self, start);
     return DPOOL_OK;
 }
 
@@ -182,36 +197,44 @@ s_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
 }
 
 int
-dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p)
+dpool_batch_add_encoded(dpool_batch_t *self, const uint8_t *message, size_t size)
 {
-    zmsg_t *zmsg = *zmsg_p;
-    *zmsg_p = NULL;
-    size_t frames = zmsg ? zmsg_size(zmsg) : 0;
-    zframe_t *header = zmsg ? zmsg_first(zmsg) : NULL;
-    zframe_t *body = zmsg ? zmsg_next(zmsg) : NULL;
-    zframe_t *payload = zmsg ? zmsg_next(zmsg) : NULL;
-    if (frames < 2 || frames > 3 || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE ||
-        (payload && zframe_size(payload) == 0)) {
-        zmsg_destroy(&zmsg);
+    dpool_batch_part_t part;
+    size_t at = 0;
+    s_part_at(message, &at, &part);
+    if (part.body_size + part.payload_size > DPOOL_BATCH_INLINE_MAX) {
+        zmsg_t *zmsg = zmsg_new();
+        if (!zmsg || !s_add_plain_frames(zmsg, &part)) {
+            zmsg_destroy(&zmsg);
+            return DPOOL_ERR_NOMEM;
+        }
+        return s_add_alone(self, &zmsg);
+    }
+    if (!s_room_in_run(self, size))
+        return DPOOL_ERR_NOMEM;
+    size_t start = self->run.size;
+    if (msgpack_sbuffer_write(&self->run, (const char *)message, size) != 0)
+        return DPOOL_ERR_NOMEM;
+    s_count_in_run(self, start);
+    return DPOOL_OK;
+}
+
+int
+dpool_batch_encode(const dpool_msg_t *msg, const void *payload, size_t payload_size,
+                   msgpack_sbuffer *out)
+{
+    if (msg->payload || !dpool_proto_buildable_as(msg->command, payload_size > 0))
+        return DPOOL_ERR_INVALID;
+    const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
+                                                     (uint8_t)msg->command};
+    size_t start = s_write_begin(out, header);
+    if (start == SIZE_MAX)
+        return DPOOL_ERR_NOMEM;
+    if (dpool_codec_encode(msg, out) != DPOOL_OK) {
+        out->size = start;
         return DPOOL_ERR_INVALID;
     }
-    size_t size = zframe_size(body) + (payload ? zframe_size(payload) : 0);
-    if (size > DPOOL_BATCH_INLINE_MAX)
-        return s_add_alone(self, &zmsg);
-    if (!s_room_in_run(self, size)) {
-        zmsg_destroy(&zmsg);
-        return DPOOL_ERR_NOMEM;
-    }
-    size_t start = s_begin(self, zframe_data(header));
-    int rc = DPOOL_ERR_NOMEM;
-    if (start != SIZE_MAX &&
-        msgpack_sbuffer_write(&self->run, (const char *)zframe_data(body), zframe_size(body)) == 0)
-        rc = s_end(self, start, payload ? zframe_data(payload) : NULL,
-                   payload ? zframe_size(payload) : 0);
-    else if (start != SIZE_MAX)
-        self->run.size = start;
-    zmsg_destroy(&zmsg);
-    return rc;
+    return s_write_end(out, start, payload, payload_size) ? DPOOL_OK : DPOOL_ERR_NOMEM;
 }
 
 int
@@ -230,7 +253,7 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
     // Header and body straight into the run: the body's length is written once known.
     const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
                                                      (uint8_t)msg->command};
-    size_t start = s_begin(self, header);
+    size_t start = s_write_begin(&self->run, header);
     if (start == SIZE_MAX)
         return DPOOL_ERR_NOMEM;
     if (dpool_codec_encode(msg, &self->run) != DPOOL_OK) {

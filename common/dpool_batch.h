@@ -14,6 +14,7 @@
 #include "dpool_proto.h"
 
 #include <czmq.h>
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,9 +41,17 @@ void dpool_batch_destroy(dpool_batch_t **self_p);
 // DPOOL_ERR_NOMEM.
 int dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg);
 
-// Appends a message already built by dpool_proto_build without a routing id
-// (consumed, always). Returns DPOOL_OK or a negative code.
-int dpool_batch_add_built(dpool_batch_t *self, zmsg_t **zmsg_p);
+// Writes msg at the end of out as a BATCH holds it (header, body length, body, payload
+// length, payload), with payload_size bytes of payload (borrowed; msg->payload must be
+// NULL). A message encoded once can then be kept and added to batches by copying.
+// Returns DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema) or DPOOL_ERR_NOMEM; out
+// is as it was on failure.
+int dpool_batch_encode(const dpool_msg_t *msg, const void *payload, size_t payload_size,
+                       msgpack_sbuffer *out);
+
+// Appends a message that dpool_batch_encode wrote (size bytes at message, borrowed:
+// copied). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
+int dpool_batch_add_encoded(dpool_batch_t *self, const uint8_t *message, size_t size);
 
 // Messages and bytes waiting.
 size_t dpool_batch_count(const dpool_batch_t *self);

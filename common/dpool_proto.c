@@ -71,13 +71,19 @@ dpool_proto_command_name(int command)
 }
 
 bool
-dpool_proto_buildable(const dpool_msg_t *msg)
+dpool_proto_buildable_as(dpool_cmd_t command, bool has_payload)
 {
     dpool_payload_rule_t rule;
-    if (!dpool_codec_known(msg->command, &rule))
+    if (!dpool_codec_known(command, &rule))
         return false;
-    return !((rule == DPOOL_PAYLOAD_REQUIRED && !msg->payload) ||
-             (rule == DPOOL_PAYLOAD_NONE && msg->payload));
+    return !((rule == DPOOL_PAYLOAD_REQUIRED && !has_payload) ||
+             (rule == DPOOL_PAYLOAD_NONE && has_payload));
+}
+
+bool
+dpool_proto_buildable(const dpool_msg_t *msg)
+{
+    return dpool_proto_buildable_as(msg->command, msg->payload != NULL);
 }
 
 zmsg_t *

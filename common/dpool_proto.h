@@ -100,6 +100,10 @@ zmsg_t *dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id);
 // schema asks for one (what dpool_proto_build checks before encoding).
 bool dpool_proto_buildable(const dpool_msg_t *msg);
 
+// As dpool_proto_buildable, for a payload that travels apart from msg: whether command
+// is known and has_payload is what its schema asks for.
+bool dpool_proto_buildable_as(dpool_cmd_t command, bool has_payload);
+
 // Builds and sends msg on sock (see dpool_proto_build for what moves). Returns
 // DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its schema, or DPOOL_ERR_IO.
 int dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id);
