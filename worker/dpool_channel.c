@@ -254,23 +254,6 @@ dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8
     }
 }
 
-bool
-dpool_channel_holds(const dpool_channel_t *self, uint8_t kind, const void *body, size_t size)
-{
-    size_t at = self->taken;
-    while (self->size - at >= S_HEADER_SIZE) {
-        uint32_t length;
-        memcpy(&length, self->data + at, sizeof length);
-        if (length > self->size - at - S_HEADER_SIZE)
-            return false; // not complete yet
-        if (self->data[at + 4] == kind && length == size &&
-            memcmp(self->data + at + S_HEADER_SIZE, body, size) == 0)
-            return true;
-        at += S_HEADER_SIZE + length;
-    }
-    return false;
-}
-
 int
 dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, const char *function,
                         const void *args, size_t args_size)

@@ -25,26 +25,22 @@
 //         task, the results so far for a failed chunk)
 // INIT_FAILED  process -> daemon: the initializer failed; body = its message. The
 //         process exits right after.
-// SKIP    daemon -> process: uint32 epoch; a job written ahead under it was KILLed
-//
-// A process looks for a SKIP of the running task's epoch among the frames that have
-// arrived before it answers; if there is one, its result does not say WENT_ON and it
-// skips the rest of that epoch, as after a task that wrote.
 //
 // Running ahead. The daemon may write a process several TASKs at once; the process
 // runs them in order without waiting for the daemon, as long as each task it runs
-// wrote nothing (no write system call, its own or a reaped child's, while it ran):
-// then there is no output whose task could be mistaken, and its RESULT says
-// WENT_ON. After a task that wrote (or when the process cannot tell), the process
-// skips every TASK of that task's epoch still to come: the daemon, which drains the
-// pipes and forwards the output before the result, sends those tasks again under
-// the next epoch.
+// wrote nothing to its stdout and stderr pipes (dpool_runner.c): then there is no
+// output whose task could be mistaken, and its RESULT says WENT_ON. After a task that
+// wrote (or when the process cannot tell), the process skips every TASK of that
+// task's epoch still to come: the daemon, which drains the pipes and forwards the
+// output before the result, sends those tasks again under the next epoch. When a job
+// written ahead is KILLed, the daemon marks its epoch in the memory it shares with
+// the process (dpool_proc_skip); the process looks there before it answers each task
+// and, if its epoch is marked, stops as after a task that wrote.
 #define DPOOL_CHANNEL_READY 'R'
 #define DPOOL_CHANNEL_TASK 'T'
 #define DPOOL_CHANNEL_CHUNK 'C'
 #define DPOOL_CHANNEL_RESULT 'D'
 #define DPOOL_CHANNEL_INIT_FAILED 'I'
-#define DPOOL_CHANNEL_SKIP 'S'
 
 // READY flag: the process can tell a task that wrote nothing, so it runs ahead.
 #define DPOOL_CHANNEL_RUNS_AHEAD 0x1
@@ -87,10 +83,6 @@ int dpool_channel_fill(dpool_channel_t *self);
 // end of file or on an error, DPOOL_ERR_PROTO for an oversized length.
 int dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8_t **body,
                        size_t *size);
-
-// Whether a complete frame of kind whose body is exactly body (size bytes, borrowed)
-// has been read and not taken yet; frames are not taken.
-bool dpool_channel_holds(const dpool_channel_t *self, uint8_t kind, const void *body, size_t size);
 
 // One TASK (or CHUNK, when chunk is true) for dpool_channel_send_tasks; all borrowed.
 typedef struct {

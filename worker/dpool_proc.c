@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -30,8 +31,9 @@ struct dpool_proc_t {
     bool reaped;
     int status; // waitpid's, once reaped
     dpool_channel_t *channel;
-    int output_fds[2];    // stdout, stderr read ends; -1 when closed
-    bool output_ended[2]; // end of file seen: the fd stays open until destroy
+    dpool_proc_shared_t *shared; // mapped, shared with the process
+    int output_fds[2];           // stdout, stderr read ends; -1 when closed
+    bool output_ended[2];        // end of file seen: the fd stays open until destroy
 };
 
 static void
@@ -45,7 +47,7 @@ s_close(int *fd)
 // Runs in the child right after fork; never returns.
 static void
 s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn *main_fn,
-        void *arg)
+        void *arg, dpool_proc_shared_t *shared)
 {
     // A process outliving its daemon would hold a slot nobody supervises.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -70,7 +72,7 @@ s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn
     // Output reaches the client while the task runs, a line at a time, instead of
     // in one block when the task ends.
     setvbuf(stdout, NULL, _IOLBF, 0);
-    main_fn(arg, S_CHANNEL_FD);
+    main_fn(arg, S_CHANNEL_FD, shared);
     _exit(70);
 }
 
@@ -95,12 +97,17 @@ dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg)
     if (!self || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan))
         goto fail;
+    void *shared =
+        mmap(NULL, sizeof *self->shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED)
+        goto fail;
+    self->shared = shared; // zero-filled: no skip, nothing read
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         goto fail;
     if (pid == 0)
-        s_child(parent, out[1], err[1], chan[1], main_fn, arg);
+        s_child(parent, out[1], err[1], chan[1], main_fn, arg, self->shared);
     self->pid = pid;
     s_close(&out[1]);
     s_close(&err[1]);
@@ -124,6 +131,8 @@ fail:
         s_close(&err[i]);
         s_close(&chan[i]);
     }
+    if (self && self->shared)
+        munmap(self->shared, sizeof *self->shared);
     free(self);
     return NULL;
 }
@@ -139,6 +148,7 @@ dpool_proc_destroy(dpool_proc_t **self_p)
     dpool_channel_destroy(&self->channel);
     s_close(&self->output_fds[0]);
     s_close(&self->output_fds[1]);
+    munmap(self->shared, sizeof *self->shared);
     free(self);
     *self_p = NULL;
 }
@@ -155,6 +165,12 @@ dpool_proc_channel(dpool_proc_t *self)
     return self->channel;
 }
 
+void
+dpool_proc_skip(dpool_proc_t *self, uint32_t epoch)
+{
+    atomic_store(&self->shared->skip, (uint64_t)epoch + 1);
+}
+
 int
 dpool_proc_output_fd(const dpool_proc_t *self, int stream)
 {
@@ -168,7 +184,13 @@ dpool_proc_read_output(dpool_proc_t *self, int stream, void *buffer, size_t size
     if (self->output_fds[index] < 0 || self->output_ended[index])
         return -1;
     for (;;) {
+        // Bracketed for the process's count of output (dpool_proc_shared_t): bytes are
+        // out of the pipe before they are counted as taken.
+        atomic_fetch_add(&self->shared->output_reads, 1);
         ssize_t got = read(self->output_fds[index], buffer, size);
+        if (got > 0)
+            atomic_fetch_add(&self->shared->output_taken, (uint64_t)got);
+        atomic_fetch_add(&self->shared->output_reads, 1);
         if (got > 0)
             return got;
         if (got < 0 && errno == EINTR)

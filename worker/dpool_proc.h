@@ -10,12 +10,27 @@
 
 #include "dpool_channel.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
-// What the new process runs: main_fn(arg, channel_fd). It must not return; if it
-// does, the process exits with status 70.
-typedef void dpool_proc_main_fn(void *arg, int channel_fd);
+// Memory the daemon shares with one process (mapped before the fork), so that what a
+// process checks after every task costs it no system call. Both sides use atomics.
+typedef struct {
+    // 1 + the epoch whose jobs written ahead the process must skip after its running
+    // task (a job of it was KILLed); 0 = none.
+    _Atomic uint64_t skip;
+    // Odd while the daemon reads one of the process's output pipes; with output_taken
+    // (bytes read from both so far) and the bytes still in the pipes, a process tells
+    // whether a task wrote (dpool_runner.c).
+    _Atomic uint64_t output_reads;
+    _Atomic uint64_t output_taken;
+} dpool_proc_shared_t;
+
+// What the new process runs: main_fn(arg, channel_fd, shared). It must not return;
+// if it does, the process exits with status 70.
+typedef void dpool_proc_main_fn(void *arg, int channel_fd, dpool_proc_shared_t *shared);
 
 typedef struct dpool_proc_t dpool_proc_t;
 
@@ -32,6 +47,10 @@ pid_t dpool_proc_pid(const dpool_proc_t *self);
 
 // The channel to the process (borrowed from self).
 dpool_channel_t *dpool_proc_channel(dpool_proc_t *self);
+
+// Tells the process to skip, after its running task, the jobs written to it ahead
+// under epoch (dpool_channel.h, "Running ahead").
+void dpool_proc_skip(dpool_proc_t *self, uint32_t epoch);
 
 // The read end of stream (DPOOL_STREAM_STDOUT or _STDERR), or -1 when there is none.
 // It stays open after its end of file, until destroy: its owner may still be

@@ -5,13 +5,16 @@
     daemon, which drains the pipes when the result arrives, forwards every byte of
     output ahead of the result.
 
-    Running ahead (dpool_channel.h). Whether a task wrote is read from the kernel's
-    count of this process's write system calls (/proc/self/io, `syscw`; a reaped
-    child's count is added to its parent's): unchanged across a task means no byte
-    of output can be its. The result is sent with sendmsg, which that count leaves
-    out. Output that reaches the pipes without a write call (splice, vmsplice, a
-    child still running after the task) is not seen; it was attributed to whichever
-    task ran when it arrived before, too. */
+    Running ahead (dpool_channel.h). Whether a task wrote is told by the bytes that
+    went into the stdout and stderr pipes: those still in them (FIONREAD, on the pipes
+    as they were when the process started) plus those the daemon has read out
+    (output_taken in the memory it shares with the daemon). Unchanged across a task
+    means no byte of output can be its. The daemon's reads are bracketed by a counter
+    that is odd while one is under way: a count taken across one is not trusted, and
+    the task counts as one that wrote (a skip, never a wrong owner). Output that
+    reaches the pipes after the task returned (a child still running) is not seen; it
+    was attributed to whichever task ran when it arrived before, too. A process whose
+    standard streams are not pipes (FIONREAD fails) runs one task at a time. */
 #define _GNU_SOURCE // srandom with C11 on
 #include "dpool_runner.h"
 
@@ -19,33 +22,51 @@
 #include "dpool_clock.h"
 
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
-// The process's write system calls so far, from an open /proc/self/io; -1 when it
-// cannot be read.
-static int64_t
-s_write_calls(int io_fd)
-{
-    char text[512];
-    ssize_t got = io_fd >= 0 ? pread(io_fd, text, sizeof text - 1, 0) : -1;
-    if (got <= 0)
-        return -1;
-    text[got] = '\0';
-    const char *field = strstr(text, "syscw:");
-    return field ? strtoll(field + 6, NULL, 10) : -1;
-}
-
 typedef struct {
-    int io_fd;           // /proc/self/io, or -1: every task then counts as one that wrote
-    int64_t write_calls; // as read after the previous task
-    bool skipping;       // TASKs of skip_epoch are dropped: the daemon sends them again
+    dpool_proc_shared_t *shared;
+    int output_fds[2];     // stdout and stderr as the process started with them
+    uint64_t output_total; // bytes of output so far, as counted after the last task
+    bool total_known;      // false: the next task counts as one that wrote
+    bool skipping;         // TASKs of skip_epoch are dropped: the daemon sends them again
     uint32_t skip_epoch;
 } s_ahead_t;
+
+// Counts the bytes written to the output pipes so far into *total; false when the
+// count cannot be trusted (a pipe is gone, or the daemon was reading meanwhile).
+static bool
+s_count_output(const s_ahead_t *ahead, uint64_t *total)
+{
+    uint64_t reads = atomic_load(&ahead->shared->output_reads);
+    int waiting[2] = {0, 0};
+    if ((reads & 1) || ahead->output_fds[0] < 0 || ahead->output_fds[1] < 0 ||
+        ioctl(ahead->output_fds[0], FIONREAD, &waiting[0]) != 0 ||
+        ioctl(ahead->output_fds[1], FIONREAD, &waiting[1]) != 0)
+        return false;
+    uint64_t taken = atomic_load(&ahead->shared->output_taken);
+    if (atomic_load(&ahead->shared->output_reads) != reads)
+        return false;
+    *total = taken + (uint64_t)waiting[0] + (uint64_t)waiting[1];
+    return true;
+}
+
+// Whether the task that just ran may have written output; counts anew for the next.
+static bool
+s_task_wrote(s_ahead_t *ahead)
+{
+    uint64_t total = 0;
+    bool known = s_count_output(ahead, &total);
+    bool wrote = !known || !ahead->total_known || total != ahead->output_total;
+    ahead->output_total = total;
+    ahead->total_known = known;
+    return wrote;
+}
 
 // Runs one TASK or CHUNK frame's body: the epoch, the function name, a NUL, then the
 // argument bytes. Returns DPOOL_OK, 1 for a task skipped (not run, not answered), or
@@ -79,13 +100,10 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
     }
     fflush(stdout);
     fflush(stderr);
-    int64_t write_calls = s_write_calls(ahead->io_fd);
-    bool wrote = write_calls < 0 || write_calls != ahead->write_calls;
-    ahead->write_calls = write_calls;
+    bool wrote = s_task_wrote(ahead);
     // A job written ahead under this epoch was KILLed: stop as after a task that wrote,
     // so the daemon takes the rest back and the KILLed one never runs.
-    bool skip = dpool_channel_fill(channel) == DPOOL_OK &&
-                dpool_channel_holds(channel, DPOOL_CHANNEL_SKIP, &epoch, sizeof epoch);
+    bool skip = atomic_load(&ahead->shared->skip) == (uint64_t)epoch + 1;
     if (wrote || skip) {
         ahead->skipping = true;
         ahead->skip_epoch = epoch;
@@ -124,7 +142,7 @@ s_initialize(const dpool_runner_config_t *config, dpool_channel_t *channel)
 }
 
 void
-dpool_runner_main(void *arg, int channel_fd)
+dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
 {
     const dpool_runner_config_t *config = arg;
     // Every process draws its own random() sequence (demo.worker's sleeps).
@@ -132,9 +150,13 @@ dpool_runner_main(void *arg, int channel_fd)
     dpool_channel_t *channel = dpool_channel_new(channel_fd);
     if (channel)
         s_initialize(config, channel);
-    s_ahead_t ahead = {.io_fd = open("/proc/self/io", O_RDONLY | O_CLOEXEC)};
-    ahead.write_calls = s_write_calls(ahead.io_fd);
-    uint8_t ready = ahead.write_calls >= 0 ? DPOOL_CHANNEL_RUNS_AHEAD : 0;
+    // The pipes as they are now: a task that points stdout elsewhere writes no output
+    // of ours.
+    s_ahead_t ahead = {.shared = shared,
+                       .output_fds = {fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0),
+                                      fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)}};
+    ahead.total_known = s_count_output(&ahead, &ahead.output_total);
+    uint8_t ready = ahead.total_known ? DPOOL_CHANNEL_RUNS_AHEAD : 0;
     if (!channel ||
         dpool_channel_send(channel, DPOOL_CHANNEL_READY, &ready, 1, NULL, 0) != DPOOL_OK)
         _exit(1);
@@ -146,8 +168,6 @@ dpool_runner_main(void *arg, int channel_fd)
         int rc = dpool_channel_next(channel, true, &kind, &body, &size);
         if (rc == DPOOL_ERR_IO)
             _exit(0); // the daemon closed the channel: it is stopping
-        if (rc == 1 && kind == DPOOL_CHANNEL_SKIP)
-            continue; // acted on when it arrived, if its epoch was running
         if (rc != 1 || (kind != DPOOL_CHANNEL_TASK && kind != DPOOL_CHANNEL_CHUNK))
             _exit(1);
         rc = s_run(config, channel, &ahead, kind, body, size);

@@ -110,7 +110,8 @@ s_drain_output(dpool_worker_t *self, dpool_slot_t *slot)
 static void
 s_refresh_tail(dpool_slot_t *slot)
 {
-    // KILLed jobs written ahead never run (dpool_channel.h, SKIP): no task follows them.
+    // KILLed jobs written ahead never run (dpool_channel.h, "Running ahead"): no task
+    // follows them.
     const dpool_job_t *last = zlist_tail(slot->queue);
     for (dpool_job_t *job = last ? NULL : zlist_first(slot->ahead); job;
          job = zlist_next(slot->ahead))
@@ -149,11 +150,10 @@ static void s_on_death(dpool_worker_t *self, dpool_slot_t *slot);
 // Tells the process in slot to stop after its running task and skip the jobs written
 // to it ahead (some were KILLed): the daemon takes them back with the result.
 static void
-s_send_skip(dpool_slot_t *slot)
+s_skip_ahead(dpool_slot_t *slot)
 {
     if (slot->proc)
-        dpool_channel_send(dpool_proc_channel(slot->proc), DPOOL_CHANNEL_SKIP, &slot->epoch,
-                           sizeof slot->epoch, NULL, 0);
+        dpool_proc_skip(slot->proc, slot->epoch);
 }
 
 // Writes the busy process in slot the next jobs of its queue, within the bounds of
@@ -614,9 +614,8 @@ dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
             if (job->task_id == task_id) {
                 // The process stops after its running task and skips the rest; a job
                 // it started meanwhile is killed with it when its turn shows.
-                if (!job->killed)
-                    s_send_skip(slot); // one per job: SKIPs are not in the ahead budget
                 job->killed = true;
+                s_skip_ahead(slot);
                 s_refresh_tail(slot);
                 return true;
             }
@@ -628,11 +627,11 @@ bool
 dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t task_id)
 {
     // A process that runs ahead may have finished the task and gone on: its result,
-    // read now, says so, and then another task runs there. SKIP first: should the task
+    // read now, says so, and then another task runs there. Skip first: should the task
     // end between that read and the kill, the process stops there instead of starting
     // the next one, which would otherwise be killed part-way and run again in full.
     if (zlist_size(slot->ahead) > 0) {
-        s_send_skip(slot);
+        s_skip_ahead(slot);
         dpool_slots_on_channel(self, slot);
         if (slot->state != DPOOL_SLOT_BUSY || slot->task_id != task_id)
             return false;
@@ -650,6 +649,6 @@ dpool_slots_clear_queue(dpool_slot_t *slot)
          job = zlist_next(slot->ahead))
         job->killed = true; // written to the process already: skipped there, or killed
     if (ahead)
-        s_send_skip(slot);
+        s_skip_ahead(slot);
     slot->tail_id = 0;
 }
