@@ -262,6 +262,61 @@ Test(worker_chain, a_long_mixed_chain_keeps_every_output_with_its_task)
     cr_assert_eq(s_credits, 1);
 }
 
+Test(worker_chain, output_larger_than_a_pipe_between_silent_tasks_stays_with_its_task)
+{
+    // Task 5 writes 300,000 bytes: more than a pipe holds, so the daemon reads while it
+    // runs and while silent tasks wait ahead of it in its process. Every byte must come
+    // as task 5's, before its result, and the silent tasks around it print nothing.
+    static const char print_large[] = "\x92\xaa"
+                                      "0123456789\xcd\x75\x30"; // ["0123456789", 30000]
+    enum { S_LAST = 10 };
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    for (uint64_t id = 2; id <= S_LAST; id++) {
+        if (id == 5)
+            s_send_chained(id, id - 1, "example.print", print_large, S_SIZE(print_large), 0);
+        else if (id == 8)
+            s_send_chained(id, id - 1, "example.print", S_PRINT_BB, S_SIZE(S_PRINT_BB), 0);
+        else
+            s_send_chained(id, id - 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    }
+    size_t out_bytes[S_LAST + 1] = {0};
+    bool digits_in_order = true;
+    uint64_t next = 1;
+    dpool_msg_t msg = {0};
+    while (next <= S_LAST) {
+        cr_assert(s_recv(&msg, 10000), "nothing from task %llu within 10 s",
+                  (unsigned long long)next);
+        if (msg.command == DPOOL_CMD_CREDIT)
+            continue;
+        cr_assert_eq(msg.task_id, next, "%s of task %llu while task %llu runs",
+                     dpool_proto_command_name(msg.command), (unsigned long long)msg.task_id,
+                     (unsigned long long)next);
+        if (msg.command == DPOOL_CMD_WORKER_OUTPUT) {
+            if (msg.count == DPOOL_STREAM_STDOUT) {
+                for (size_t i = 0; i < msg.text_size; i++)
+                    if (next == 5 && msg.text[i] != '0' + (char)((out_bytes[next] + i) % 10))
+                        digits_in_order = false;
+                out_bytes[next] += msg.text_size;
+            }
+            dpool_msg_reset(&msg);
+            continue;
+        }
+        cr_assert_eq(msg.command, DPOOL_CMD_WORKER_RESULT);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)next,
+                     msg.text ? msg.text : "");
+        dpool_msg_reset(&msg);
+        next++;
+    }
+    for (uint64_t id = 1; id <= S_LAST; id++) {
+        size_t expected = id == 5 ? 300000 : id == 8 ? 4 : 0;
+        cr_assert_eq(out_bytes[id], expected, "task %llu: %zu bytes of stdout",
+                     (unsigned long long)id, out_bytes[id]);
+    }
+    cr_assert(digits_in_order, "task 5's output arrived whole and in order");
+    s_expect_quiet(300);
+}
+
 Test(worker_chain, kill_of_the_running_task_leaves_the_tasks_written_ahead_to_the_replacement)
 {
     s_start_ready("1", NULL);
