@@ -1,7 +1,7 @@
 /*  The pool's I/O thread. User threads never touch the DEALER (STYLE: a socket
     belongs to one thread): they write their messages into the outbox (dpool_outbox)
     and wake this thread over the actor pipe when it was empty; the thread sends what
-    one wake-up finds as one BATCH, with no decoding. Results come back in completion order and are
+    one wake-up finds as BATCHes, with no decoding. Results come back in completion order and are
    matched through the pending table.
 
     Liveness, both ways (docs/PROTOCOL.md, "Heartbeats"): once the pool is open this
@@ -342,7 +342,46 @@ s_on_broker(s_state_t *self)
     }
 }
 
-// Sends what user threads posted since the last take, as one BATCH.
+// The command of a plain message, or 0.
+static int
+s_command_of(zmsg_t *zmsg)
+{
+    zframe_t *header = zmsg_first(zmsg);
+    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE)
+        return 0;
+    return zframe_data(header)[3];
+}
+
+// Sends what was taken from the outbox but its SUBMITs: they were posted before the
+// broker was counted lost, and the resync sends the pending table's copies of them,
+// after its POOL_OPEN (a SUBMIT sent now could reach a restarted broker before that,
+// or run twice on one that was only silent for a while).
+static void
+s_send_without_submits(s_state_t *self)
+{
+    dpool_batch_t *kept = dpool_batch_new();
+    zmsg_t *zmsg;
+    while ((zmsg = dpool_batch_take(self->outgoing, NULL))) {
+        zframe_t *run = NULL;
+        const char *why = NULL;
+        int count = dpool_batch_open(zmsg, false, &run, &why);
+        size_t at = 0;
+        for (int i = 0; kept && i < count; i++) {
+            dpool_batch_part_t part;
+            dpool_batch_part(run, &at, &part);
+            if (part.header[3] != DPOOL_CMD_SUBMIT)
+                dpool_batch_add_encoded(kept, part.header, dpool_batch_part_size(&part));
+        }
+        if (kept && count == 0 && s_command_of(zmsg) != DPOOL_CMD_SUBMIT)
+            dpool_batch_add_alone(kept, &zmsg);
+        zmsg_destroy(&zmsg);
+    }
+    if (kept)
+        dpool_batch_send(kept, self->dealer, NULL); // lost like a failed send
+    dpool_batch_destroy(&kept);
+}
+
+// Sends what user threads posted since the last take, as BATCHes.
 static void
 s_send_posted(s_state_t *self)
 {
@@ -350,7 +389,10 @@ s_send_posted(s_state_t *self)
     dpool_outbox_take(self->outbox, &self->outgoing, &released);
     if (released)
         self->released = true;
-    dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like a failed send
+    if (self->lost)
+        s_send_without_submits(self);
+    else
+        dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like a failed send
 }
 
 // Reads the wake-ups (empty frames) and $TERM from the actor pipe, then sends what
@@ -589,12 +631,16 @@ fail:
 }
 
 // Wakes the I/O thread with an empty frame (its pipe is ours while the caller
-// serialises, as dpool_io_send's callers do).
+// serialises, as dpool_io_send's callers do). A wake-up that cannot be sent (the
+// context is going) leaves the next post to try again.
 static int
 s_wake(dpool_io_t *self, int rc, bool wake)
 {
-    if (rc == DPOOL_OK && wake && zmq_send(zsock_resolve(zactor_sock(self->actor)), "", 0, 0) != 0)
+    if (rc == DPOOL_OK && wake &&
+        zmq_send(zsock_resolve(zactor_sock(self->actor)), "", 0, 0) != 0) {
+        dpool_outbox_unwake(self->state.outbox);
         rc = DPOOL_ERR_IO;
+    }
     return rc;
 }
 
@@ -611,6 +657,14 @@ dpool_io_send_encoded(dpool_io_t *self, const uint8_t *message, size_t size)
 {
     bool wake = false;
     int rc = dpool_outbox_post_encoded(self->state.outbox, message, size, &wake);
+    return s_wake(self, rc, wake);
+}
+
+int
+dpool_io_send_alone(dpool_io_t *self, zmsg_t **zmsg_p)
+{
+    bool wake = false;
+    int rc = dpool_outbox_post_alone(self->state.outbox, zmsg_p, &wake);
     return s_wake(self, rc, wake);
 }
 

@@ -48,8 +48,13 @@ int dpool_io_send(dpool_io_t *self, dpool_msg_t *msg);
 
 // As dpool_io_send, for a message that dpool_batch_encode wrote (size bytes, borrowed).
 // A SUBMIT is not sent while the broker is lost: the resync sends the pending table's
-// copy. Not thread-safe: callers serialise.
+// copy. Not thread-safe: callers serialise. Returns DPOOL_OK, DPOOL_ERR_NOMEM or
+// DPOOL_ERR_IO.
 int dpool_io_send_encoded(dpool_io_t *self, const uint8_t *message, size_t size);
+
+// As dpool_io_send_encoded, for a large message in its plain form (dpool_batch_plain):
+// its frames go on as they are (*zmsg_p moves, always).
+int dpool_io_send_alone(dpool_io_t *self, zmsg_t **zmsg_p);
 
 // Stops the thread after it has forwarded everything sent before, closes the socket
 // and frees self. NULL-safe; sets *self_p to NULL.

@@ -1,4 +1,7 @@
-/*  The outbox between user threads and the pool's I/O thread: see dpool_outbox.h. */
+/*  The outbox between user threads and the pool's I/O thread (see dpool_outbox.h):
+    a batch that posts append to and the I/O thread swaps out whole, one lock, and
+    the flags that say whether a wake-up is on its way, whether a POOL_RELEASE went
+    in, and whether the broker is lost. */
 #include "dpool_outbox.h"
 
 #include <dpool/errors.h>
@@ -21,8 +24,11 @@ dpool_outbox_new(void)
         free(self);
         return NULL;
     }
-    if (self)
-        pthread_mutex_init(&self->lock, NULL);
+    if (self && pthread_mutex_init(&self->lock, NULL) != 0) {
+        dpool_batch_destroy(&self->posted);
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -63,6 +69,24 @@ dpool_outbox_post_encoded(dpool_outbox_t *self, const uint8_t *message, size_t s
 }
 
 int
+dpool_outbox_post_alone(dpool_outbox_t *self, zmsg_t **zmsg_p, bool *wake_p)
+{
+    int rc = DPOOL_OK;
+    *wake_p = false;
+    zframe_t *header = zmsg_first(*zmsg_p);
+    bool submit = zframe_size(header) == DPOOL_PROTO_HEADER_SIZE &&
+                  zframe_data(header)[3] == DPOOL_CMD_SUBMIT;
+    pthread_mutex_lock(&self->lock);
+    if (!(submit && self->lost)) {
+        rc = dpool_batch_add_alone(self->posted, zmsg_p);
+        *wake_p = rc == DPOOL_OK && s_wake_locked(self);
+    }
+    pthread_mutex_unlock(&self->lock);
+    zmsg_destroy(zmsg_p); // moved in, or refused
+    return rc;
+}
+
+int
 dpool_outbox_post(dpool_outbox_t *self, dpool_msg_t *msg, bool *wake_p)
 {
     int rc = DPOOL_OK;
@@ -88,6 +112,14 @@ dpool_outbox_take(dpool_outbox_t *self, dpool_batch_t **batch_p, bool *released_
     *batch_p = posted;
     *released_p = self->released;
     self->released = false;
+    self->woken = false;
+    pthread_mutex_unlock(&self->lock);
+}
+
+void
+dpool_outbox_unwake(dpool_outbox_t *self)
+{
+    pthread_mutex_lock(&self->lock);
     self->woken = false;
     pthread_mutex_unlock(&self->lock);
 }

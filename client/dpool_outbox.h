@@ -9,7 +9,8 @@
     The outbox keeps the order in which messages were posted, SUBMITs and pool
     commands alike. While the I/O thread counts the broker lost it says so here, and
     SUBMITs are not posted: the pending table keeps each one before it is posted and
-    the resync re-sends it to the broker that answers again. */
+    the resync re-sends it to the broker that answers again (SUBMITs posted before the
+    loss and taken after it are dropped by the I/O thread for the same reason). */
 #ifndef DPOOL_OUTBOX_H
 #define DPOOL_OUTBOX_H
 
@@ -31,9 +32,16 @@ void dpool_outbox_destroy(dpool_outbox_t **self_p);
 int dpool_outbox_post_encoded(dpool_outbox_t *self, const uint8_t *message, size_t size,
                               bool *wake_p);
 
+// Posts a plain message that goes alone (dpool_batch_plain; *zmsg_p moves, always); as
+// dpool_outbox_post_encoded.
+int dpool_outbox_post_alone(dpool_outbox_t *self, zmsg_t **zmsg_p, bool *wake_p);
+
 // Posts msg (msg->payload moves in, as dpool_batch_add takes it); as
 // dpool_outbox_post_encoded. Returns what dpool_batch_add returns.
 int dpool_outbox_post(dpool_outbox_t *self, dpool_msg_t *msg, bool *wake_p);
+
+// After a wake-up said by a post could not be delivered: the next post wakes again.
+void dpool_outbox_unwake(dpool_outbox_t *self);
 
 // For the I/O thread: swaps what was posted with *batch_p, which must be empty, and
 // sets *released_p when a POOL_RELEASE was among it.

@@ -141,21 +141,20 @@ s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p)
 }
 
 bool
-dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, const uint8_t *submit, size_t size)
+dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, uint8_t **submit_p, size_t size)
 {
-    uint8_t *copy = malloc(size ? size : 1);
-    if (copy)
-        memcpy(copy, submit, size);
+    uint8_t *submit = *submit_p;
+    *submit_p = NULL;
     pthread_mutex_lock(&self->lock);
-    s_entry_t *entry = copy ? zhashx_lookup(self->tasks, &task_id) : NULL;
+    s_entry_t *entry = submit ? zhashx_lookup(self->tasks, &task_id) : NULL;
     bool kept = entry && !entry->submit;
     if (kept) {
-        entry->submit = copy;
+        entry->submit = submit;
         entry->submit_size = size;
-        copy = NULL;
+        submit = NULL;
     }
     pthread_mutex_unlock(&self->lock);
-    free(copy);
+    free(submit);
     return kept;
 }
 

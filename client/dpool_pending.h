@@ -44,11 +44,11 @@ int dpool_pending_add(dpool_pending_t *self, dpool_result_t *result);
 // Adds a task whose outcome goes to sink (copied). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
 int dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink_t *sink);
 
-// Keeps a copy of submit (the task's SUBMIT as dpool_batch_encode wrote it, size bytes,
-// borrowed) with task_id's entry until its outcome, for dpool_pending_resend. A task
-// already answered (or unknown) keeps nothing. Returns true when it was kept.
-bool dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, const uint8_t *submit,
-                        size_t size);
+// Keeps *submit_p (the task's SUBMIT as dpool_batch_encode wrote it, size bytes, a
+// malloc'd block that moves in, always) with task_id's entry until its outcome, for
+// dpool_pending_resend. A task already answered (or unknown) keeps nothing. Returns
+// true when it was kept.
+bool dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, uint8_t **submit_p, size_t size);
 
 // Calls send(arg, submit, size) with every kept SUBMIT of a task still without a
 // result (borrowed), in task id order, with the table locked (send must not call back

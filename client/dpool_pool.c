@@ -225,13 +225,11 @@ s_check_open_locked(dpool_t *self, const char *function, dpool_error_t *err)
     return DPOOL_ERR_CLOSED;
 }
 
-// The encoding buffer keeps its memory between tasks, up to this much.
-#define S_ENCODED_KEEP (1024 * 1024)
-
 // Under self->lock: sends the task already recorded in the pending table under task_id
 // (payload_size bytes of payload, borrowed), after keeping a copy of the SUBMIT in the
 // table for a re-send to a restarted broker: kept first, so a resync that comes at any
-// time after has it.
+// time after has it. A large SUBMIT goes on in its plain form and the table keeps the
+// encoding itself, so its arguments are copied twice, as a small one's are.
 static int
 s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t flags,
               const void *payload, size_t payload_size)
@@ -243,17 +241,26 @@ s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t fl
                        .flags = flags};
     self->encoded.size = 0;
     int rc = dpool_batch_encode(&msg, payload, payload_size, &self->encoded);
+    if (rc != DPOOL_OK)
+        return rc;
     const uint8_t *submit = (const uint8_t *)self->encoded.data;
+    size_t size = self->encoded.size;
+    bool large = dpool_batch_goes_alone(submit);
+    zmsg_t *alone = NULL;
+    uint8_t *kept;
+    if (large) {
+        alone = dpool_batch_plain(submit);
+        kept = (uint8_t *)msgpack_sbuffer_release(&self->encoded);
+    } else if ((kept = malloc(size)))
+        memcpy(kept, submit, size);
     // The entry was just added and the task is not out yet: not kept means no memory.
-    if (rc == DPOOL_OK && !dpool_pending_keep(self->pending, task_id, submit, self->encoded.size))
-        rc = DPOOL_ERR_NOMEM;
-    if (rc == DPOOL_OK)
-        rc = dpool_io_send_encoded(self->io, submit, self->encoded.size);
-    if (self->encoded.alloc > S_ENCODED_KEEP) {
-        msgpack_sbuffer_destroy(&self->encoded);
-        msgpack_sbuffer_init(&self->encoded);
+    if ((large && !alone) || !dpool_pending_keep(self->pending, task_id, &kept, size)) {
+        free(kept);
+        zmsg_destroy(&alone);
+        return DPOOL_ERR_NOMEM;
     }
-    return rc;
+    return alone ? dpool_io_send_alone(self->io, &alone)
+                 : dpool_io_send_encoded(self->io, submit, size);
 }
 
 // Under self->lock: numbers, records and sends one task. Returns an owned handle.

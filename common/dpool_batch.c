@@ -173,18 +173,18 @@ s_close_run(dpool_batch_t *self)
 }
 
 // Closes the run first if a message of about size bytes would take it past the bytes
-// a BATCH may hold; false when memory runs out.
+// or the messages a BATCH may hold; false when memory runs out.
 static bool
 s_room_in_run(dpool_batch_t *self, size_t size)
 {
-    if (self->run.size + size + 256 <= DPOOL_BATCH_MAX_BYTES)
+    if (self->run.size + size + 256 <= DPOOL_BATCH_MAX_BYTES &&
+        self->run_count < DPOOL_BATCH_MAX_MESSAGES)
         return true;
     return s_close_run(self);
 }
 
-// Appends a message that goes alone (a large payload): after the run, which closes.
-static int
-s_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
+int
+dpool_batch_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
 {
     if (!s_close_run(self) || zlist_append(self->ready, *zmsg_p) != 0) {
         zmsg_destroy(zmsg_p);
@@ -196,19 +196,33 @@ s_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
     return DPOOL_OK;
 }
 
-int
-dpool_batch_add_encoded(dpool_batch_t *self, const uint8_t *message, size_t size)
+bool
+dpool_batch_goes_alone(const uint8_t *message)
 {
     dpool_batch_part_t part;
     size_t at = 0;
     s_part_at(message, &at, &part);
-    if (part.body_size + part.payload_size > DPOOL_BATCH_INLINE_MAX) {
-        zmsg_t *zmsg = zmsg_new();
-        if (!zmsg || !s_add_plain_frames(zmsg, &part)) {
-            zmsg_destroy(&zmsg);
-            return DPOOL_ERR_NOMEM;
-        }
-        return s_add_alone(self, &zmsg);
+    return part.body_size + part.payload_size > DPOOL_BATCH_INLINE_MAX;
+}
+
+zmsg_t *
+dpool_batch_plain(const uint8_t *message)
+{
+    dpool_batch_part_t part;
+    size_t at = 0;
+    s_part_at(message, &at, &part);
+    zmsg_t *zmsg = zmsg_new();
+    if (zmsg && !s_add_plain_frames(zmsg, &part))
+        zmsg_destroy(&zmsg);
+    return zmsg;
+}
+
+int
+dpool_batch_add_encoded(dpool_batch_t *self, const uint8_t *message, size_t size)
+{
+    if (dpool_batch_goes_alone(message)) {
+        zmsg_t *zmsg = dpool_batch_plain(message);
+        return zmsg ? dpool_batch_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
     }
     if (!s_room_in_run(self, size))
         return DPOOL_ERR_NOMEM;
@@ -223,7 +237,9 @@ int
 dpool_batch_encode(const dpool_msg_t *msg, const void *payload, size_t payload_size,
                    msgpack_sbuffer *out)
 {
-    if (msg->payload || !dpool_proto_buildable_as(msg->command, payload_size > 0))
+    // Lengths travel as 32 bits: a larger payload would arrive cut short.
+    if (msg->payload || !dpool_proto_buildable_as(msg->command, payload_size > 0) ||
+        payload_size > UINT32_MAX)
         return DPOOL_ERR_INVALID;
     const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
                                                      (uint8_t)msg->command};
@@ -246,7 +262,7 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
     if (payload + msg->text_size > DPOOL_BATCH_INLINE_MAX) {
         // Large (the body is mostly its text): alone, built as a plain message.
         zmsg_t *zmsg = dpool_proto_build(msg, NULL);
-        return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
+        return zmsg ? dpool_batch_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
     }
     if (!s_room_in_run(self, payload + msg->text_size))
         return DPOOL_ERR_NOMEM;
@@ -265,7 +281,7 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
         // Larger than its text said (a long list of functions): alone after all.
         self->run.size = start;
         zmsg_t *zmsg = dpool_proto_build(msg, NULL);
-        return zmsg ? s_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
+        return zmsg ? dpool_batch_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
     }
     int rc = s_end(self, start, msg->payload ? zframe_data(msg->payload) : NULL, payload);
     if (rc == DPOOL_OK)
@@ -432,6 +448,12 @@ dpool_batch_split(zmsg_t **zmsg_p, bool with_routing_id, zlist_t *out, const cha
     }
     zmsg_destroy(&zmsg);
     return count < 0 ? -1 : 1;
+}
+
+size_t
+dpool_batch_part_size(const dpool_batch_part_t *part)
+{
+    return (size_t)DPOOL_PROTO_HEADER_SIZE + 8 + part->body_size + part->payload_size;
 }
 
 int

@@ -44,14 +44,26 @@ int dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg);
 // Writes msg at the end of out as a BATCH holds it (header, body length, body, payload
 // length, payload), with payload_size bytes of payload (borrowed; msg->payload must be
 // NULL). A message encoded once can then be kept and added to batches by copying.
-// Returns DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema) or DPOOL_ERR_NOMEM; out
-// is as it was on failure.
+// Returns DPOOL_OK, DPOOL_ERR_INVALID (msg breaks its schema, or the payload is 4 GiB
+// or more) or DPOOL_ERR_NOMEM; out is as it was on failure.
 int dpool_batch_encode(const dpool_msg_t *msg, const void *payload, size_t payload_size,
                        msgpack_sbuffer *out);
 
 // Appends a message that dpool_batch_encode wrote (size bytes at message, borrowed:
 // copied). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
 int dpool_batch_add_encoded(dpool_batch_t *self, const uint8_t *message, size_t size);
+
+// Whether a message that dpool_batch_encode wrote is large enough to go alone.
+bool dpool_batch_goes_alone(const uint8_t *message);
+
+// The plain form (header, body and payload frames) of a message that
+// dpool_batch_encode wrote (borrowed). Returns an owned zmsg_t, or NULL when memory
+// runs out.
+zmsg_t *dpool_batch_plain(const uint8_t *message);
+
+// Appends a plain message that goes alone, in its turn (*zmsg_p moves, always).
+// Returns DPOOL_OK or DPOOL_ERR_NOMEM.
+int dpool_batch_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p);
 
 // Messages and bytes waiting.
 size_t dpool_batch_count(const dpool_batch_t *self);
@@ -87,6 +99,9 @@ int dpool_batch_open(zmsg_t *zmsg, bool with_routing_id, zframe_t **run_p, const
 // Reads the message at *at (0 for the first) of a run dpool_batch_open checked, and
 // moves *at to the next.
 void dpool_batch_part(zframe_t *run, size_t *at, dpool_batch_part_t *part);
+
+// The bytes part takes in its run: what dpool_batch_add_encoded takes to copy it on.
+size_t dpool_batch_part_size(const dpool_batch_part_t *part);
 
 // Decodes part into msg (its payload copied into a frame of its own). Returns what
 // dpool_proto_decode_parts returns, or DPOOL_ERR_NOMEM; msg then needs no freeing.

@@ -6,8 +6,10 @@
 
 #include <criterion/criterion.h>
 #include <dpool/errors.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 // Encodes a SUBMIT of task_id with payload_size bytes of payload (a msgpack bin, so
 // any size is one value) into out, which is emptied first.
@@ -147,32 +149,89 @@ Test(outbox, a_large_submit_goes_alone_in_its_turn_and_whole)
     dpool_outbox_destroy(&outbox);
 }
 
+Test(outbox, a_batch_holds_at_most_its_limit_of_messages)
+{
+    dpool_outbox_t *outbox = dpool_outbox_new();
+    enum { S_POSTS = DPOOL_BATCH_MAX_MESSAGES + 100 };
+    for (uint64_t id = 1; id <= S_POSTS; id++)
+        s_post_submit(outbox, id, 8);
+    dpool_batch_t *batch = dpool_batch_new();
+    bool released = false;
+    dpool_outbox_take(outbox, &batch, &released);
+    int total = 0, zmsgs = 0;
+    zmsg_t *zmsg;
+    while ((zmsg = dpool_batch_take(batch, NULL))) {
+        zframe_t *run = NULL;
+        const char *why = NULL;
+        int count = dpool_batch_open(zmsg, false, &run, &why);
+        cr_assert_gt(count, 0, "a BATCH");
+        cr_assert_leq(count, DPOOL_BATCH_MAX_MESSAGES);
+        total += count;
+        zmsgs++;
+        zmsg_destroy(&zmsg);
+    }
+    cr_assert_eq(total, S_POSTS);
+    cr_assert_eq(zmsgs, 2);
+    dpool_batch_destroy(&batch);
+    dpool_outbox_destroy(&outbox);
+}
+
 #define S_STREAM 20000
+
+typedef struct {
+    dpool_outbox_t *outbox;
+    int wake_fd; // a pipe's write end: one byte per wake-up a post asked for
+    int failures;
+} s_poster_t;
 
 static void *
 s_poster(void *arg)
 {
-    for (uint64_t id = 1; id <= S_STREAM; id++)
-        s_post_submit(arg, id, 8);
+    s_poster_t *poster = arg;
+    msgpack_sbuffer encoded;
+    msgpack_sbuffer_init(&encoded);
+    for (uint64_t id = 1; id <= S_STREAM; id++) {
+        dpool_msg_t msg = {
+            .command = DPOOL_CMD_SUBMIT, .pool_ref = 1, .task_id = id, .name = "noop"};
+        encoded.size = 0;
+        bool wake = false;
+        if (dpool_batch_encode(&msg, "\xc0", 1, &encoded) != DPOOL_OK ||
+            dpool_outbox_post_encoded(poster->outbox, (const uint8_t *)encoded.data, encoded.size,
+                                      &wake) != DPOOL_OK ||
+            (wake && write(poster->wake_fd, "w", 1) != 1))
+            poster->failures++;
+    }
+    msgpack_sbuffer_destroy(&encoded);
     return NULL;
 }
 
-Test(outbox, a_poster_and_a_taker_at_once_lose_and_reorder_nothing)
+Test(outbox, a_poster_and_a_taker_woken_only_when_told_lose_and_reorder_nothing)
 {
-    dpool_outbox_t *outbox = dpool_outbox_new();
-    pthread_t poster;
-    cr_assert_eq(pthread_create(&poster, NULL, s_poster, outbox), 0);
+    // The taker sleeps until a post says to wake it, as the I/O thread does: a post
+    // that should have woken it and did not leaves it asleep, and the test times out.
+    int wake[2];
+    cr_assert_eq(pipe(wake), 0);
+    s_poster_t poster = {.outbox = dpool_outbox_new(), .wake_fd = wake[1]};
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, s_poster, &poster), 0);
     static dpool_msg_t msgs[S_STREAM];
     uint64_t next = 1;
-    int64_t deadline = zclock_mono() + 60 * 1000;
-    while (next <= S_STREAM && zclock_mono() < deadline) {
+    while (next <= S_STREAM) {
+        struct pollfd readable = {.fd = wake[0], .events = POLLIN};
+        cr_assert_eq(poll(&readable, 1, 10000), 1, "no wake-up with task %llu still to come",
+                     (unsigned long long)next);
+        char byte;
+        cr_assert_eq(read(wake[0], &byte, 1), 1);
         bool released = false;
-        size_t count = s_take_all(outbox, msgs, S_STREAM, &released, NULL);
+        size_t count = s_take_all(poster.outbox, msgs, S_STREAM, &released, NULL);
         for (size_t i = 0; i < count; i++)
             cr_assert_eq(msgs[i].task_id, next++, "in the order posted");
         s_reset_all(msgs, count);
     }
-    pthread_join(poster, NULL);
+    pthread_join(thread, NULL);
+    cr_assert_eq(poster.failures, 0);
     cr_assert_eq(next, S_STREAM + 1, "every post came out");
-    dpool_outbox_destroy(&outbox);
+    dpool_outbox_destroy(&poster.outbox);
+    close(wake[0]);
+    close(wake[1]);
 }

@@ -115,6 +115,30 @@ Test(pool, apply_returns_the_echoed_value)
     dpool_buf_free(&value);
 }
 
+Test(pool, apply_with_a_megabyte_argument_echoes_it_back_whole)
+{
+    // Over the batch limit: the SUBMIT goes alone, in its plain form, and the table
+    // keeps its encoding for a re-send.
+    enum { S_SIZE = 1024 * 1024 };
+    char *text = malloc(S_SIZE + 1);
+    for (size_t i = 0; i < S_SIZE; i++)
+        text[i] = (char)('a' + i % 26);
+    text[S_SIZE] = '\0';
+    dpool_buf_t args = {0}, value = {0};
+    cr_assert_eq(dpool_pack(&args, "s", text), DPOOL_OK);
+    dpool_error_t err = {0};
+    cr_assert_eq(dpool_apply(pool, "echo", &args, &value, &err), DPOOL_OK, "%s", err.message);
+    msgpack_unpacked unpacked;
+    msgpack_object obj = unpack(&value, &unpacked);
+    cr_assert_eq(obj.type, MSGPACK_OBJECT_STR);
+    cr_assert_eq(obj.via.str.size, S_SIZE);
+    cr_assert(memcmp(obj.via.str.ptr, text, S_SIZE) == 0);
+    msgpack_unpacked_destroy(&unpacked);
+    dpool_buf_free(&args);
+    dpool_buf_free(&value);
+    free(text);
+}
+
 Test(pool, apply_adds_numbers_on_a_worker)
 {
     dpool_buf_t args = {0}, value = {0};
