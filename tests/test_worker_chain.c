@@ -158,27 +158,31 @@ s_append(char *text, size_t size, const dpool_msg_t *msg)
 
 // Reads until the results of tasks first..last (consecutive ids; tasks holds last + 1) have come,
 // in order, each successful, the last with credits and the others with none;
-// collects each task's output into tasks[id], failing on output of any task but the
-// one whose result is due.
+// collects each task's output into tasks[id], failing on output of a task whose result
+// has come already, or of one outside the chain. (A task's output may come before the
+// results of the tasks before it: a process keeps results of silent tasks back.)
 static void
 s_collect_chain(s_task_output_t *tasks, uint64_t first, uint64_t last, unsigned credits)
 {
-    uint64_t next = first; // the task whose result is due: the only one that may print
+    uint64_t next = first; // the task whose result is due
     dpool_msg_t msg = {0};
     while (next <= last) {
         cr_assert(s_recv(&msg, 10000), "nothing from task %llu within 10 s",
                   (unsigned long long)next);
         if (msg.command == DPOOL_CMD_CREDIT)
             continue;
-        cr_assert_eq(msg.task_id, next, "%s of task %llu while task %llu runs",
-                     dpool_proto_command_name(msg.command), (unsigned long long)msg.task_id,
-                     (unsigned long long)next);
-        s_task_output_t *task = &tasks[next];
         if (msg.command == DPOOL_CMD_WORKER_OUTPUT) {
+            cr_assert(msg.task_id >= next && msg.task_id <= last,
+                      "output of task %llu while the result of task %llu is due",
+                      (unsigned long long)msg.task_id, (unsigned long long)next);
+            s_task_output_t *task = &tasks[msg.task_id];
             bool out = msg.count == DPOOL_STREAM_STDOUT;
             s_append(out ? task->out : task->err, sizeof task->out, &msg);
             continue;
         }
+        cr_assert_eq(msg.task_id, next, "%s of task %llu while task %llu runs",
+                     dpool_proto_command_name(msg.command), (unsigned long long)msg.task_id,
+                     (unsigned long long)next);
         cr_assert_eq(msg.command, DPOOL_CMD_WORKER_RESULT);
         cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)next,
                      msg.text ? msg.text : "");
@@ -289,19 +293,22 @@ Test(worker_chain, output_larger_than_a_pipe_between_silent_tasks_stays_with_its
                   (unsigned long long)next);
         if (msg.command == DPOOL_CMD_CREDIT)
             continue;
-        cr_assert_eq(msg.task_id, next, "%s of task %llu while task %llu runs",
-                     dpool_proto_command_name(msg.command), (unsigned long long)msg.task_id,
-                     (unsigned long long)next);
         if (msg.command == DPOOL_CMD_WORKER_OUTPUT) {
+            uint64_t id = msg.task_id;
+            cr_assert(id >= next && id <= S_LAST, "output of task %llu after its result",
+                      (unsigned long long)id);
             if (msg.count == DPOOL_STREAM_STDOUT) {
                 for (size_t i = 0; i < msg.text_size; i++)
-                    if (next == 5 && msg.text[i] != '0' + (char)((out_bytes[next] + i) % 10))
+                    if (id == 5 && msg.text[i] != '0' + (char)((out_bytes[id] + i) % 10))
                         digits_in_order = false;
-                out_bytes[next] += msg.text_size;
+                out_bytes[id] += msg.text_size;
             }
             dpool_msg_reset(&msg);
             continue;
         }
+        cr_assert_eq(msg.task_id, next, "%s of task %llu while task %llu runs",
+                     dpool_proto_command_name(msg.command), (unsigned long long)msg.task_id,
+                     (unsigned long long)next);
         cr_assert_eq(msg.command, DPOOL_CMD_WORKER_RESULT);
         cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)next,
                      msg.text ? msg.text : "");

@@ -4,6 +4,7 @@
 #include "dpool_channel.h"
 
 #include <dpool/errors.h>
+#include <msgpack.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@ struct dpool_channel_t {
     size_t size;  // bytes held
     size_t taken; // bytes at the front that belong to frames already handed out
     size_t capacity;
+    msgpack_sbuffer kept; // RESULT frames kept back, to go in one write
+    size_t kept_count;
 };
 
 dpool_channel_t *
@@ -52,6 +55,7 @@ dpool_channel_destroy(dpool_channel_t **self_p)
     if (self->fd >= 0)
         close(self->fd);
     free(self->data);
+    msgpack_sbuffer_destroy(&self->kept);
     free(self);
     *self_p = NULL;
 }
@@ -280,27 +284,89 @@ dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch, cons
     return true;
 }
 
+// Writes a RESULT frame's header and head (code, flags, message length, message) at
+// the end of out; false when memory runs out.
+static bool
+s_put_result_head(msgpack_sbuffer *out, int code, uint32_t flags, const char *message,
+                  size_t message_size, size_t result_size)
+{
+    uint32_t length = (uint32_t)(S_RESULT_HEAD_SIZE + message_size + result_size);
+    uint8_t head[S_HEADER_SIZE + S_RESULT_HEAD_SIZE];
+    int32_t code32 = code;
+    uint32_t message_size32 = (uint32_t)message_size;
+    memcpy(head, &length, sizeof length);
+    head[4] = DPOOL_CHANNEL_RESULT;
+    memcpy(head + S_HEADER_SIZE, &code32, sizeof code32);
+    memcpy(head + S_HEADER_SIZE + 4, &flags, sizeof flags);
+    memcpy(head + S_HEADER_SIZE + 8, &message_size32, sizeof message_size32);
+    return msgpack_sbuffer_write(out, (const char *)head, sizeof head) == 0 &&
+           (!message_size || msgpack_sbuffer_write(out, message, message_size) == 0);
+}
+
 int
 dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
                           const void *result, size_t result_size)
 {
     size_t message_size = message ? strlen(message) : 0;
-    if (message_size > DPOOL_CHANNEL_FRAME_MAX)
-        message_size = DPOOL_CHANNEL_FRAME_MAX; // the frame check then refuses it
-    uint8_t *head = malloc(S_RESULT_HEAD_SIZE + message_size);
-    if (!head)
+    if (S_RESULT_HEAD_SIZE + message_size + result_size > DPOOL_CHANNEL_FRAME_MAX)
+        return DPOOL_ERR_INVALID;
+    // The frames kept back go first, in the same write; the result's bytes are not copied.
+    size_t kept = self->kept.size;
+    if (!s_put_result_head(&self->kept, code, flags, message, message_size, result_size)) {
+        self->kept.size = kept;
         return DPOOL_ERR_NOMEM;
-    int32_t code32 = code;
-    uint32_t message_size32 = (uint32_t)message_size;
-    memcpy(head, &code32, sizeof code32);
-    memcpy(head + 4, &flags, sizeof flags);
-    memcpy(head + 8, &message_size32, sizeof message_size32);
-    if (message_size)
-        memcpy(head + S_RESULT_HEAD_SIZE, message, message_size);
-    int rc = dpool_channel_send(self, DPOOL_CHANNEL_RESULT, head, S_RESULT_HEAD_SIZE + message_size,
-                                result, result_size);
-    free(head);
+    }
+    struct iovec iov[2] = {{self->kept.data, self->kept.size}, {(void *)result, result_size}};
+    int rc = s_write_all(self->fd, iov, 2);
+    self->kept.size = 0;
+    self->kept_count = 0;
     return rc;
+}
+
+int
+dpool_channel_keep_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
+                          const void *result, size_t result_size)
+{
+    size_t message_size = message ? strlen(message) : 0;
+    if (S_RESULT_HEAD_SIZE + message_size + result_size > DPOOL_CHANNEL_FRAME_MAX)
+        return DPOOL_ERR_INVALID;
+    size_t kept = self->kept.size;
+    if (!s_put_result_head(&self->kept, code, flags, message, message_size, result_size) ||
+        (result_size && msgpack_sbuffer_write(&self->kept, result, result_size) != 0)) {
+        self->kept.size = kept;
+        return DPOOL_ERR_NOMEM;
+    }
+    self->kept_count++;
+    return DPOOL_OK;
+}
+
+size_t
+dpool_channel_kept(const dpool_channel_t *self)
+{
+    return self->kept_count;
+}
+
+int
+dpool_channel_send_kept(dpool_channel_t *self)
+{
+    if (self->kept_count == 0)
+        return DPOOL_OK;
+    struct iovec iov[1] = {{self->kept.data, self->kept.size}};
+    int rc = s_write_all(self->fd, iov, 1);
+    self->kept.size = 0;
+    self->kept_count = 0;
+    return rc;
+}
+
+bool
+dpool_channel_has_frame(const dpool_channel_t *self)
+{
+    size_t held = self->size - self->taken;
+    if (held < S_HEADER_SIZE)
+        return false;
+    uint32_t length;
+    memcpy(&length, self->data + self->taken, sizeof length);
+    return held - S_HEADER_SIZE >= length;
 }
 
 bool

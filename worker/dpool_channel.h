@@ -112,9 +112,26 @@ bool dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch,
 
 // Sends a RESULT frame: code, flags, message (borrowed, may be NULL) and result_size
 // bytes of result (borrowed; 0 bytes for a failed task, the partial array for a failed
-// chunk). Returns what dpool_channel_send returns.
+// chunk), after the RESULT frames kept back, in one write. Returns what
+// dpool_channel_send returns, or DPOOL_ERR_NOMEM.
 int dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
                               const void *result, size_t result_size);
+
+// Keeps a RESULT frame back (its bytes copied), to go with the next one sent. Returns
+// DPOOL_OK, DPOOL_ERR_INVALID for a frame over the limit, or DPOOL_ERR_NOMEM.
+int dpool_channel_keep_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
+                              const void *result, size_t result_size);
+
+// How many RESULT frames are kept back.
+size_t dpool_channel_kept(const dpool_channel_t *self);
+
+// Sends the RESULT frames kept back, in one write. Returns what dpool_channel_send
+// returns (DPOOL_OK when none were kept).
+int dpool_channel_send_kept(dpool_channel_t *self);
+
+// Whether a complete frame has been read and not taken yet: dpool_channel_next would
+// hand it out without waiting.
+bool dpool_channel_has_frame(const dpool_channel_t *self);
 
 // Splits a RESULT frame's body. *message_p receives an owned copy of the message, or
 // NULL when it was empty; *result points into body (borrowed). Returns false for a

@@ -171,6 +171,18 @@ dpool_proc_skip(dpool_proc_t *self, uint32_t epoch)
     atomic_store(&self->shared->skip, (uint64_t)epoch + 1);
 }
 
+uint64_t
+dpool_proc_started(const dpool_proc_t *self)
+{
+    return atomic_load(&self->shared->started);
+}
+
+uint64_t
+dpool_proc_finished(const dpool_proc_t *self)
+{
+    return atomic_load(&self->shared->finished);
+}
+
 int
 dpool_proc_output_fd(const dpool_proc_t *self, int stream)
 {

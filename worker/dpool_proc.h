@@ -21,6 +21,11 @@ typedef struct {
     // 1 + the epoch whose jobs written ahead the process must skip after its running
     // task (a job of it was KILLed); 0 = none.
     _Atomic uint64_t skip;
+    // Tasks the process has started, and finished (its result sent, or kept back to go
+    // with a later one): the daemon compares them with the results it has read, to tell
+    // whose output the pipes hold and whether a task it would kill is over.
+    _Atomic uint64_t started;
+    _Atomic uint64_t finished;
     // Odd while the daemon reads one of the process's output pipes; with output_taken
     // (bytes read from both so far) and the bytes still in the pipes, a process tells
     // whether a task wrote (dpool_runner.c).
@@ -51,6 +56,10 @@ dpool_channel_t *dpool_proc_channel(dpool_proc_t *self);
 // Tells the process to skip, after its running task, the jobs written to it ahead
 // under epoch (dpool_channel.h, "Running ahead").
 void dpool_proc_skip(dpool_proc_t *self, uint32_t epoch);
+
+// How many tasks the process has started, and finished, their results read or not.
+uint64_t dpool_proc_started(const dpool_proc_t *self);
+uint64_t dpool_proc_finished(const dpool_proc_t *self);
 
 // The read end of stream (DPOOL_STREAM_STDOUT or _STDERR), or -1 when there is none.
 // It stays open after its end of file, until destroy: its owner may still be

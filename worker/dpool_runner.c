@@ -29,6 +29,14 @@
 #include <time.h>
 #include <unistd.h>
 
+// Results of tasks that went on may be kept back and sent with a later one, in one
+// write, while the next task has arrived already: at most this many, for at most this
+// long after the first was kept, and only after tasks that ran shorter than that. A
+// result kept back waits for at most one more task: before this process would wait
+// for a frame, it sends what it kept.
+#define S_KEEP_MAX 16
+#define S_KEEP_US 200
+
 typedef struct {
     dpool_proc_shared_t *shared;
     int output_fds[2];     // stdout and stderr as the process started with them
@@ -36,6 +44,7 @@ typedef struct {
     bool total_known;      // false: the next task counts as one that wrote
     bool skipping;         // TASKs of skip_epoch are dropped: the daemon sends them again
     uint32_t skip_epoch;
+    int64_t kept_since; // when the first result kept back was, in us
 } s_ahead_t;
 
 // Counts the bytes written to the output pipes so far into *total; false when the
@@ -68,12 +77,26 @@ s_task_wrote(s_ahead_t *ahead)
     return wrote;
 }
 
+// Whether the result of a task that went on, after running for run_us, is kept back.
+static bool
+s_keep_back(s_ahead_t *ahead, dpool_channel_t *channel, int64_t now, int64_t run_us)
+{
+    size_t kept = dpool_channel_kept(channel);
+    if (run_us >= S_KEEP_US || kept + 1 >= S_KEEP_MAX || !dpool_channel_has_frame(channel) ||
+        (kept > 0 && now - ahead->kept_since >= S_KEEP_US))
+        return false;
+    if (kept == 0)
+        ahead->kept_since = now;
+    return true;
+}
+
 // Runs one TASK or CHUNK frame's body: the epoch, the function name, a NUL, then the
-// argument bytes. Returns DPOOL_OK, 1 for a task skipped (not run, not answered), or
-// a negative error when the result could not be sent.
+// argument bytes; may_keep says whether its result may be kept back. Returns DPOOL_OK,
+// 1 for a task skipped (not run, not answered), or a negative error when the result
+// could not be sent.
 static int
 s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *ahead, uint8_t kind,
-      const uint8_t *body, size_t size)
+      const uint8_t *body, size_t size, bool may_keep)
 {
     msgpack_sbuffer result;
     msgpack_sbuffer_init(&result);
@@ -83,11 +106,14 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
     const char *function;
     const uint8_t *args;
     size_t args_size;
-    if (dpool_channel_parse_task(body, size, &epoch, &function, &args, &args_size)) {
-        if (ahead->skipping && epoch == ahead->skip_epoch) {
-            msgpack_sbuffer_destroy(&result);
-            return 1;
-        }
+    bool parsed = dpool_channel_parse_task(body, size, &epoch, &function, &args, &args_size);
+    if (parsed && ahead->skipping && epoch == ahead->skip_epoch) {
+        msgpack_sbuffer_destroy(&result);
+        return 1;
+    }
+    atomic_fetch_add(&ahead->shared->started, 1); // before any output of the task
+    int64_t began_us = dpool_clock_us();
+    if (parsed) {
         ahead->skipping = false;
         code = kind == DPOOL_CHANNEL_CHUNK
                    ? dpool_functions_call_chunk(config->functions, function, args, args_size,
@@ -101,6 +127,10 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
     fflush(stdout);
     fflush(stderr);
     bool wrote = s_task_wrote(ahead);
+    // Counted before the skip is looked at, as the daemon marks a skip before it reads
+    // this count (dpool_slots_kill_running): either the process sees the skip and stops
+    // here, or the daemon sees the task done and does not kill the process for it.
+    atomic_fetch_add(&ahead->shared->finished, 1);
     // A job written ahead under this epoch was KILLed: stop as after a task that wrote,
     // so the daemon takes the rest back and the KILLed one never runs.
     bool skip = atomic_load(&ahead->shared->skip) == (uint64_t)epoch + 1;
@@ -108,8 +138,12 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
         ahead->skipping = true;
         ahead->skip_epoch = epoch;
     }
-    int rc = dpool_channel_send_result(channel, code, wrote || skip ? 0 : DPOOL_CHANNEL_WENT_ON,
-                                       message, result.data, result.size);
+    uint32_t flags = wrote || skip ? 0 : DPOOL_CHANNEL_WENT_ON;
+    int64_t now = dpool_clock_us();
+    int rc =
+        flags && may_keep && s_keep_back(ahead, channel, now, now - began_us)
+            ? dpool_channel_keep_result(channel, code, flags, message, result.data, result.size)
+            : dpool_channel_send_result(channel, code, flags, message, result.data, result.size);
     free(message);
     msgpack_sbuffer_destroy(&result);
     return rc;
@@ -165,12 +199,17 @@ dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
         uint8_t kind;
         const uint8_t *body;
         size_t size;
+        // Nothing kept back waits while this process waits for a frame.
+        if (dpool_channel_kept(channel) > 0 && !dpool_channel_has_frame(channel) &&
+            dpool_channel_send_kept(channel) != DPOOL_OK)
+            _exit(1);
         int rc = dpool_channel_next(channel, true, &kind, &body, &size);
         if (rc == DPOOL_ERR_IO)
             _exit(0); // the daemon closed the channel: it is stopping
         if (rc != 1 || (kind != DPOOL_CHANNEL_TASK && kind != DPOOL_CHANNEL_CHUNK))
             _exit(1);
-        rc = s_run(config, channel, &ahead, kind, body, size);
+        bool may_keep = !config->max_tasks || done + 1 < config->max_tasks;
+        rc = s_run(config, channel, &ahead, kind, body, size, may_keep);
         if (rc < 0)
             _exit(1);
         if (rc == DPOOL_OK && config->max_tasks && ++done >= config->max_tasks)

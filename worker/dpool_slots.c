@@ -27,11 +27,16 @@
     jobs without a time limit behind a running task without one. A RESULT that says
     WENT_ON makes the first of them the running task; any other result sends them all
     back to the queue's front under the next epoch (the process skips the old one).
-    Only tasks that wrote nothing are run past, so output found in the pipes belongs
-    to the first task, from the one the daemon counts as running, whose result does
-    not say WENT_ON: output read while jobs are ahead is held until the results read
-    after it say which one that is. A KILL of a job written ahead kills the process
-    when that job comes to run, as for any running task. */
+    Only tasks that wrote nothing are run past, and results of those may be kept back
+    by the process to go several in one write, so the daemon may count as running a
+    task the process finished a while ago. Output found in the pipes belongs to the
+    task the process started last (it counts them in the memory it shares with the
+    daemon): after a task that wrote, it starts none of that epoch, and the daemon
+    drains the pipes when that task's result comes, before it sends the skipped jobs
+    again. So each byte goes out as its own task's, and all of a task's output before
+    its result; a task's output may come before the results of tasks before it that
+    were kept back. A KILL of a job written ahead kills the process when that job
+    comes to run, as for any running task. */
 #include "dpool_worker_internal.h"
 
 #include "dpool_clock.h"
@@ -43,41 +48,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+// The task whose output the pipes hold now: the one the process started last, which
+// is the running task or one written ahead (none of an epoch starts after a task that
+// wrote, until its result has been read and the pipes drained); 0 for none.
+static uint64_t
+s_output_owner(const dpool_slot_t *slot)
+{
+    if (slot->state != DPOOL_SLOT_BUSY)
+        return 0;
+    uint64_t started = dpool_proc_started(slot->proc);
+    uint64_t after_running =
+        started > slot->results_read + 1 ? started - slot->results_read - 1 : 0;
+    if (after_running == 0)
+        return slot->task_id;
+    const dpool_job_t *job = NULL;
+    for (job = zlist_first(slot->ahead); job && --after_running > 0; job = zlist_next(slot->ahead))
+        ;
+    return job ? job->task_id : slot->task_id;
+}
+
 static void
 s_forward_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, size_t size)
 {
-    if (slot->state != DPOOL_SLOT_BUSY) {
+    uint64_t task_id = s_output_owner(slot);
+    if (!task_id) {
         DPOOL_LOG_DEBUG("dropped %zu bytes of output from idle worker process %d", size,
                         (int)dpool_proc_pid(slot->proc));
         return;
     }
     dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_OUTPUT,
-                       .task_id = slot->task_id,
+                       .task_id = task_id,
                        .count = (uint32_t)stream,
                        .text = self->buffer,
                        .text_size = size};
     dpool_uplink_send(self->uplink, &msg);
 }
 
-// Forwards the output held for slot, as its running task's; any other slot's stays.
-static void
-s_forward_held(dpool_worker_t *self, dpool_slot_t *slot)
-{
-    if (self->held_slot != slot || self->held_size == 0)
-        return;
-    size_t size = self->held_size;
-    self->held_size = 0;
-    self->held_slot = NULL;
-    s_forward_output(self, slot, self->held_stream, size);
-}
-
-// Reads stream once into self->buffer, after forwarding what it held; at the end of
-// file the pipe leaves the poll set. Returns the byte count, 0 or -1 as
-// dpool_proc_read_output.
+// Reads stream once into self->buffer; at the end of file the pipe leaves the poll
+// set. Returns the byte count, 0 or -1 as dpool_proc_read_output.
 static ssize_t
 s_read_chunk(dpool_worker_t *self, dpool_slot_t *slot, int stream)
 {
-    s_forward_held(self, slot);
     ssize_t got =
         dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
     if (got < 0)
@@ -227,6 +238,7 @@ dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
     }
     slot->state = DPOOL_SLOT_STARTING;
     slot->tasks_done = 0;
+    slot->results_read = 0;
     slot->spawned_at = now;
 }
 
@@ -251,8 +263,6 @@ s_bury(dpool_worker_t *self, dpool_slot_t *slot, bool restart_now)
     slot->state = DPOOL_SLOT_EMPTY;
     slot->deadline = 0;
     slot->head_killed = false;
-    if (self->held_slot == slot)
-        self->held_size = 0, self->held_slot = NULL;
     s_take_back_ahead(slot); // they never started: the replacement runs them
     s_refresh_tail(slot);
 }
@@ -365,14 +375,13 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
     }
 }
 
-// The output of the task whose result just came, which did not go on: what was held
-// for it, then what the pipes still hold. A process writes its output before its
-// result, so once the result is here the pipes hold all of it, and one poll of both
-// pipes, taken now, says which to read (epoll's verdict is older than the result).
+// The output of the task whose result just came, which did not go on: what the pipes
+// still hold. A process writes its output before its result, so once the result is
+// here the pipes hold all of it, and one poll of both pipes, taken now, says which to
+// read (epoll's verdict is older than the result).
 static void
 s_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot)
 {
-    s_forward_held(self, slot);
     const int streams[] = {DPOOL_STREAM_STDOUT, DPOOL_STREAM_STDERR};
     struct pollfd pipes[2];
     for (int k = 0; k < 2; k++)
@@ -417,6 +426,7 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
         result = &nil;
         result_size = 1;
     }
+    slot->results_read++;
     zframe_t *payload = result_size > 0 ? zframe_new(result, result_size) : NULL;
     bool went_on = (flags & DPOOL_CHANNEL_WENT_ON) && zlist_size(slot->ahead) > 0;
     if (!(flags & DPOOL_CHANNEL_WENT_ON)) {
@@ -500,20 +510,7 @@ dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
 void
 dpool_slots_on_output(dpool_worker_t *self, dpool_slot_t *slot, int stream)
 {
-    if (zlist_size(slot->ahead) == 0) {
-        // The process runs the task the daemon counts as running: the bytes are its.
-        dpool_slots_read_output(self, slot, stream, false);
-        return;
-    }
-    ssize_t got = s_read_chunk(self, slot, stream);
-    if (got <= 0)
-        return;
-    // Results written before these bytes are in the channel now: read them first.
-    self->held_slot = slot;
-    self->held_stream = stream;
-    self->held_size = (size_t)got;
-    dpool_slots_on_channel(self, slot);
-    s_forward_held(self, slot); // no result claimed them: the running task's
+    dpool_slots_read_output(self, slot, stream, false);
 }
 
 void
@@ -627,14 +624,18 @@ bool
 dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t task_id)
 {
     // A process that runs ahead may have finished the task and gone on: its result,
-    // read now, says so, and then another task runs there. Skip first: should the task
-    // end between that read and the kill, the process stops there instead of starting
-    // the next one, which would otherwise be killed part-way and run again in full.
+    // read now, says so, or its count of finished tasks does when it kept the result
+    // back; another task runs there then, and the KILL came too late. Skip first, then
+    // the count (the process counts, then looks for a skip): either it stops after the
+    // task, or the count shows the task done; the next one is never killed part-way
+    // and run again in full.
     if (zlist_size(slot->ahead) > 0) {
         s_skip_ahead(slot);
         dpool_slots_on_channel(self, slot);
         if (slot->state != DPOOL_SLOT_BUSY || slot->task_id != task_id)
             return false;
+        if (dpool_proc_finished(slot->proc) > slot->results_read)
+            return false; // its result is on the way
     }
     dpool_slots_kill(self, slot);
     return true;

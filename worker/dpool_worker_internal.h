@@ -81,6 +81,7 @@ typedef struct {
     uint32_t time_limit_ms; // when BUSY: the task's limit; 0 = none
     int64_t deadline;       // when BUSY with a limit: when the process is killed
     unsigned tasks_done;    // tasks (a chunk counts once) since the process started
+    uint64_t results_read;  // RESULT frames read from the process
     // Output streams the last epoll_wait found readable (bit 1 << stream), not yet read:
     // a result's drain reads them and clears the bits.
     unsigned output_ready;
@@ -130,12 +131,6 @@ struct dpool_worker_t {
     int64_t slot_timers_at;
     dpool_slot_t **fill_due; // slots queued to this turn (fill_due_count of processes)
     size_t fill_due_count;
-    // Output read into buffer from a process that may have gone past the task the
-    // daemon counts as running: forwarded once the results read after it say whose
-    // it is (dpool_slots_on_output).
-    dpool_slot_t *held_slot;
-    int held_stream;
-    size_t held_size;
 };
 
 // Bytes read from an output pipe in one go: one WORKER_OUTPUT each.
