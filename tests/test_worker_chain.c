@@ -410,6 +410,34 @@ Test(worker_chain, crash_of_the_running_task_leaves_its_successors_to_the_replac
     dpool_msg_reset(&msg);
 }
 
+Test(worker_chain, crash_after_silent_tasks_ran_ahead_answers_them_and_loses_only_the_crashed_one)
+{
+    // Tasks 2-6 are silent and short, run ahead in one process, their results likely
+    // kept back to go with a later one; task 7 crashes the process. Each silent task
+    // is answered once, successfully; only task 7 is lost; task 8 runs in the
+    // replacement.
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    for (uint64_t id = 2; id <= 6; id++)
+        s_send_chained(id, id - 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(7, 6, "crash", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(8, 7, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    dpool_msg_t msg = {0};
+    for (uint64_t id = 1; id <= 6; id++) {
+        s_expect_result(id, &msg, NULL, 10000);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: code %d, %s", (unsigned long long)id, msg.code,
+                     msg.text ? msg.text : "");
+        dpool_msg_reset(&msg);
+    }
+    s_expect_result(7, &msg, NULL, 10000);
+    cr_assert_eq(msg.code, DPOOL_ERR_WORKER_LOST, "code %d: %s", msg.code,
+                 msg.text ? msg.text : "");
+    dpool_msg_reset(&msg);
+    s_expect_pid(8, 1);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
 Test(worker_chain, time_limit_of_the_running_task_leaves_its_successor_to_the_replacement)
 {
     s_start_ready("1", NULL);

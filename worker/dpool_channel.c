@@ -4,8 +4,8 @@
 #include "dpool_channel.h"
 
 #include <dpool/errors.h>
-#include <msgpack.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,9 @@ struct dpool_channel_t {
     size_t size;  // bytes held
     size_t taken; // bytes at the front that belong to frames already handed out
     size_t capacity;
-    msgpack_sbuffer kept; // RESULT frames kept back, to go in one write
+    uint8_t *kept; // where RESULT frames kept back go (not owned), or NULL: none are
+    size_t kept_capacity;
+    _Atomic uint32_t *kept_size; // bytes of whole frames in kept, published
     size_t kept_count;
 };
 
@@ -55,7 +57,6 @@ dpool_channel_destroy(dpool_channel_t **self_p)
     if (self->fd >= 0)
         close(self->fd);
     free(self->data);
-    msgpack_sbuffer_destroy(&self->kept);
     free(self);
     *self_p = NULL;
 }
@@ -284,14 +285,14 @@ dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch, cons
     return true;
 }
 
-// Writes a RESULT frame's header and head (code, flags, message length, message) at
-// the end of out; false when memory runs out.
-static bool
-s_put_result_head(msgpack_sbuffer *out, int code, uint32_t flags, const char *message,
-                  size_t message_size, size_t result_size)
+#define S_RESULT_FRAME_HEAD (S_HEADER_SIZE + S_RESULT_HEAD_SIZE)
+
+// Fills a RESULT frame's header and head: length, kind, code, flags, message length.
+static void
+s_result_head(uint8_t head[S_RESULT_FRAME_HEAD], int code, uint32_t flags, size_t message_size,
+              size_t result_size)
 {
     uint32_t length = (uint32_t)(S_RESULT_HEAD_SIZE + message_size + result_size);
-    uint8_t head[S_HEADER_SIZE + S_RESULT_HEAD_SIZE];
     int32_t code32 = code;
     uint32_t message_size32 = (uint32_t)message_size;
     memcpy(head, &length, sizeof length);
@@ -299,8 +300,15 @@ s_put_result_head(msgpack_sbuffer *out, int code, uint32_t flags, const char *me
     memcpy(head + S_HEADER_SIZE, &code32, sizeof code32);
     memcpy(head + S_HEADER_SIZE + 4, &flags, sizeof flags);
     memcpy(head + S_HEADER_SIZE + 8, &message_size32, sizeof message_size32);
-    return msgpack_sbuffer_write(out, (const char *)head, sizeof head) == 0 &&
-           (!message_size || msgpack_sbuffer_write(out, message, message_size) == 0);
+}
+
+// Forgets the frames kept back, once they are written.
+static void
+s_kept_sent(dpool_channel_t *self)
+{
+    if (self->kept_count)
+        atomic_store(self->kept_size, 0);
+    self->kept_count = 0;
 }
 
 int
@@ -310,17 +318,26 @@ dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const
     size_t message_size = message ? strlen(message) : 0;
     if (S_RESULT_HEAD_SIZE + message_size + result_size > DPOOL_CHANNEL_FRAME_MAX)
         return DPOOL_ERR_INVALID;
-    // The frames kept back go first, in the same write; the result's bytes are not copied.
-    size_t kept = self->kept.size;
-    if (!s_put_result_head(&self->kept, code, flags, message, message_size, result_size)) {
-        self->kept.size = kept;
-        return DPOOL_ERR_NOMEM;
-    }
-    struct iovec iov[2] = {{self->kept.data, self->kept.size}, {(void *)result, result_size}};
-    int rc = s_write_all(self->fd, iov, 2);
-    self->kept.size = 0;
-    self->kept_count = 0;
+    uint8_t head[S_RESULT_FRAME_HEAD];
+    s_result_head(head, code, flags, message_size, result_size);
+    // The frames kept back go first, in the same write.
+    size_t kept = self->kept_count ? atomic_load(self->kept_size) : 0;
+    struct iovec iov[4] = {{self->kept, kept},
+                           {head, sizeof head},
+                           {(void *)message, message_size},
+                           {(void *)result, result_size}};
+    int rc = s_write_all(self->fd, iov, 4);
+    s_kept_sent(self);
     return rc;
+}
+
+void
+dpool_channel_keep_in(dpool_channel_t *self, uint8_t *area, size_t capacity, _Atomic uint32_t *size)
+{
+    self->kept = area;
+    self->kept_capacity = capacity;
+    self->kept_size = size;
+    atomic_store(size, 0);
 }
 
 int
@@ -328,14 +345,17 @@ dpool_channel_keep_result(dpool_channel_t *self, int code, uint32_t flags, const
                           const void *result, size_t result_size)
 {
     size_t message_size = message ? strlen(message) : 0;
-    if (S_RESULT_HEAD_SIZE + message_size + result_size > DPOOL_CHANNEL_FRAME_MAX)
-        return DPOOL_ERR_INVALID;
-    size_t kept = self->kept.size;
-    if (!s_put_result_head(&self->kept, code, flags, message, message_size, result_size) ||
-        (result_size && msgpack_sbuffer_write(&self->kept, result, result_size) != 0)) {
-        self->kept.size = kept;
-        return DPOOL_ERR_NOMEM;
-    }
+    size_t used = self->kept_count ? atomic_load(self->kept_size) : 0;
+    size_t frame = S_RESULT_FRAME_HEAD + message_size + result_size;
+    if (!self->kept || frame > self->kept_capacity - used)
+        return 1;
+    uint8_t *at = self->kept + used;
+    s_result_head(at, code, flags, message_size, result_size);
+    if (message_size)
+        memcpy(at + S_RESULT_FRAME_HEAD, message, message_size);
+    if (result_size)
+        memcpy(at + S_RESULT_FRAME_HEAD + message_size, result, result_size);
+    atomic_store(self->kept_size, (uint32_t)(used + frame)); // the frame is whole first
     self->kept_count++;
     return DPOOL_OK;
 }
@@ -351,11 +371,27 @@ dpool_channel_send_kept(dpool_channel_t *self)
 {
     if (self->kept_count == 0)
         return DPOOL_OK;
-    struct iovec iov[1] = {{self->kept.data, self->kept.size}};
+    struct iovec iov[1] = {{self->kept, atomic_load(self->kept_size)}};
     int rc = s_write_all(self->fd, iov, 1);
-    self->kept.size = 0;
-    self->kept_count = 0;
+    s_kept_sent(self);
     return rc;
+}
+
+bool
+dpool_channel_frame_at(const uint8_t *data, size_t size, size_t *at, uint8_t *kind,
+                       const uint8_t **body, size_t *body_size)
+{
+    if (*at > size || size - *at < S_HEADER_SIZE)
+        return false;
+    uint32_t length;
+    memcpy(&length, data + *at, sizeof length);
+    if (length > size - *at - S_HEADER_SIZE)
+        return false;
+    *kind = data[*at + 4];
+    *body = data + *at + S_HEADER_SIZE;
+    *body_size = length;
+    *at += S_HEADER_SIZE + (size_t)length;
+    return true;
 }
 
 bool

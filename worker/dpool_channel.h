@@ -10,6 +10,7 @@
 #ifndef DPOOL_CHANNEL_H
 #define DPOOL_CHANNEL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,8 +118,15 @@ bool dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch,
 int dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
                               const void *result, size_t result_size);
 
-// Keeps a RESULT frame back (its bytes copied), to go with the next one sent. Returns
-// DPOOL_OK, DPOOL_ERR_INVALID for a frame over the limit, or DPOOL_ERR_NOMEM.
+// Gives the channel an area of capacity bytes (borrowed; in memory the daemon shares)
+// for RESULT frames kept back; *size (borrowed) publishes how many bytes of whole frames
+// it holds, so the daemon can still read them when the process died.
+void dpool_channel_keep_in(dpool_channel_t *self, uint8_t *area, size_t capacity,
+                           _Atomic uint32_t *size);
+
+// Keeps a RESULT frame back in the area (its bytes copied), to go with the next one
+// sent. Returns DPOOL_OK, or 1 when it does not fit there (or there is no area): the
+// caller sends it instead.
 int dpool_channel_keep_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
                               const void *result, size_t result_size);
 
@@ -128,6 +136,11 @@ size_t dpool_channel_kept(const dpool_channel_t *self);
 // Sends the RESULT frames kept back, in one write. Returns what dpool_channel_send
 // returns (DPOOL_OK when none were kept).
 int dpool_channel_send_kept(dpool_channel_t *self);
+
+// Reads the frame at *at of size bytes of frames (data, borrowed) and moves *at past
+// it; false when no whole frame is left there.
+bool dpool_channel_frame_at(const uint8_t *data, size_t size, size_t *at, uint8_t *kind,
+                            const uint8_t **body, size_t *body_size);
 
 // Whether a complete frame has been read and not taken yet: dpool_channel_next would
 // hand it out without waiting.

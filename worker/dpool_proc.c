@@ -171,6 +171,16 @@ dpool_proc_skip(dpool_proc_t *self, uint32_t epoch)
     atomic_store(&self->shared->skip, (uint64_t)epoch + 1);
 }
 
+void
+dpool_proc_kept(const dpool_proc_t *self, const uint8_t **frames, size_t *size, uint64_t *first)
+{
+    *frames = self->shared->kept;
+    *size = atomic_load(&self->shared->kept_size);
+    if (*size > sizeof self->shared->kept)
+        *size = 0; // a process that scribbled there is not believed
+    *first = atomic_load(&self->shared->kept_first);
+}
+
 uint64_t
 dpool_proc_started(const dpool_proc_t *self)
 {

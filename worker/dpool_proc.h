@@ -15,6 +15,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+// Room for RESULT frames a process keeps back (a result larger than what is left is sent).
+#define DPOOL_PROC_KEPT_MAX (56 * 1024)
+
 // Memory the daemon shares with one process (mapped before the fork), so that what a
 // process checks after every task costs it no system call. Both sides use atomics.
 typedef struct {
@@ -31,6 +34,13 @@ typedef struct {
     // whether a task wrote (dpool_runner.c).
     _Atomic uint64_t output_reads;
     _Atomic uint64_t output_taken;
+    // RESULT frames the process keeps back to send several in one write
+    // (dpool_channel_keep_in): kept_size bytes of whole frames, the first of them the
+    // result of the kept_first-th task finished. Should the process die with results
+    // kept back, the daemon reads them here: those tasks ended, and are answered.
+    _Atomic uint64_t kept_first;
+    _Atomic uint32_t kept_size;
+    uint8_t kept[DPOOL_PROC_KEPT_MAX];
 } dpool_proc_shared_t;
 
 // What the new process runs: main_fn(arg, channel_fd, shared). It must not return;
@@ -56,6 +66,12 @@ dpool_channel_t *dpool_proc_channel(dpool_proc_t *self);
 // Tells the process to skip, after its running task, the jobs written to it ahead
 // under epoch (dpool_channel.h, "Running ahead").
 void dpool_proc_skip(dpool_proc_t *self, uint32_t epoch);
+
+// The RESULT frames the process kept back (*frames and *size borrowed from self), the
+// first of them the result of the *first-th task it finished. Only for a process that
+// has died: a live one changes them.
+void dpool_proc_kept(const dpool_proc_t *self, const uint8_t **frames, size_t *size,
+                     uint64_t *first);
 
 // How many tasks the process has started, and finished, their results read or not.
 uint64_t dpool_proc_started(const dpool_proc_t *self);

@@ -140,10 +140,14 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
     }
     uint32_t flags = wrote || skip ? 0 : DPOOL_CHANNEL_WENT_ON;
     int64_t now = dpool_clock_us();
-    int rc =
-        flags && may_keep && s_keep_back(ahead, channel, now, now - began_us)
-            ? dpool_channel_keep_result(channel, code, flags, message, result.data, result.size)
-            : dpool_channel_send_result(channel, code, flags, message, result.data, result.size);
+    int rc = 1;
+    if (flags && may_keep && s_keep_back(ahead, channel, now, now - began_us)) {
+        if (dpool_channel_kept(channel) == 0)
+            atomic_store(&ahead->shared->kept_first, atomic_load(&ahead->shared->finished));
+        rc = dpool_channel_keep_result(channel, code, flags, message, result.data, result.size);
+    }
+    if (rc == 1) // not kept back: no room for it
+        rc = dpool_channel_send_result(channel, code, flags, message, result.data, result.size);
     free(message);
     msgpack_sbuffer_destroy(&result);
     return rc;
@@ -182,8 +186,10 @@ dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
     // Every process draws its own random() sequence (demo.worker's sleeps).
     srandom((unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)dpool_clock_us());
     dpool_channel_t *channel = dpool_channel_new(channel_fd);
-    if (channel)
+    if (channel) {
+        dpool_channel_keep_in(channel, shared->kept, sizeof shared->kept, &shared->kept_size);
         s_initialize(config, channel);
+    }
     // The pipes as they are now: a task that points stdout elsewhere writes no output
     // of ours.
     s_ahead_t ahead = {.shared = shared,

@@ -282,12 +282,48 @@ s_count_init_failure(dpool_worker_t *self, pid_t pid, const char *why)
 
 // The process in slot died or broke its channel: its running task, if any, is
 // lost, and the result says how.
+static void s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_t size);
+
+// The results a dead process had kept back (dpool_proc_shared_t) and the daemon had
+// not read: their tasks ended, and are answered as if the results had come.
+static void
+s_recover_kept(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    const uint8_t *frames;
+    size_t size, at = 0;
+    uint64_t index;
+    dpool_proc_kept(slot->proc, &frames, &size, &index);
+    uint8_t kind;
+    const uint8_t *body;
+    size_t body_size;
+    for (; slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 &&
+           dpool_channel_frame_at(frames, size, &at, &kind, &body, &body_size);
+         index++) {
+        int code;
+        uint32_t flags = 0;
+        char *message = NULL;
+        const uint8_t *result;
+        size_t result_size;
+        // Only what a kept result can be: one that went on, whole.
+        bool whole = kind == DPOOL_CHANNEL_RESULT &&
+                     dpool_channel_parse_result(body, body_size, &code, &flags, &message, &result,
+                                                &result_size) &&
+                     (flags & DPOOL_CHANNEL_WENT_ON);
+        free(message);
+        if (!whole)
+            return;
+        if (index > slot->results_read)
+            s_on_result(self, slot, body, body_size);
+    }
+}
+
 static void
 s_on_death(dpool_worker_t *self, dpool_slot_t *slot)
 {
     char why[512];
     s_drain_output(self, slot);
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
+    s_recover_kept(self, slot);
     if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed) {
         DPOOL_LOG_DEBUG("killed task %" PRIu64 " ended with its process: %s", slot->task_id, why);
     } else if (slot->state == DPOOL_SLOT_BUSY) {
@@ -500,8 +536,10 @@ dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
         s_on_death(self, slot);
         return;
     }
-    // Only now: a KILLed job that came to run may have answered in the frames above.
-    if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed)
+    // Only now: a KILLed job that came to run may have answered in the frames above,
+    // or ended with its result kept back (the process counts it finished).
+    if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed &&
+        dpool_proc_finished(slot->proc) <= slot->results_read)
         dpool_slots_kill(self, slot);
     else
         s_fill_ahead(self, slot); // what ran ahead is replaced, in one write
