@@ -5,6 +5,7 @@
     Lock order: pool, then table, then result; nothing here is called with a result or
     map lock held. */
 #include "dpool_pending.h"
+#include "dpool_idmap.h"
 #include "dpool_result.h"
 
 #include <pthread.h>
@@ -12,39 +13,21 @@
 
 struct _dpool_pending_t {
     pthread_mutex_t lock;
-    pthread_cond_t idle; // broadcast when tasks, deliveries or holds drop
-    zhashx_t *tasks;     // task id -> s_entry_t (owned; the table frees entries itself)
-    size_t delivering;   // entries taken out whose outcome is being handed over
-    size_t holds;        // dpool_pending_hold minus dpool_pending_release
+    pthread_cond_t idle;  // broadcast when tasks, deliveries or holds drop
+    dpool_idmap_t *tasks; // task id -> s_entry_t (owned; the table frees entries itself)
+    size_t delivering;    // entries taken out whose outcome is being handed over
+    size_t holds;         // dpool_pending_hold minus dpool_pending_release
 };
 
 typedef struct {
-    uint64_t task_id;       // the key points here, so keys need no allocation of their own
+    uint64_t task_id;
     dpool_result_t *result; // a reference of the table's own, or NULL for a sink
     dpool_sink_t sink;
-    // The task's SUBMIT, kept for a re-send, flat: per frame a uint32 size and its bytes.
-    // One block, not a copy of the message's frames (their allocations, and their frees
-    // on the I/O thread, cost a sixth of the client's throughput). NULL until kept.
+    // The task's SUBMIT, kept for a re-send, as dpool_batch_encode wrote it. NULL until
+    // kept.
     uint8_t *submit;
     size_t submit_size;
 } s_entry_t;
-
-static size_t
-s_hash_id(const void *key)
-{
-    // splitmix64's finaliser: ids count up from 1, which a plain modulo would bunch
-    uint64_t x = *(const uint64_t *)key;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return (size_t)(x ^ (x >> 31));
-}
-
-static int
-s_compare_id(const void *a, const void *b)
-{
-    uint64_t left = *(const uint64_t *)a, right = *(const uint64_t *)b;
-    return left < right ? -1 : left > right;
-}
 
 dpool_pending_t *
 dpool_pending_new(void)
@@ -52,13 +35,9 @@ dpool_pending_new(void)
     dpool_pending_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->tasks = zhashx_new();
+    self->tasks = dpool_idmap_new();
     if (!self->tasks)
         goto fail_free;
-    zhashx_set_key_hasher(self->tasks, s_hash_id);
-    zhashx_set_key_comparator(self->tasks, s_compare_id);
-    zhashx_set_key_duplicator(self->tasks, NULL);
-    zhashx_set_key_destructor(self->tasks, NULL);
     if (!dpool_cond_init_monotonic(&self->idle))
         goto fail_hash;
     if (pthread_mutex_init(&self->lock, NULL) != 0)
@@ -67,7 +46,7 @@ dpool_pending_new(void)
 fail_cond:
     pthread_cond_destroy(&self->idle);
 fail_hash:
-    zhashx_destroy(&self->tasks);
+    dpool_idmap_destroy(&self->tasks);
 fail_free:
     free(self);
     return NULL;
@@ -81,7 +60,7 @@ dpool_pending_destroy(dpool_pending_t **self_p)
     dpool_pending_t *self = *self_p;
     *self_p = NULL;
     dpool_pending_fail_all(self, DPOOL_ERR_TERMINATED, "terminated: the pool was destroyed");
-    zhashx_destroy(&self->tasks);
+    dpool_idmap_destroy(&self->tasks);
     pthread_cond_destroy(&self->idle);
     pthread_mutex_destroy(&self->lock);
     free(self);
@@ -91,10 +70,10 @@ static int
 s_insert(dpool_pending_t *self, s_entry_t *entry)
 {
     pthread_mutex_lock(&self->lock);
-    int rc = zhashx_insert(self->tasks, &entry->task_id, entry);
+    int rc = dpool_idmap_insert(self->tasks, entry->task_id, entry);
     pthread_mutex_unlock(&self->lock);
-    // only a duplicate id fails an insert, and ids come from one counter: a bug of ours
-    return rc == 0 ? DPOOL_OK : DPOOL_ERR_INVALID;
+    // ids come from one counter, under the pool lock: only memory can run out
+    return rc;
 }
 
 int
@@ -146,7 +125,7 @@ dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, uint8_t **submit_p, 
     uint8_t *submit = *submit_p;
     *submit_p = NULL;
     pthread_mutex_lock(&self->lock);
-    s_entry_t *entry = submit ? zhashx_lookup(self->tasks, &task_id) : NULL;
+    s_entry_t *entry = submit ? dpool_idmap_lookup(self->tasks, task_id) : NULL;
     bool kept = entry && !entry->submit;
     if (kept) {
         entry->submit = submit;
@@ -158,38 +137,40 @@ dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, uint8_t **submit_p, 
     return kept;
 }
 
-static int
-s_compare_entries(const void *a, const void *b)
+typedef struct {
+    dpool_pending_send_fn *send;
+    void *arg;
+    size_t count;
+} s_resend_t;
+
+static void
+s_resend_one(void *arg, uint64_t task_id, void *value)
 {
-    const s_entry_t *left = *(s_entry_t *const *)a, *right = *(s_entry_t *const *)b;
-    return left->task_id < right->task_id ? -1 : left->task_id > right->task_id;
+    (void)task_id;
+    s_resend_t *resend = arg;
+    s_entry_t *entry = value;
+    if (!entry->submit)
+        return;
+    resend->send(resend->arg, entry->submit, entry->submit_size);
+    resend->count++;
 }
 
 size_t
 dpool_pending_resend(dpool_pending_t *self, dpool_pending_send_fn *send, void *arg)
 {
-    pthread_mutex_lock(&self->lock);
-    size_t size = zhashx_size(self->tasks), count = 0;
     // In id order, so the broker queues them again in the order they were submitted.
-    s_entry_t **entries = size ? malloc(size * sizeof *entries) : NULL;
-    for (s_entry_t *entry = entries ? zhashx_first(self->tasks) : NULL; entry;
-         entry = zhashx_next(self->tasks))
-        if (entry->submit)
-            entries[count++] = entry;
-    if (count > 1)
-        qsort(entries, count, sizeof *entries, s_compare_entries);
-    for (size_t i = 0; i < count; i++)
-        send(arg, entries[i]->submit, entries[i]->submit_size);
+    s_resend_t resend = {.send = send, .arg = arg};
+    pthread_mutex_lock(&self->lock);
+    dpool_idmap_each(self->tasks, false, s_resend_one, &resend);
     pthread_mutex_unlock(&self->lock);
-    free(entries);
-    return count;
+    return resend.count;
 }
 
 // Under self->lock: wakes waiters when something they wait for may have ended.
 static void
 s_signal_locked(dpool_pending_t *self)
 {
-    if (zhashx_size(self->tasks) == 0 && self->delivering == 0)
+    if (dpool_idmap_size(self->tasks) == 0 && self->delivering == 0)
         pthread_cond_broadcast(&self->idle);
 }
 
@@ -198,11 +179,9 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
                        zframe_t **payload_p)
 {
     pthread_mutex_lock(&self->lock);
-    s_entry_t *entry = zhashx_lookup(self->tasks, &task_id);
-    if (entry) {
-        zhashx_delete(self->tasks, &task_id);
+    s_entry_t *entry = dpool_idmap_take(self->tasks, task_id);
+    if (entry)
         self->delivering++;
-    }
     pthread_mutex_unlock(&self->lock);
     if (entry) {
         s_deliver(entry, code, message, payload_p);
@@ -216,21 +195,49 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
     return entry != NULL;
 }
 
+typedef struct {
+    s_entry_t **entries;
+    size_t count;
+} s_taken_t;
+
+static void
+s_take_one(void *arg, uint64_t task_id, void *value)
+{
+    (void)task_id;
+    s_taken_t *taken = arg;
+    taken->entries[taken->count++] = value;
+}
+
 size_t
 dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message)
 {
     size_t count = 0;
     pthread_mutex_lock(&self->lock);
-    // One entry at a time, restarting the walk each time: a delivery runs unlocked, and
-    // the table may change meanwhile.
-    for (s_entry_t *entry = zhashx_first(self->tasks); entry; entry = zhashx_first(self->tasks)) {
-        zhashx_delete(self->tasks, &entry->task_id);
-        self->delivering++;
+    // Every entry taken out at once, then delivered unlocked; again while tasks were
+    // added meanwhile.
+    size_t size;
+    while ((size = dpool_idmap_size(self->tasks)) > 0) {
+        s_taken_t taken = {.entries = malloc(size * sizeof *taken.entries)};
+        if (!taken.entries) {
+            // No memory for the list: one at a time, the oldest first.
+            s_entry_t *entry = dpool_idmap_take_first(self->tasks);
+            self->delivering++;
+            pthread_mutex_unlock(&self->lock);
+            s_deliver(entry, code, message, NULL);
+            pthread_mutex_lock(&self->lock);
+            self->delivering--;
+            count++;
+            continue;
+        }
+        dpool_idmap_each(self->tasks, true, s_take_one, &taken);
+        self->delivering += taken.count;
         pthread_mutex_unlock(&self->lock);
-        s_deliver(entry, code, message, NULL);
-        count++;
+        for (size_t i = 0; i < taken.count; i++)
+            s_deliver(taken.entries[i], code, message, NULL);
         pthread_mutex_lock(&self->lock);
-        self->delivering--;
+        self->delivering -= taken.count;
+        count += taken.count;
+        free(taken.entries);
     }
     s_signal_locked(self);
     pthread_mutex_unlock(&self->lock);
@@ -241,7 +248,7 @@ size_t
 dpool_pending_count(dpool_pending_t *self)
 {
     pthread_mutex_lock(&self->lock);
-    size_t count = zhashx_size(self->tasks) + self->delivering;
+    size_t count = dpool_idmap_size(self->tasks) + self->delivering;
     pthread_mutex_unlock(&self->lock);
     return count;
 }
@@ -267,7 +274,7 @@ dpool_pending_release(dpool_pending_t *self)
 static bool
 s_busy_locked(dpool_pending_t *self, bool holds)
 {
-    return zhashx_size(self->tasks) > 0 || self->delivering > 0 || (holds && self->holds > 0);
+    return dpool_idmap_size(self->tasks) > 0 || self->delivering > 0 || (holds && self->holds > 0);
 }
 
 int
