@@ -342,6 +342,32 @@ Test(worker_chain, kill_of_the_running_task_leaves_the_tasks_written_ahead_to_th
     cr_assert_eq(s_credits, 1);
 }
 
+Test(worker_chain, results_kept_back_come_while_a_long_task_after_them_runs_and_a_kill_stops_it)
+{
+    // Tasks 2 and 3 are silent: their results may be kept back to go with task 4's,
+    // but task 4 sleeps 30 s, so the daemon takes them from the process's shared
+    // memory instead (within milliseconds; 5 s here is slack for a loaded machine).
+    // Then a KILL of task 4, which the process is running, kills it; task 5 runs in
+    // the replacement.
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(2, 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(3, 2, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(4, 3, "sleep", S_THIRTY, S_SIZE(S_THIRTY), 0);
+    s_send_chained(5, 4, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    dpool_msg_t msg = {0};
+    for (uint64_t id = 1; id <= 3; id++) {
+        s_expect_result(id, &msg, NULL, id == 1 ? 10000 : 5000);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)id,
+                     msg.text ? msg.text : "");
+        dpool_msg_reset(&msg);
+    }
+    s_send_kill(4);
+    s_expect_pid(5, 1); // no result for task 4: killed, as a running task is
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
 Test(worker_chain, tasks_written_ahead_respect_maxtasksperchild)
 {
     s_start_ready("1", "2");

@@ -5,8 +5,8 @@
 
 #include <dpool/errors.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,8 +19,9 @@
 #define S_FILL_READS 16
 // The most buffer a channel keeps while it holds no frame.
 #define S_KEEP_CAPACITY (1024u * 1024u)
-// A RESULT body starts with an int32 code, uint32 flags and a uint32 message length.
-#define S_RESULT_HEAD_SIZE 12
+// A RESULT body starts with an int32 code, uint32 flags, a uint64 index and a uint32
+// message length.
+#define S_RESULT_HEAD_SIZE 20
 // A TASK body starts with a uint32 epoch.
 #define S_TASK_HEAD_SIZE 4
 
@@ -33,6 +34,7 @@ struct dpool_channel_t {
     uint8_t *kept; // where RESULT frames kept back go (not owned), or NULL: none are
     size_t kept_capacity;
     _Atomic uint32_t *kept_size; // bytes of whole frames in kept, published
+    _Atomic uint64_t *kept_gen;  // moves on each time the frames kept are sent
     size_t kept_count;
 };
 
@@ -287,74 +289,79 @@ dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch, cons
 
 #define S_RESULT_FRAME_HEAD (S_HEADER_SIZE + S_RESULT_HEAD_SIZE)
 
-// Fills a RESULT frame's header and head: length, kind, code, flags, message length.
+// Fills a RESULT frame's header and head: length, kind, code, flags, index, message
+// length.
 static void
-s_result_head(uint8_t head[S_RESULT_FRAME_HEAD], int code, uint32_t flags, size_t message_size,
-              size_t result_size)
+s_result_head(uint8_t head[S_RESULT_FRAME_HEAD], const dpool_channel_result_t *result,
+              size_t message_size)
 {
-    uint32_t length = (uint32_t)(S_RESULT_HEAD_SIZE + message_size + result_size);
-    int32_t code32 = code;
+    uint32_t length = (uint32_t)(S_RESULT_HEAD_SIZE + message_size + result->size);
+    int32_t code32 = result->code;
     uint32_t message_size32 = (uint32_t)message_size;
     memcpy(head, &length, sizeof length);
     head[4] = DPOOL_CHANNEL_RESULT;
     memcpy(head + S_HEADER_SIZE, &code32, sizeof code32);
-    memcpy(head + S_HEADER_SIZE + 4, &flags, sizeof flags);
-    memcpy(head + S_HEADER_SIZE + 8, &message_size32, sizeof message_size32);
+    memcpy(head + S_HEADER_SIZE + 4, &result->flags, sizeof result->flags);
+    memcpy(head + S_HEADER_SIZE + 8, &result->index, sizeof result->index);
+    memcpy(head + S_HEADER_SIZE + 16, &message_size32, sizeof message_size32);
 }
 
-// Forgets the frames kept back, once they are written.
+// Forgets the frames kept back, once they are written: the generation moves on before
+// the area is reused, so a daemon copying them meanwhile knows its copy may be torn.
 static void
 s_kept_sent(dpool_channel_t *self)
 {
-    if (self->kept_count)
+    if (self->kept_count) {
+        atomic_fetch_add(self->kept_gen, 1);
         atomic_store(self->kept_size, 0);
+    }
     self->kept_count = 0;
 }
 
 int
-dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
-                          const void *result, size_t result_size)
+dpool_channel_send_result(dpool_channel_t *self, const dpool_channel_result_t *result)
 {
-    size_t message_size = message ? strlen(message) : 0;
-    if (S_RESULT_HEAD_SIZE + message_size + result_size > DPOOL_CHANNEL_FRAME_MAX)
+    size_t message_size = result->message ? strlen(result->message) : 0;
+    if (S_RESULT_HEAD_SIZE + message_size + result->size > DPOOL_CHANNEL_FRAME_MAX)
         return DPOOL_ERR_INVALID;
     uint8_t head[S_RESULT_FRAME_HEAD];
-    s_result_head(head, code, flags, message_size, result_size);
+    s_result_head(head, result, message_size);
     // The frames kept back go first, in the same write.
     size_t kept = self->kept_count ? atomic_load(self->kept_size) : 0;
     struct iovec iov[4] = {{self->kept, kept},
                            {head, sizeof head},
-                           {(void *)message, message_size},
-                           {(void *)result, result_size}};
+                           {(void *)result->message, message_size},
+                           {(void *)result->data, result->size}};
     int rc = s_write_all(self->fd, iov, 4);
     s_kept_sent(self);
     return rc;
 }
 
 void
-dpool_channel_keep_in(dpool_channel_t *self, uint8_t *area, size_t capacity, _Atomic uint32_t *size)
+dpool_channel_keep_in(dpool_channel_t *self, uint8_t *area, size_t capacity, _Atomic uint32_t *size,
+                      _Atomic uint64_t *gen)
 {
     self->kept = area;
     self->kept_capacity = capacity;
     self->kept_size = size;
+    self->kept_gen = gen;
     atomic_store(size, 0);
 }
 
 int
-dpool_channel_keep_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
-                          const void *result, size_t result_size)
+dpool_channel_keep_result(dpool_channel_t *self, const dpool_channel_result_t *result)
 {
-    size_t message_size = message ? strlen(message) : 0;
+    size_t message_size = result->message ? strlen(result->message) : 0;
     size_t used = self->kept_count ? atomic_load(self->kept_size) : 0;
-    size_t frame = S_RESULT_FRAME_HEAD + message_size + result_size;
+    size_t frame = S_RESULT_FRAME_HEAD + message_size + result->size;
     if (!self->kept || frame > self->kept_capacity - used)
         return 1;
     uint8_t *at = self->kept + used;
-    s_result_head(at, code, flags, message_size, result_size);
+    s_result_head(at, result, message_size);
     if (message_size)
-        memcpy(at + S_RESULT_FRAME_HEAD, message, message_size);
-    if (result_size)
-        memcpy(at + S_RESULT_FRAME_HEAD + message_size, result, result_size);
+        memcpy(at + S_RESULT_FRAME_HEAD, result->message, message_size);
+    if (result->size)
+        memcpy(at + S_RESULT_FRAME_HEAD + message_size, result->data, result->size);
     atomic_store(self->kept_size, (uint32_t)(used + frame)); // the frame is whole first
     self->kept_count++;
     return DPOOL_OK;
@@ -407,7 +414,8 @@ dpool_channel_has_frame(const dpool_channel_t *self)
 
 bool
 dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, uint32_t *flags,
-                           char **message_p, const uint8_t **result, size_t *result_size)
+                           uint64_t *index, char **message_p, const uint8_t **result,
+                           size_t *result_size)
 {
     int32_t code32;
     uint32_t message_size;
@@ -416,7 +424,8 @@ dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, uint32_t
         return false;
     memcpy(&code32, body, sizeof code32);
     memcpy(flags, body + 4, sizeof *flags);
-    memcpy(&message_size, body + 8, sizeof message_size);
+    memcpy(index, body + 8, sizeof *index);
+    memcpy(&message_size, body + 16, sizeof message_size);
     if (message_size > size - S_RESULT_HEAD_SIZE)
         return false;
     if (message_size) {

@@ -22,8 +22,9 @@
 //         argument array)
 // CHUNK   daemon -> process: as TASK, but the bytes are an array of argument arrays
 // RESULT  process -> daemon: int32 code, uint32 flags (DPOOL_CHANNEL_WENT_ON),
-//         uint32 n, n bytes of message, then the result bytes (none for a failed
-//         task, the results so far for a failed chunk)
+//         uint64 index (the count of tasks the process has finished, this one
+//         included), uint32 n, n bytes of message, then the result bytes (none for a
+//         failed task, the results so far for a failed chunk)
 // INIT_FAILED  process -> daemon: the initializer failed; body = its message. The
 //         process exits right after.
 //
@@ -111,24 +112,31 @@ int dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, c
 bool dpool_channel_parse_task(const uint8_t *body, size_t size, uint32_t *epoch,
                               const char **function, const uint8_t **args, size_t *args_size);
 
-// Sends a RESULT frame: code, flags, message (borrowed, may be NULL) and result_size
-// bytes of result (borrowed; 0 bytes for a failed task, the partial array for a failed
-// chunk), after the RESULT frames kept back, in one write. Returns what
-// dpool_channel_send returns, or DPOOL_ERR_NOMEM.
-int dpool_channel_send_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
-                              const void *result, size_t result_size);
+// A RESULT frame's fields; all borrowed.
+typedef struct {
+    int code;
+    uint32_t flags;      // DPOOL_CHANNEL_WENT_ON
+    uint64_t index;      // the count of tasks the process has finished, this one included
+    const char *message; // may be NULL
+    const void *data;    // the result bytes (none for a failed task, the results so far
+    size_t size;         // for a failed chunk)
+} dpool_channel_result_t;
+
+// Sends a RESULT frame after the RESULT frames kept back, in one write. Returns what
+// dpool_channel_send returns.
+int dpool_channel_send_result(dpool_channel_t *self, const dpool_channel_result_t *result);
 
 // Gives the channel an area of capacity bytes (borrowed; in memory the daemon shares)
 // for RESULT frames kept back; *size (borrowed) publishes how many bytes of whole frames
-// it holds, so the daemon can still read them when the process died.
+// it holds, and *gen (borrowed) moves on each time they are sent and the area is to be
+// reused, so the daemon can copy them out while the process runs, or after it died.
 void dpool_channel_keep_in(dpool_channel_t *self, uint8_t *area, size_t capacity,
-                           _Atomic uint32_t *size);
+                           _Atomic uint32_t *size, _Atomic uint64_t *gen);
 
 // Keeps a RESULT frame back in the area (its bytes copied), to go with the next one
 // sent. Returns DPOOL_OK, or 1 when it does not fit there (or there is no area): the
 // caller sends it instead.
-int dpool_channel_keep_result(dpool_channel_t *self, int code, uint32_t flags, const char *message,
-                              const void *result, size_t result_size);
+int dpool_channel_keep_result(dpool_channel_t *self, const dpool_channel_result_t *result);
 
 // How many RESULT frames are kept back.
 size_t dpool_channel_kept(const dpool_channel_t *self);
@@ -150,6 +158,7 @@ bool dpool_channel_has_frame(const dpool_channel_t *self);
 // NULL when it was empty; *result points into body (borrowed). Returns false for a
 // body too short for what its lengths claim.
 bool dpool_channel_parse_result(const uint8_t *body, size_t size, int *code, uint32_t *flags,
-                                char **message_p, const uint8_t **result, size_t *result_size);
+                                uint64_t *index, char **message_p, const uint8_t **result,
+                                size_t *result_size);
 
 #endif

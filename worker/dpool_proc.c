@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -109,6 +110,8 @@ dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg)
     if (pid == 0)
         s_child(parent, out[1], err[1], chan[1], main_fn, arg, self->shared);
     self->pid = pid;
+    // Processes forked later do not see this one's page (nor could scribble on it).
+    madvise(self->shared, sizeof *self->shared, MADV_DONTFORK);
     s_close(&out[1]);
     s_close(&err[1]);
     s_close(&chan[1]);
@@ -171,14 +174,19 @@ dpool_proc_skip(dpool_proc_t *self, uint32_t epoch)
     atomic_store(&self->shared->skip, (uint64_t)epoch + 1);
 }
 
-void
-dpool_proc_kept(const dpool_proc_t *self, const uint8_t **frames, size_t *size, uint64_t *first)
+bool
+dpool_proc_copy_kept(const dpool_proc_t *self, uint8_t *buffer, size_t *size_p)
 {
-    *frames = self->shared->kept;
-    *size = atomic_load(&self->shared->kept_size);
-    if (*size > sizeof self->shared->kept)
-        *size = 0; // a process that scribbled there is not believed
-    *first = atomic_load(&self->shared->kept_first);
+    // A sequence lock: the process writes frames, then their size; it moves the
+    // generation on before it reuses the area.
+    uint64_t gen = atomic_load(&self->shared->kept_gen);
+    size_t size = atomic_load(&self->shared->kept_size);
+    if (size > sizeof self->shared->kept)
+        size = 0; // a process that scribbled there is not believed
+    memcpy(buffer, self->shared->kept, size);
+    atomic_thread_fence(memory_order_acquire);
+    *size_p = size;
+    return atomic_load(&self->shared->kept_gen) == gen;
 }
 
 uint64_t

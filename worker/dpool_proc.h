@@ -35,10 +35,11 @@ typedef struct {
     _Atomic uint64_t output_reads;
     _Atomic uint64_t output_taken;
     // RESULT frames the process keeps back to send several in one write
-    // (dpool_channel_keep_in): kept_size bytes of whole frames, the first of them the
-    // result of the kept_first-th task finished. Should the process die with results
-    // kept back, the daemon reads them here: those tasks ended, and are answered.
-    _Atomic uint64_t kept_first;
+    // (dpool_channel_keep_in): kept_size bytes of whole frames, each with its index;
+    // kept_gen moves on when they have been sent and the area is reused. The daemon
+    // copies them out when they wait too long, or when the process died with them:
+    // those tasks ended, and are answered.
+    _Atomic uint64_t kept_gen;
     _Atomic uint32_t kept_size;
     uint8_t kept[DPOOL_PROC_KEPT_MAX];
 } dpool_proc_shared_t;
@@ -67,11 +68,10 @@ dpool_channel_t *dpool_proc_channel(dpool_proc_t *self);
 // under epoch (dpool_channel.h, "Running ahead").
 void dpool_proc_skip(dpool_proc_t *self, uint32_t epoch);
 
-// The RESULT frames the process kept back (*frames and *size borrowed from self), the
-// first of them the result of the *first-th task it finished. Only for a process that
-// has died: a live one changes them.
-void dpool_proc_kept(const dpool_proc_t *self, const uint8_t **frames, size_t *size,
-                     uint64_t *first);
+// Copies the RESULT frames the process keeps back into buffer (DPOOL_PROC_KEPT_MAX
+// bytes, caller-owned), *size_p bytes of them. Returns false when the process sent
+// them meanwhile (the copy may be torn: they are in the channel instead).
+bool dpool_proc_copy_kept(const dpool_proc_t *self, uint8_t *buffer, size_t *size_p);
 
 // How many tasks the process has started, and finished, their results read or not.
 uint64_t dpool_proc_started(const dpool_proc_t *self);

@@ -30,10 +30,11 @@
 #include <unistd.h>
 
 // Results of tasks that went on may be kept back and sent with a later one, in one
-// write, while the next task has arrived already: at most this many, for at most this
-// long after the first was kept, and only after tasks that ran shorter than that. A
-// result kept back waits for at most one more task: before this process would wait
-// for a frame, it sends what it kept.
+// write, while the next task has arrived already: this many in one write at most,
+// kept no longer than this after the first when the decision is made, and only after
+// tasks that ran shorter than that. Before this process would wait for a frame, it
+// sends what it kept; when the task after them runs long, the daemon takes them from
+// the memory the two share (dpool_slots_collect_kept).
 #define S_KEEP_MAX 16
 #define S_KEEP_US 200
 
@@ -63,6 +64,14 @@ s_count_output(const s_ahead_t *ahead, uint64_t *total)
         return false;
     *total = taken + (uint64_t)waiting[0] + (uint64_t)waiting[1];
     return true;
+}
+
+// A close-on-exec copy of fd, numbered high; -1 when there is none.
+static int
+s_dup_high(int fd)
+{
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    return copy >= 0 ? copy : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 // Whether the task that just ran may have written output; counts anew for the next.
@@ -130,7 +139,7 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
     // Counted before the skip is looked at, as the daemon marks a skip before it reads
     // this count (dpool_slots_kill_running): either the process sees the skip and stops
     // here, or the daemon sees the task done and does not kill the process for it.
-    atomic_fetch_add(&ahead->shared->finished, 1);
+    uint64_t finished = atomic_fetch_add(&ahead->shared->finished, 1) + 1;
     // A job written ahead under this epoch was KILLed: stop as after a task that wrote,
     // so the daemon takes the rest back and the KILLed one never runs.
     bool skip = atomic_load(&ahead->shared->skip) == (uint64_t)epoch + 1;
@@ -140,14 +149,17 @@ s_run(const dpool_runner_config_t *config, dpool_channel_t *channel, s_ahead_t *
     }
     uint32_t flags = wrote || skip ? 0 : DPOOL_CHANNEL_WENT_ON;
     int64_t now = dpool_clock_us();
+    dpool_channel_result_t frame = {.code = code,
+                                    .flags = flags,
+                                    .index = finished,
+                                    .message = message,
+                                    .data = result.data,
+                                    .size = result.size};
     int rc = 1;
-    if (flags && may_keep && s_keep_back(ahead, channel, now, now - began_us)) {
-        if (dpool_channel_kept(channel) == 0)
-            atomic_store(&ahead->shared->kept_first, atomic_load(&ahead->shared->finished));
-        rc = dpool_channel_keep_result(channel, code, flags, message, result.data, result.size);
-    }
+    if (flags && may_keep && s_keep_back(ahead, channel, now, now - began_us))
+        rc = dpool_channel_keep_result(channel, &frame);
     if (rc == 1) // not kept back: no room for it
-        rc = dpool_channel_send_result(channel, code, flags, message, result.data, result.size);
+        rc = dpool_channel_send_result(channel, &frame);
     free(message);
     msgpack_sbuffer_destroy(&result);
     return rc;
@@ -187,15 +199,22 @@ dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
     srandom((unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)dpool_clock_us());
     dpool_channel_t *channel = dpool_channel_new(channel_fd);
     if (channel) {
-        dpool_channel_keep_in(channel, shared->kept, sizeof shared->kept, &shared->kept_size);
+        dpool_channel_keep_in(channel, shared->kept, sizeof shared->kept, &shared->kept_size,
+                              &shared->kept_gen);
         s_initialize(config, channel);
     }
     // The pipes as they are now: a task that points stdout elsewhere writes no output
-    // of ours.
+    // of ours. High, out of the way of the descriptors a task opens and closes.
     s_ahead_t ahead = {.shared = shared,
-                       .output_fds = {fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0),
-                                      fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)}};
-    ahead.total_known = s_count_output(&ahead, &ahead.output_total);
+                       .output_fds = {s_dup_high(STDOUT_FILENO), s_dup_high(STDERR_FILENO)}};
+    // A count taken while the daemon reads the initializer's output is not trusted:
+    // looked at again, briefly, before this process says whether it runs ahead.
+    for (int tries = 0; tries < 100; tries++) {
+        ahead.total_known = s_count_output(&ahead, &ahead.output_total);
+        if (ahead.total_known)
+            break;
+        usleep(100);
+    }
     uint8_t ready = ahead.total_known ? DPOOL_CHANNEL_RUNS_AHEAD : 0;
     if (!channel ||
         dpool_channel_send(channel, DPOOL_CHANNEL_READY, &ready, 1, NULL, 0) != DPOOL_OK)

@@ -43,78 +43,9 @@
 #include "dpool_log.h"
 
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-// The task whose output the pipes hold now: the one the process started last, which
-// is the running task or one written ahead (none of an epoch starts after a task that
-// wrote, until its result has been read and the pipes drained); 0 for none.
-static uint64_t
-s_output_owner(const dpool_slot_t *slot)
-{
-    if (slot->state != DPOOL_SLOT_BUSY)
-        return 0;
-    uint64_t started = dpool_proc_started(slot->proc);
-    uint64_t after_running =
-        started > slot->results_read + 1 ? started - slot->results_read - 1 : 0;
-    if (after_running == 0)
-        return slot->task_id;
-    const dpool_job_t *job = NULL;
-    for (job = zlist_first(slot->ahead); job && --after_running > 0; job = zlist_next(slot->ahead))
-        ;
-    return job ? job->task_id : slot->task_id;
-}
-
-static void
-s_forward_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, size_t size)
-{
-    uint64_t task_id = s_output_owner(slot);
-    if (!task_id) {
-        DPOOL_LOG_DEBUG("dropped %zu bytes of output from idle worker process %d", size,
-                        (int)dpool_proc_pid(slot->proc));
-        return;
-    }
-    dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_OUTPUT,
-                       .task_id = task_id,
-                       .count = (uint32_t)stream,
-                       .text = self->buffer,
-                       .text_size = size};
-    dpool_uplink_send(self->uplink, &msg);
-}
-
-// Reads stream once into self->buffer; at the end of file the pipe leaves the poll
-// set. Returns the byte count, 0 or -1 as dpool_proc_read_output.
-static ssize_t
-s_read_chunk(dpool_worker_t *self, dpool_slot_t *slot, int stream)
-{
-    ssize_t got =
-        dpool_proc_read_output(slot->proc, stream, self->buffer, DPOOL_WORKER_OUTPUT_CHUNK);
-    if (got < 0)
-        dpool_worker_unwatch_output(self, slot, stream);
-    return got;
-}
-
-void
-dpool_slots_read_output(dpool_worker_t *self, dpool_slot_t *slot, int stream, bool drain)
-{
-    for (;;) {
-        ssize_t got = s_read_chunk(self, slot, stream);
-        if (got <= 0)
-            return;
-        s_forward_output(self, slot, stream, (size_t)got);
-        if (!drain)
-            return;
-    }
-}
-
-static void
-s_drain_output(dpool_worker_t *self, dpool_slot_t *slot)
-{
-    dpool_slots_read_output(self, slot, DPOOL_STREAM_STDOUT, true);
-    dpool_slots_read_output(self, slot, DPOOL_STREAM_STDERR, true);
-}
 
 // After every change of slot's running task or queue: a TASK chained after a task
 // that has ended must not find it (its result may be on the wire to the broker).
@@ -239,6 +170,7 @@ dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
     slot->state = DPOOL_SLOT_STARTING;
     slot->tasks_done = 0;
     slot->results_read = 0;
+    slot->kept_check_at = 0;
     slot->spawned_at = now;
 }
 
@@ -284,36 +216,52 @@ s_count_init_failure(dpool_worker_t *self, pid_t pid, const char *why)
 // lost, and the result says how.
 static void s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_t size);
 
-// The results a dead process had kept back (dpool_proc_shared_t) and the daemon had
-// not read: their tasks ended, and are answered as if the results had come.
-static void
-s_recover_kept(dpool_worker_t *self, dpool_slot_t *slot)
+// Answers, in order, the results the process in slot keeps back that the daemon has
+// not read, from a copy of the memory they share: for a process that died with them,
+// or whose next task runs long (they would wait for it). Returns false when the copy
+// may be torn: the process sent them meanwhile, and they are in the channel.
+static bool
+s_take_kept(dpool_worker_t *self, dpool_slot_t *slot)
 {
-    const uint8_t *frames;
-    size_t size, at = 0;
-    uint64_t index;
-    dpool_proc_kept(slot->proc, &frames, &size, &index);
+    size_t size = 0, at = 0;
+    if (!dpool_proc_copy_kept(slot->proc, self->kept_copy, &size))
+        return false;
     uint8_t kind;
     const uint8_t *body;
     size_t body_size;
-    for (; slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 &&
-           dpool_channel_frame_at(frames, size, &at, &kind, &body, &body_size);
-         index++) {
+    while (slot->proc && slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 &&
+           dpool_channel_frame_at(self->kept_copy, size, &at, &kind, &body, &body_size)) {
         int code;
         uint32_t flags = 0;
+        uint64_t index = 0;
         char *message = NULL;
         const uint8_t *result;
         size_t result_size;
         // Only what a kept result can be: one that went on, whole.
         bool whole = kind == DPOOL_CHANNEL_RESULT &&
-                     dpool_channel_parse_result(body, body_size, &code, &flags, &message, &result,
-                                                &result_size) &&
+                     dpool_channel_parse_result(body, body_size, &code, &flags, &index, &message,
+                                                &result, &result_size) &&
                      (flags & DPOOL_CHANNEL_WENT_ON);
         free(message);
-        if (!whole)
-            return;
-        if (index > slot->results_read)
+        if (!whole || index > slot->results_read + 1)
+            break; // not believed, or one before it is still in the channel
+        if (index == slot->results_read + 1)
             s_on_result(self, slot, body, body_size);
+    }
+    return true;
+}
+
+void
+dpool_slots_collect_kept(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    slot->kept_check_at = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        if (!slot->proc || slot->state != DPOOL_SLOT_BUSY ||
+            dpool_proc_finished(slot->proc) <= slot->results_read)
+            return;
+        dpool_slots_on_channel(self, slot); // what was sent comes first
+        if (slot->proc && slot->state == DPOOL_SLOT_BUSY && s_take_kept(self, slot))
+            return;
     }
 }
 
@@ -321,9 +269,9 @@ static void
 s_on_death(dpool_worker_t *self, dpool_slot_t *slot)
 {
     char why[512];
-    s_drain_output(self, slot);
+    dpool_slots_drain_output(self, slot);
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
-    s_recover_kept(self, slot);
+    s_take_kept(self, slot); // dead: the copy is whole
     if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed) {
         DPOOL_LOG_DEBUG("killed task %" PRIu64 " ended with its process: %s", slot->task_id, why);
     } else if (slot->state == DPOOL_SLOT_BUSY) {
@@ -411,25 +359,6 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
     }
 }
 
-// The output of the task whose result just came, which did not go on: what the pipes
-// still hold. A process writes its output before its result, so once the result is
-// here the pipes hold all of it, and one poll of both pipes, taken now, says which to
-// read (epoll's verdict is older than the result).
-static void
-s_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot)
-{
-    const int streams[] = {DPOOL_STREAM_STDOUT, DPOOL_STREAM_STDERR};
-    struct pollfd pipes[2];
-    for (int k = 0; k < 2; k++)
-        pipes[k] =
-            (struct pollfd){.fd = dpool_proc_output_fd(slot->proc, streams[k]), .events = POLLIN};
-    bool polled = poll(pipes, 2, 0) >= 0;
-    for (int k = 0; k < 2; k++)
-        if (!polled || pipes[k].revents)
-            dpool_slots_read_output(self, slot, streams[k], true);
-    slot->output_ready = 0; // drained
-}
-
 // The process went on to the first job written ahead: it is the running task now.
 static void
 s_run_first_ahead(dpool_slot_t *slot)
@@ -447,11 +376,19 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
 {
     int code;
     uint32_t flags;
+    uint64_t index;
     char *message = NULL;
     const uint8_t *result;
     size_t result_size;
-    if (slot->state != DPOOL_SLOT_BUSY ||
-        !dpool_channel_parse_result(body, size, &code, &flags, &message, &result, &result_size)) {
+    bool parsed = slot->state == DPOOL_SLOT_BUSY &&
+                  dpool_channel_parse_result(body, size, &code, &flags, &index, &message, &result,
+                                             &result_size);
+    if (parsed && index <= slot->results_read) {
+        free(message); // answered already, from the copy of what the process kept back
+        return;
+    }
+    if (!parsed || index != slot->results_read + 1) {
+        free(message);
         s_on_death(self, slot); // a process that breaks the channel's rules is not trusted
         return;
     }
@@ -462,11 +399,11 @@ s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_
         result = &nil;
         result_size = 1;
     }
-    slot->results_read++;
+    slot->results_read = index;
     zframe_t *payload = result_size > 0 ? zframe_new(result, result_size) : NULL;
     bool went_on = (flags & DPOOL_CHANNEL_WENT_ON) && zlist_size(slot->ahead) > 0;
     if (!(flags & DPOOL_CHANNEL_WENT_ON)) {
-        s_drain_result_output(self, slot);
+        dpool_slots_drain_result_output(self, slot);
         s_take_back_ahead(slot); // the process skips them: they go again, next epoch
     }
     uint64_t task_id = slot->task_id;
@@ -538,17 +475,20 @@ dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
     }
     // Only now: a KILLed job that came to run may have answered in the frames above,
     // or ended with its result kept back (the process counts it finished).
-    if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed &&
-        dpool_proc_finished(slot->proc) <= slot->results_read)
+    bool kept =
+        slot->state == DPOOL_SLOT_BUSY && dpool_proc_finished(slot->proc) > slot->results_read;
+    if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed && !kept) {
         dpool_slots_kill(self, slot);
-    else
-        s_fill_ahead(self, slot); // what ran ahead is replaced, in one write
-}
-
-void
-dpool_slots_on_output(dpool_worker_t *self, dpool_slot_t *slot, int stream)
-{
-    dpool_slots_read_output(self, slot, stream, false);
+        return;
+    }
+    s_fill_ahead(self, slot); // what ran ahead is replaced, in one write
+    // Results kept back go with a later one, unless that one runs long: then the
+    // daemon takes them.
+    if (kept && !slot->kept_check_at) {
+        slot->kept_check_at = dpool_clock_ms() + DPOOL_WORKER_KEPT_WAIT_MS;
+        dpool_worker_timer_at(self, slot->kept_check_at);
+    } else if (!kept)
+        slot->kept_check_at = 0;
 }
 
 void
@@ -579,7 +519,7 @@ dpool_slots_time_out(dpool_worker_t *self, dpool_slot_t *slot)
     // Kill first, then drain: a process that keeps printing could otherwise hold the
     // drain forever, and no byte it wrote may arrive after the result.
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
-    s_drain_output(self, slot);
+    dpool_slots_drain_output(self, slot);
     s_format_seconds(slot->time_limit_ms, seconds, sizeof seconds);
     char *message =
         zsys_sprintf("task ran past its time limit of %s s: process %d on host %s killed", seconds,
@@ -652,6 +592,12 @@ dpool_slots_drop_queued(dpool_worker_t *self, uint64_t task_id)
                 job->killed = true;
                 s_skip_ahead(slot);
                 s_refresh_tail(slot);
+                // Should the process be running it already (the results before it kept
+                // back), it is killed now, not after it.
+                dpool_slots_collect_kept(self, slot);
+                if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed &&
+                    dpool_proc_finished(slot->proc) <= slot->results_read)
+                    dpool_slots_kill(self, slot);
                 return true;
             }
     }
@@ -670,10 +616,12 @@ dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t task
     if (zlist_size(slot->ahead) > 0) {
         s_skip_ahead(slot);
         dpool_slots_on_channel(self, slot);
+        if (slot->state == DPOOL_SLOT_BUSY && slot->task_id == task_id)
+            dpool_slots_collect_kept(self, slot);
         if (slot->state != DPOOL_SLOT_BUSY || slot->task_id != task_id)
             return false;
         if (dpool_proc_finished(slot->proc) > slot->results_read)
-            return false; // its result is on the way
+            return false; // it ended just now: its result is on the way
     }
     dpool_slots_kill(self, slot);
     return true;

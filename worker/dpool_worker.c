@@ -27,16 +27,19 @@
 #include <string.h>
 #include <unistd.h>
 
-// When slot next needs the timers: its replacement's start, its task's time limit,
-// or never (INT64_MAX).
+// When slot next needs the timers: its replacement's start, its task's time limit, a
+// look at the results its process keeps back, or never (INT64_MAX).
 static int64_t
 s_slot_due(const dpool_slot_t *slot)
 {
     if (slot->state == DPOOL_SLOT_EMPTY)
         return slot->spawn_at;
+    int64_t due = INT64_MAX;
     if (slot->state == DPOOL_SLOT_BUSY && slot->deadline)
-        return slot->deadline;
-    return INT64_MAX;
+        due = slot->deadline;
+    if (slot->state == DPOOL_SLOT_BUSY && slot->kept_check_at && slot->kept_check_at < due)
+        due = slot->kept_check_at;
+    return due;
 }
 
 // Runs what is due; returns when the next timer is due.
@@ -53,6 +56,8 @@ s_on_timers(dpool_worker_t *self)
         int64_t slots_next = INT64_MAX;
         for (unsigned i = 0; i < self->processes; i++) {
             dpool_slot_t *slot = &self->slots[i];
+            if (slot->state == DPOOL_SLOT_BUSY && slot->kept_check_at && slot->kept_check_at <= now)
+                dpool_slots_collect_kept(self, slot);
             if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_BUSY)
                 dpool_slots_time_out(self, slot); // the slot is EMPTY now, due at once
             if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_EMPTY)
@@ -337,8 +342,9 @@ dpool_worker_new(const dpool_worker_config_t *config, char *error, size_t error_
     self->initializer = config->initializer ? strdup(config->initializer) : NULL;
     self->pending = zlist_new();
     self->buffer = malloc(DPOOL_WORKER_OUTPUT_CHUNK);
+    self->kept_copy = malloc(DPOOL_PROC_KEPT_MAX);
     if (!self->endpoint || !self->functions || !self->slots || !self->fill_due ||
-        !s_new_queues(self) || !self->pending || !self->buffer ||
+        !s_new_queues(self) || !self->pending || !self->buffer || !self->kept_copy ||
         (config->initializer && !self->initializer) ||
         dpool_builtins_register(self->functions) != DPOOL_OK)
         goto nomem;
@@ -385,6 +391,7 @@ dpool_worker_destroy(dpool_worker_t **self_p)
     free(self->slots);
     free(self->fill_due);
     free(self->buffer);
+    free(self->kept_copy);
     free(self->endpoint);
     free(self->initializer);
     zstr_free(&self->error);

@@ -81,7 +81,8 @@ typedef struct {
     uint32_t time_limit_ms; // when BUSY: the task's limit; 0 = none
     int64_t deadline;       // when BUSY with a limit: when the process is killed
     unsigned tasks_done;    // tasks (a chunk counts once) since the process started
-    uint64_t results_read;  // RESULT frames read from the process
+    uint64_t results_read;  // index of the last RESULT read from the process
+    int64_t kept_check_at;  // ms: when to take the results it keeps back; 0 = none kept
     // Output streams the last epoll_wait found readable (bit 1 << stream), not yet read:
     // a result's drain reads them and clears the bits.
     unsigned output_ready;
@@ -125,6 +126,7 @@ struct dpool_worker_t {
     zcert_t *cert;          // owned: this daemon's CURVE key pair; NULL = no CURVE
     char *broker_key;       // owned: the broker's public key (Z85) when cert is set
     char *buffer;           // DPOOL_WORKER_OUTPUT_CHUNK bytes for pipe reads
+    uint8_t *kept_copy;     // DPOOL_PROC_KEPT_MAX bytes: results a process keeps back
     int watch_fd;           // epoll: the broker's socket, every process's channel and pipes
     // No earlier than this is any slot's timer due (a replacement's start, a time limit):
     // until then the timers pass skips the slots, a scan a loop turn being O(processes).
@@ -132,6 +134,10 @@ struct dpool_worker_t {
     dpool_slot_t **fill_due; // slots queued to this turn (fill_due_count of processes)
     size_t fill_due_count;
 };
+
+// How long results a process keeps back may wait for the task after them before the
+// daemon takes them from the memory they share (dpool_slots_collect_kept).
+#define DPOOL_WORKER_KEPT_WAIT_MS 2
 
 // Bytes read from an output pipe in one go: one WORKER_OUTPUT each.
 #define DPOOL_WORKER_OUTPUT_CHUNK 65536
@@ -204,6 +210,19 @@ void dpool_slots_kill(dpool_worker_t *self, dpool_slot_t *slot);
 // Kills the process in slot, whose task ran past its time limit: forwards the output
 // the task wrote, answers -14, and has the process replaced at once.
 void dpool_slots_time_out(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Reads and forwards all the output both pipes of slot's process hold.
+void dpool_slots_drain_output(dpool_worker_t *self, dpool_slot_t *slot);
+
+// The output of the task whose result just came, which did not go on: what the pipes
+// still hold. A process writes its output before its result, so once the result is
+// here the pipes hold all of it.
+void dpool_slots_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot);
+
+// Answers the results the process in slot keeps back (dpool_proc_shared_t) that have
+// waited since slot->kept_check_at: what it sent first, then a copy of what it keeps.
+// The slot may be emptied (its process found dead).
+void dpool_slots_collect_kept(dpool_worker_t *self, dpool_slot_t *slot);
 
 // The BUSY slot running task_id, or NULL.
 dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
