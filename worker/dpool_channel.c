@@ -128,8 +128,8 @@ dpool_channel_send_tasks(dpool_channel_t *self, uint32_t epoch, const dpool_chan
     }
     // On the stack for what one write ahead holds (a task started alone is the common
     // case); from the heap only for long names or many tasks.
-    uint8_t stack_heads[2048];
-    struct iovec stack_iov[2 * 16];
+    uint8_t stack_heads[4096];
+    struct iovec stack_iov[2 * 17];
     bool heads_fit = heads_size <= sizeof stack_heads;
     bool iov_fit = 2 * count <= sizeof stack_iov / sizeof stack_iov[0];
     uint8_t *heads = heads_fit ? stack_heads : malloc(heads_size);
@@ -259,14 +259,6 @@ dpool_channel_next(dpool_channel_t *self, bool block, uint8_t *kind, const uint8
         if (rc < 0)
             return rc;
     }
-}
-
-int
-dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, const char *function,
-                        const void *args, size_t args_size)
-{
-    dpool_channel_task_t task = {chunk, function, args, args_size};
-    return dpool_channel_send_tasks(self, epoch, &task, 1);
 }
 
 bool

@@ -100,12 +100,6 @@ typedef struct {
 int dpool_channel_send_tasks(dpool_channel_t *self, uint32_t epoch,
                              const dpool_channel_task_t *tasks, size_t count);
 
-// Sends a TASK frame, or a CHUNK frame when chunk is true: epoch, function (borrowed,
-// NUL-terminated), then args_size bytes of args (borrowed). Returns what
-// dpool_channel_send returns.
-int dpool_channel_send_task(dpool_channel_t *self, bool chunk, uint32_t epoch, const char *function,
-                            const void *args, size_t args_size);
-
 // Splits a TASK or CHUNK frame's body into the epoch, the function name and the argument
 // bytes (both borrowed from body). Returns false when the body holds no epoch and
 // NUL-terminated name.

@@ -98,23 +98,30 @@ s_skip_ahead(dpool_slot_t *slot)
         dpool_proc_skip(slot->proc, slot->epoch);
 }
 
-// Writes the busy process in slot the next jobs of its queue, within the bounds of
-// running ahead, in one write. Only once half of what it was handed has run: a few
-// jobs per write, not one per result.
-static void
-s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
+// Writes the busy process in slot, in one write, first (the job it is to start now, or
+// NULL when it runs one already) and the next jobs of its queue ahead, within the
+// bounds of running ahead, once half of what it was handed has run: a few jobs per
+// write, not one per result. Returns what the write returned (DPOOL_OK also when there
+// was nothing to write); jobs not written stay queued.
+static int
+s_write_jobs(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *first)
 {
-    if (!slot->runs_ahead || slot->state != DPOOL_SLOT_BUSY || slot->time_limit_ms ||
-        zlist_size(slot->ahead) > DPOOL_WORKER_AHEAD_MAX / 2)
-        return;
+    dpool_channel_task_t tasks[1 + DPOOL_WORKER_AHEAD_MAX];
+    size_t count = 0, added = 0;
+    if (first)
+        tasks[count++] =
+            (dpool_channel_task_t){(first->flags & DPOOL_FLAG_CHUNK) != 0, first->function,
+                                   zframe_data(first->args), zframe_size(first->args)};
     unsigned max = self->runner.max_tasks;
-    dpool_channel_task_t tasks[DPOOL_WORKER_AHEAD_MAX];
-    size_t count = 0, ahead = zlist_size(slot->ahead), bytes = slot->ahead_bytes;
-    for (dpool_job_t *job = zlist_first(slot->queue); job; job = zlist_next(slot->queue)) {
+    size_t ahead = zlist_size(slot->ahead), bytes = slot->ahead_bytes;
+    bool fill = slot->runs_ahead && slot->state == DPOOL_SLOT_BUSY && !slot->time_limit_ms &&
+                ahead <= DPOOL_WORKER_AHEAD_MAX / 2;
+    for (dpool_job_t *job = fill ? zlist_first(slot->queue) : NULL; job;
+         job = zlist_next(slot->queue)) {
         size_t size = s_frame_bytes(job);
         // The running task, those ahead and this one must all fit in the process's life.
-        if (ahead + count >= DPOOL_WORKER_AHEAD_MAX || bytes + size > DPOOL_WORKER_AHEAD_BYTES ||
-            job->time_limit_ms || (max && slot->tasks_done + ahead + count + 2 > max))
+        if (ahead + added >= DPOOL_WORKER_AHEAD_MAX || bytes + size > DPOOL_WORKER_AHEAD_BYTES ||
+            job->time_limit_ms || (max && slot->tasks_done + ahead + added + 2 > max))
             break;
         // In both lists until written: appending after the write could fail, and leave
         // a job running that the daemon could not match with its result.
@@ -122,27 +129,34 @@ s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
             break;
         tasks[count++] = (dpool_channel_task_t){(job->flags & DPOOL_FLAG_CHUNK) != 0, job->function,
                                                 zframe_data(job->args), zframe_size(job->args)};
+        added++;
         bytes += size;
     }
     if (count == 0)
-        return;
+        return DPOOL_OK;
     int rc = dpool_channel_send_tasks(dpool_proc_channel(slot->proc), slot->epoch, tasks, count);
     if (rc != DPOOL_OK) {
         // They stay queued, for this process (nothing was written) or its replacement.
-        for (dpool_job_t *job = zlist_first(slot->queue); job && count > 0; count--) {
+        for (dpool_job_t *job = zlist_first(slot->queue); job && added > 0; added--) {
             zlist_remove(slot->ahead, job);
             job = zlist_next(slot->queue);
         }
-        // A write that failed may have delivered part of the frames: the channel is out
-        // of step, and the process is not trusted (as when a running task's write fails).
-        if (rc == DPOOL_ERR_IO)
-            s_on_death(self, slot);
-        return;
+        return rc;
     }
-    for (size_t i = 0; i < count; i++)
+    for (size_t i = 0; i < added; i++)
         zlist_pop(slot->queue);
     slot->ahead_bytes = bytes;
     s_refresh_tail(slot);
+    return DPOOL_OK;
+}
+
+static void
+s_fill_ahead(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    // A write that failed may have delivered part of the frames: the channel is out of
+    // step, and the process is not trusted (as when a running task's write fails).
+    if (s_write_jobs(self, slot, NULL) == DPOOL_ERR_IO)
+        s_on_death(self, slot);
 }
 
 void
@@ -343,11 +357,10 @@ dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *j
     if (slot->deadline)
         dpool_worker_timer_at(self, slot->deadline);
     s_refresh_tail(slot);
-    int rc = dpool_channel_send_task(dpool_proc_channel(slot->proc),
-                                     (job->flags & DPOOL_FLAG_CHUNK) != 0, slot->epoch,
-                                     job->function, zframe_data(job->args), zframe_size(job->args));
+    // With the next jobs of its queue, when it runs ahead: one write.
+    int rc = s_write_jobs(self, slot, job);
     if (rc == DPOOL_OK) {
-        s_fill_ahead(self, slot);
+        return;
     } else if (rc == DPOOL_ERR_INVALID) {
         slot->state = DPOOL_SLOT_IDLE;
         slot->deadline = 0;
