@@ -342,30 +342,72 @@ Test(worker_chain, kill_of_the_running_task_leaves_the_tasks_written_ahead_to_th
     cr_assert_eq(s_credits, 1);
 }
 
-Test(worker_chain, results_kept_back_come_while_a_long_task_after_them_runs_and_a_kill_stops_it)
+// [0.00008]: example sleep for 80 us, shorter than what a process keeps results back
+// after, longer than the daemon takes to read the result before.
+static const char S_80US[] = "\x91\xcb\x3f\x14\xf8\xb5\x88\xe3\x68\xf1";
+
+// Sends sleep 1 s, two 80 us sleeps and a 30 s sleep chained in one process, then a
+// quick task after them; expects results 1 (in 10 s) and, when expect_two, 2 and 3
+// (in 5 s each, though task 4 runs 30 s: the daemon takes them from the process's
+// shared memory within milliseconds; 5 s is slack for a loaded machine).
+static void
+s_send_short_then_long(bool expect_two)
 {
-    // Tasks 2 and 3 are silent: their results may be kept back to go with task 4's,
-    // but task 4 sleeps 30 s, so the daemon takes them from the process's shared
-    // memory instead (within milliseconds; 5 s here is slack for a loaded machine).
-    // Then a KILL of task 4, which the process is running, kills it; task 5 runs in
-    // the replacement.
     s_start_ready("1", NULL);
     s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
-    s_send_chained(2, 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
-    s_send_chained(3, 2, "noop", S_NONE, S_SIZE(S_NONE), 0);
+    s_send_chained(2, 1, "sleep", S_80US, S_SIZE(S_80US), 0);
+    s_send_chained(3, 2, "sleep", S_80US, S_SIZE(S_80US), 0);
     s_send_chained(4, 3, "sleep", S_THIRTY, S_SIZE(S_THIRTY), 0);
     s_send_chained(5, 4, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
     dpool_msg_t msg = {0};
-    for (uint64_t id = 1; id <= 3; id++) {
+    for (uint64_t id = 1; id <= (expect_two ? 3 : 1); id++) {
         s_expect_result(id, &msg, NULL, id == 1 ? 10000 : 5000);
         cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)id,
                      msg.text ? msg.text : "");
         dpool_msg_reset(&msg);
     }
+}
+
+Test(worker_chain, results_kept_back_come_while_a_long_task_after_them_runs_and_a_kill_stops_it)
+{
+    // Tasks 2 and 3 end while the 30 s task 4 runs after them: their results come
+    // anyway. A KILL of task 4, the running task by then, kills it; task 5 runs in the
+    // replacement.
+    s_send_short_then_long(true);
     s_send_kill(4);
     s_expect_pid(5, 1); // no result for task 4: killed, as a running task is
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, kill_of_a_job_run_ahead_that_the_process_runs_kills_it)
+{
+    // The KILL of task 4 comes while the daemon may still count task 2 as running
+    // (results kept back): the process runs task 4, and is killed for it.
+    s_send_short_then_long(false);
+    zclock_sleep(50);
+    s_send_kill(4);
+    dpool_msg_t msg = {0};
+    for (uint64_t id = 2; id <= 3; id++) {
+        s_expect_result(id, &msg, NULL, 5000);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)id,
+                     msg.text ? msg.text : "");
+        dpool_msg_reset(&msg);
+    }
+    s_expect_pid(5, 1);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, a_quick_task_before_a_long_one_is_answered_while_the_long_one_runs)
+{
+    s_start_ready("1", NULL);
+    s_send_raw_task(1, "noop", S_NONE, S_SIZE(S_NONE));
+    s_send_chained(2, 1, "sleep", S_THIRTY, S_SIZE(S_THIRTY), 0);
+    dpool_msg_t msg = {0};
+    s_expect_result(1, &msg, NULL, 5000);
+    cr_assert_eq(msg.code, DPOOL_OK);
+    dpool_msg_reset(&msg);
 }
 
 Test(worker_chain, tasks_written_ahead_respect_maxtasksperchild)

@@ -305,6 +305,9 @@ s_kept_sent(dpool_channel_t *self)
 {
     if (self->kept_count) {
         atomic_fetch_add(self->kept_gen, 1);
+        // The frames written next, at the area's start, are seen after the new
+        // generation by a daemon copying (plain stores; the fence orders them).
+        atomic_thread_fence(memory_order_release);
         atomic_store(self->kept_size, 0);
     }
     self->kept_count = 0;

@@ -89,6 +89,17 @@ s_take_back_ahead(dpool_slot_t *slot)
 
 static void s_on_death(dpool_worker_t *self, dpool_slot_t *slot);
 
+// While jobs are written ahead to the process in slot, it may keep results back: the
+// daemon looks again in a while (dpool_slots_on_kept_timer).
+static void
+s_arm_kept_check(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    if (slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 && !slot->kept_check_at) {
+        slot->kept_check_at = dpool_clock_ms() + DPOOL_WORKER_KEPT_WAIT_MS;
+        dpool_worker_timer_at(self, slot->kept_check_at);
+    }
+}
+
 // Tells the process in slot to stop after its running task and skip the jobs written
 // to it ahead (some were KILLed): the daemon takes them back with the result.
 static void
@@ -147,6 +158,7 @@ s_write_jobs(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *first)
         zlist_pop(slot->queue);
     slot->ahead_bytes = bytes;
     s_refresh_tail(slot);
+    s_arm_kept_check(self, slot);
     return DPOOL_OK;
 }
 
@@ -184,6 +196,7 @@ dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
     slot->state = DPOOL_SLOT_STARTING;
     slot->tasks_done = 0;
     slot->results_read = 0;
+    slot->finished_seen = 0;
     slot->kept_check_at = 0;
     slot->spawned_at = now;
 }
@@ -268,7 +281,6 @@ s_take_kept(dpool_worker_t *self, dpool_slot_t *slot)
 void
 dpool_slots_collect_kept(dpool_worker_t *self, dpool_slot_t *slot)
 {
-    slot->kept_check_at = 0;
     for (int tries = 0; tries < 3; tries++) {
         if (!slot->proc || slot->state != DPOOL_SLOT_BUSY ||
             dpool_proc_finished(slot->proc) <= slot->results_read)
@@ -279,12 +291,59 @@ dpool_slots_collect_kept(dpool_worker_t *self, dpool_slot_t *slot)
     }
 }
 
+void
+dpool_slots_on_kept_timer(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    slot->kept_check_at = 0;
+    // Results kept back while the process has finished no task since the last look:
+    // it runs a long one, and they would wait for it. While it goes on finishing tasks,
+    // it sends them itself.
+    uint64_t finished = dpool_proc_finished(slot->proc);
+    if (finished > slot->results_read && finished == slot->finished_seen)
+        dpool_slots_collect_kept(self, slot);
+    else
+        slot->finished_seen = finished;
+    if (slot->proc)
+        s_arm_kept_check(self, slot);
+}
+
+// After the process in slot died: the results it had sent and the daemon had not read
+// yet (the death was noticed by a failed write) are answered, as far as they follow
+// in order and went on (a result that did not go on would start another job here).
+static void
+s_take_channel_rest(dpool_worker_t *self, dpool_slot_t *slot)
+{
+    dpool_channel_t *channel = dpool_proc_channel(slot->proc);
+    dpool_channel_fill(channel); // the stream is final: the process is reaped
+    uint8_t kind;
+    const uint8_t *body;
+    size_t size;
+    while (slot->proc && slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 &&
+           dpool_channel_next(channel, false, &kind, &body, &size) == 1) {
+        int code;
+        uint32_t flags = 0;
+        uint64_t index = 0;
+        char *message = NULL;
+        const uint8_t *result;
+        size_t result_size;
+        bool taken = kind == DPOOL_CHANNEL_RESULT &&
+                     dpool_channel_parse_result(body, size, &code, &flags, &index, &message,
+                                                &result, &result_size) &&
+                     (flags & DPOOL_CHANNEL_WENT_ON) && index == slot->results_read + 1;
+        free(message);
+        if (!taken)
+            return;
+        s_on_result(self, slot, body, size);
+    }
+}
+
 static void
 s_on_death(dpool_worker_t *self, dpool_slot_t *slot)
 {
     char why[512];
     dpool_slots_drain_output(self, slot);
     dpool_proc_reap(slot->proc, self->host, why, sizeof why);
+    s_take_channel_rest(self, slot);
     s_take_kept(self, slot); // dead: the copy is whole
     if (slot->state == DPOOL_SLOT_BUSY && slot->head_killed) {
         DPOOL_LOG_DEBUG("killed task %" PRIu64 " ended with its process: %s", slot->task_id, why);
@@ -495,13 +554,6 @@ dpool_slots_on_channel(dpool_worker_t *self, dpool_slot_t *slot)
         return;
     }
     s_fill_ahead(self, slot); // what ran ahead is replaced, in one write
-    // Results kept back go with a later one, unless that one runs long: then the
-    // daemon takes them.
-    if (kept && !slot->kept_check_at) {
-        slot->kept_check_at = dpool_clock_ms() + DPOOL_WORKER_KEPT_WAIT_MS;
-        dpool_worker_timer_at(self, slot->kept_check_at);
-    } else if (!kept)
-        slot->kept_check_at = 0;
 }
 
 void

@@ -57,8 +57,8 @@ s_on_timers(dpool_worker_t *self)
         for (unsigned i = 0; i < self->processes; i++) {
             dpool_slot_t *slot = &self->slots[i];
             if (slot->state == DPOOL_SLOT_BUSY && slot->kept_check_at && slot->kept_check_at <= now)
-                dpool_slots_collect_kept(self, slot);
-            if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_BUSY)
+                dpool_slots_on_kept_timer(self, slot);
+            if (slot->state == DPOOL_SLOT_BUSY && slot->deadline && slot->deadline <= now)
                 dpool_slots_time_out(self, slot); // the slot is EMPTY now, due at once
             if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_EMPTY)
                 dpool_slots_spawn(self, slot);

@@ -82,7 +82,8 @@ typedef struct {
     int64_t deadline;       // when BUSY with a limit: when the process is killed
     unsigned tasks_done;    // tasks (a chunk counts once) since the process started
     uint64_t results_read;  // index of the last RESULT read from the process
-    int64_t kept_check_at;  // ms: when to take the results it keeps back; 0 = none kept
+    uint64_t finished_seen; // its count of finished tasks at the last look
+    int64_t kept_check_at;  // ms: when to look at the results it keeps back; 0 = never
     // Output streams the last epoll_wait found readable (bit 1 << stream), not yet read:
     // a result's drain reads them and clears the bits.
     unsigned output_ready;
@@ -135,8 +136,8 @@ struct dpool_worker_t {
     size_t fill_due_count;
 };
 
-// How long results a process keeps back may wait for the task after them before the
-// daemon takes them from the memory they share (dpool_slots_collect_kept).
+// How often the daemon looks at a process that runs ahead, for results it keeps back
+// while a long task runs after them: such results wait 1-3 of these at most.
 #define DPOOL_WORKER_KEPT_WAIT_MS 2
 
 // Bytes read from an output pipe in one go: one WORKER_OUTPUT each.
@@ -219,10 +220,15 @@ void dpool_slots_drain_output(dpool_worker_t *self, dpool_slot_t *slot);
 // here the pipes hold all of it.
 void dpool_slots_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot);
 
-// Answers the results the process in slot keeps back (dpool_proc_shared_t) that have
-// waited since slot->kept_check_at: what it sent first, then a copy of what it keeps.
-// The slot may be emptied (its process found dead).
+// Answers the results the process in slot keeps back (dpool_proc_shared_t): what it
+// sent first, then a copy of what it keeps. The slot may be emptied (its process found
+// dead).
 void dpool_slots_collect_kept(dpool_worker_t *self, dpool_slot_t *slot);
+
+// At slot->kept_check_at, while jobs are written ahead: collects what the process keeps
+// back if it has finished no task since the last look (it runs a long one), and looks
+// again later.
+void dpool_slots_on_kept_timer(dpool_worker_t *self, dpool_slot_t *slot);
 
 // The BUSY slot running task_id, or NULL.
 dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
