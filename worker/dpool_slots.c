@@ -243,6 +243,25 @@ s_count_init_failure(dpool_worker_t *self, pid_t pid, const char *why)
 // lost, and the result says how.
 static void s_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body, size_t size);
 
+// Whether a frame is a whole RESULT that went on, with *index set: what a daemon takes
+// from a process without its channel's usual turn (a kept result, one left in the
+// channel of a dead process), since taking it starts no other job here.
+static bool
+s_went_on_result(uint8_t kind, const uint8_t *body, size_t size, uint64_t *index)
+{
+    int code;
+    uint32_t flags = 0;
+    char *message = NULL;
+    const uint8_t *result;
+    size_t result_size;
+    bool went_on = kind == DPOOL_CHANNEL_RESULT &&
+                   dpool_channel_parse_result(body, size, &code, &flags, index, &message, &result,
+                                              &result_size) &&
+                   (flags & DPOOL_CHANNEL_WENT_ON);
+    free(message);
+    return went_on;
+}
+
 // Answers, in order, the results the process in slot keeps back that the daemon has
 // not read, from a copy of the memory they share: for a process that died with them,
 // or whose next task runs long (they would wait for it). Returns false when the copy
@@ -258,19 +277,9 @@ s_take_kept(dpool_worker_t *self, dpool_slot_t *slot)
     size_t body_size;
     while (slot->proc && slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 &&
            dpool_channel_frame_at(self->kept_copy, size, &at, &kind, &body, &body_size)) {
-        int code;
-        uint32_t flags = 0;
-        uint64_t index = 0;
-        char *message = NULL;
-        const uint8_t *result;
-        size_t result_size;
         // Only what a kept result can be: one that went on, whole.
-        bool whole = kind == DPOOL_CHANNEL_RESULT &&
-                     dpool_channel_parse_result(body, body_size, &code, &flags, &index, &message,
-                                                &result, &result_size) &&
-                     (flags & DPOOL_CHANNEL_WENT_ON);
-        free(message);
-        if (!whole || index > slot->results_read + 1)
+        uint64_t index = 0;
+        if (!s_went_on_result(kind, body, body_size, &index) || index > slot->results_read + 1)
             break; // not believed, or one before it is still in the channel
         if (index == slot->results_read + 1)
             s_on_result(self, slot, body, body_size);
@@ -320,18 +329,8 @@ s_take_channel_rest(dpool_worker_t *self, dpool_slot_t *slot)
     size_t size;
     while (slot->proc && slot->state == DPOOL_SLOT_BUSY && zlist_size(slot->ahead) > 0 &&
            dpool_channel_next(channel, false, &kind, &body, &size) == 1) {
-        int code;
-        uint32_t flags = 0;
         uint64_t index = 0;
-        char *message = NULL;
-        const uint8_t *result;
-        size_t result_size;
-        bool taken = kind == DPOOL_CHANNEL_RESULT &&
-                     dpool_channel_parse_result(body, size, &code, &flags, &index, &message,
-                                                &result, &result_size) &&
-                     (flags & DPOOL_CHANNEL_WENT_ON) && index == slot->results_read + 1;
-        free(message);
-        if (!taken)
+        if (!s_went_on_result(kind, body, size, &index) || index != slot->results_read + 1)
             return;
         s_on_result(self, slot, body, size);
     }
