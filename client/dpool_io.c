@@ -1,8 +1,8 @@
 /*  The pool's I/O thread. User threads never touch the DEALER (STYLE: a socket
     belongs to one thread): they write their messages into the outbox (dpool_outbox)
     and wake this thread over the actor pipe when it was empty; the thread sends what
-    one wake-up finds as BATCHes, with no decoding. Results come back in completion order and are
-   matched through the pending table.
+    one wake-up finds as BATCHes, with no decoding. Results come back in completion
+    order and are matched through the pending table.
 
     Liveness, both ways (docs/PROTOCOL.md, "Heartbeats"): once the pool is open this
     thread sends HEARTBEAT every second, and counts the broker lost after 3 s without
@@ -342,16 +342,6 @@ s_on_broker(s_state_t *self)
     }
 }
 
-// The command of a plain message, or 0.
-static int
-s_command_of(zmsg_t *zmsg)
-{
-    zframe_t *header = zmsg_first(zmsg);
-    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE)
-        return 0;
-    return zframe_data(header)[3];
-}
-
 // Sends what was taken from the outbox but its SUBMITs: they were posted before the
 // broker was counted lost, and the resync sends the pending table's copies of them,
 // after its POOL_OPEN (a SUBMIT sent now could reach a restarted broker before that,
@@ -372,7 +362,7 @@ s_send_without_submits(s_state_t *self)
             if (part.header[3] != DPOOL_CMD_SUBMIT)
                 dpool_batch_add_encoded(kept, part.header, dpool_batch_part_size(&part));
         }
-        if (kept && count == 0 && s_command_of(zmsg) != DPOOL_CMD_SUBMIT)
+        if (kept && count == 0 && dpool_batch_plain_command(zmsg) != DPOOL_CMD_SUBMIT)
             dpool_batch_add_alone(kept, &zmsg);
         zmsg_destroy(&zmsg);
     }

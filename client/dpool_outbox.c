@@ -44,10 +44,21 @@ dpool_outbox_destroy(dpool_outbox_t **self_p)
     *self_p = NULL;
 }
 
-// Under self->lock: whether this post must wake the I/O thread.
+// Under self->lock: whether a message of command goes in now (a SUBMIT waits for the
+// resync while the broker is lost).
 static bool
-s_wake_locked(dpool_outbox_t *self)
+s_admits_locked(const dpool_outbox_t *self, int command)
 {
+    return !(command == DPOOL_CMD_SUBMIT && self->lost);
+}
+
+// Under self->lock, after a message of command went in: notes a POOL_RELEASE, and
+// says whether the I/O thread must be woken (the first post since its last take).
+static bool
+s_went_in_locked(dpool_outbox_t *self, int command)
+{
+    if (command == DPOOL_CMD_POOL_RELEASE)
+        self->released = true;
     bool wake = !self->woken;
     self->woken = true;
     return wake;
@@ -56,14 +67,13 @@ s_wake_locked(dpool_outbox_t *self)
 int
 dpool_outbox_post_encoded(dpool_outbox_t *self, const uint8_t *message, size_t size, bool *wake_p)
 {
+    int command = size > DPOOL_PROTO_HEADER_SIZE ? message[3] : 0;
     int rc = DPOOL_OK;
     *wake_p = false;
     pthread_mutex_lock(&self->lock);
-    bool submit = size > DPOOL_PROTO_HEADER_SIZE && message[3] == DPOOL_CMD_SUBMIT;
-    if (!(submit && self->lost)) {
-        rc = dpool_batch_add_encoded(self->posted, message, size);
-        *wake_p = rc == DPOOL_OK && s_wake_locked(self);
-    }
+    if (s_admits_locked(self, command) &&
+        (rc = dpool_batch_add_encoded(self->posted, message, size)) == DPOOL_OK)
+        *wake_p = s_went_in_locked(self, command);
     pthread_mutex_unlock(&self->lock);
     return rc;
 }
@@ -71,16 +81,13 @@ dpool_outbox_post_encoded(dpool_outbox_t *self, const uint8_t *message, size_t s
 int
 dpool_outbox_post_alone(dpool_outbox_t *self, zmsg_t **zmsg_p, bool *wake_p)
 {
+    int command = dpool_batch_plain_command(*zmsg_p);
     int rc = DPOOL_OK;
     *wake_p = false;
-    zframe_t *header = zmsg_first(*zmsg_p);
-    bool submit = zframe_size(header) == DPOOL_PROTO_HEADER_SIZE &&
-                  zframe_data(header)[3] == DPOOL_CMD_SUBMIT;
     pthread_mutex_lock(&self->lock);
-    if (!(submit && self->lost)) {
-        rc = dpool_batch_add_alone(self->posted, zmsg_p);
-        *wake_p = rc == DPOOL_OK && s_wake_locked(self);
-    }
+    if (s_admits_locked(self, command) &&
+        (rc = dpool_batch_add_alone(self->posted, zmsg_p)) == DPOOL_OK)
+        *wake_p = s_went_in_locked(self, command);
     pthread_mutex_unlock(&self->lock);
     zmsg_destroy(zmsg_p); // moved in, or refused
     return rc;
@@ -89,16 +96,19 @@ dpool_outbox_post_alone(dpool_outbox_t *self, zmsg_t **zmsg_p, bool *wake_p)
 int
 dpool_outbox_post(dpool_outbox_t *self, dpool_msg_t *msg, bool *wake_p)
 {
-    int rc = DPOOL_OK;
+    // Pool commands, a few per pool: encoded here, then posted as a SUBMIT is.
+    msgpack_sbuffer encoded;
+    msgpack_sbuffer_init(&encoded);
+    const void *payload = msg->payload ? zframe_data(msg->payload) : NULL;
+    size_t payload_size = msg->payload ? zframe_size(msg->payload) : 0;
+    zframe_t *frame = msg->payload;
+    msg->payload = NULL;
+    int rc = dpool_batch_encode(msg, payload, payload_size, &encoded);
+    msg->payload = frame;
     *wake_p = false;
-    pthread_mutex_lock(&self->lock);
-    if (!(msg->command == DPOOL_CMD_SUBMIT && self->lost)) {
-        rc = dpool_batch_add(self->posted, msg);
-        if (rc == DPOOL_OK && msg->command == DPOOL_CMD_POOL_RELEASE)
-            self->released = true;
-        *wake_p = rc == DPOOL_OK && s_wake_locked(self);
-    }
-    pthread_mutex_unlock(&self->lock);
+    if (rc == DPOOL_OK)
+        rc = dpool_outbox_post_encoded(self, (const uint8_t *)encoded.data, encoded.size, wake_p);
+    msgpack_sbuffer_destroy(&encoded);
     zframe_destroy(&msg->payload); // copied in, or refused
     return rc;
 }

@@ -36,8 +36,9 @@ int dpool_outbox_post_encoded(dpool_outbox_t *self, const uint8_t *message, size
 // dpool_outbox_post_encoded.
 int dpool_outbox_post_alone(dpool_outbox_t *self, zmsg_t **zmsg_p, bool *wake_p);
 
-// Posts msg (msg->payload moves in, as dpool_batch_add takes it); as
-// dpool_outbox_post_encoded. Returns what dpool_batch_add returns.
+// Posts msg (msg->payload moves in, always), encoded here; as
+// dpool_outbox_post_encoded. Returns what dpool_batch_encode or dpool_outbox_post_encoded
+// returns.
 int dpool_outbox_post(dpool_outbox_t *self, dpool_msg_t *msg, bool *wake_p);
 
 // After a wake-up said by a post could not be delivered: the next post wakes again.

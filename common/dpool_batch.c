@@ -184,6 +184,15 @@ s_room_in_run(dpool_batch_t *self, size_t size)
 }
 
 int
+dpool_batch_plain_command(zmsg_t *zmsg)
+{
+    zframe_t *header = zmsg_first(zmsg);
+    if (!header || zframe_size(header) != DPOOL_PROTO_HEADER_SIZE)
+        return 0;
+    return zframe_data(header)[3];
+}
+
+int
 dpool_batch_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p)
 {
     if (!s_close_run(self) || zlist_append(self->ready, *zmsg_p) != 0) {

@@ -61,6 +61,9 @@ bool dpool_batch_goes_alone(const uint8_t *message);
 // runs out.
 zmsg_t *dpool_batch_plain(const uint8_t *message);
 
+// The command of a plain message (its header frame first), or 0 when it has no header.
+int dpool_batch_plain_command(zmsg_t *zmsg);
+
 // Appends a plain message that goes alone, in its turn (*zmsg_p moves, always).
 // Returns DPOOL_OK or DPOOL_ERR_NOMEM.
 int dpool_batch_add_alone(dpool_batch_t *self, zmsg_t **zmsg_p);
