@@ -342,6 +342,20 @@ Test(worker_chain, kill_of_the_running_task_leaves_the_tasks_written_ahead_to_th
     cr_assert_eq(s_credits, 1);
 }
 
+// Waits for the successful results of tasks first..last, in order, each within
+// timeout_ms.
+static void
+s_expect_ok(uint64_t first, uint64_t last, int timeout_ms)
+{
+    dpool_msg_t msg = {0};
+    for (uint64_t id = first; id <= last; id++) {
+        s_expect_result(id, &msg, NULL, timeout_ms);
+        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: code %d, %s", (unsigned long long)id, msg.code,
+                     msg.text ? msg.text : "");
+        dpool_msg_reset(&msg);
+    }
+}
+
 // [0.00008]: example sleep for 80 us, shorter than what a process keeps results back
 // after, longer than the daemon takes to read the result before.
 static const char S_80US[] = "\x91\xcb\x3f\x14\xf8\xb5\x88\xe3\x68\xf1";
@@ -359,13 +373,9 @@ s_send_short_then_long(bool expect_two)
     s_send_chained(3, 2, "sleep", S_80US, S_SIZE(S_80US), 0);
     s_send_chained(4, 3, "sleep", S_THIRTY, S_SIZE(S_THIRTY), 0);
     s_send_chained(5, 4, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
-    dpool_msg_t msg = {0};
-    for (uint64_t id = 1; id <= (expect_two ? 3 : 1); id++) {
-        s_expect_result(id, &msg, NULL, id == 1 ? 10000 : 5000);
-        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)id,
-                     msg.text ? msg.text : "");
-        dpool_msg_reset(&msg);
-    }
+    s_expect_ok(1, 1, 10000);
+    if (expect_two)
+        s_expect_ok(2, 3, 5000);
 }
 
 Test(worker_chain, results_kept_back_come_while_a_long_task_after_them_runs_and_a_kill_stops_it)
@@ -387,13 +397,7 @@ Test(worker_chain, kill_of_a_job_run_ahead_that_the_process_runs_kills_it)
     s_send_short_then_long(false);
     zclock_sleep(50);
     s_send_kill(4);
-    dpool_msg_t msg = {0};
-    for (uint64_t id = 2; id <= 3; id++) {
-        s_expect_result(id, &msg, NULL, 5000);
-        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)id,
-                     msg.text ? msg.text : "");
-        dpool_msg_reset(&msg);
-    }
+    s_expect_ok(2, 3, 5000);
     s_expect_pid(5, 1);
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1);
@@ -490,13 +494,8 @@ Test(worker_chain, crash_after_silent_tasks_ran_ahead_answers_them_and_loses_onl
         s_send_chained(id, id - 1, "noop", S_NONE, S_SIZE(S_NONE), 0);
     s_send_chained(7, 6, "crash", S_NONE, S_SIZE(S_NONE), 0);
     s_send_chained(8, 7, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    s_expect_ok(1, 6, 10000);
     dpool_msg_t msg = {0};
-    for (uint64_t id = 1; id <= 6; id++) {
-        s_expect_result(id, &msg, NULL, 10000);
-        cr_assert_eq(msg.code, DPOOL_OK, "task %llu: code %d, %s", (unsigned long long)id, msg.code,
-                     msg.text ? msg.text : "");
-        dpool_msg_reset(&msg);
-    }
     s_expect_result(7, &msg, NULL, 10000);
     cr_assert_eq(msg.code, DPOOL_ERR_WORKER_LOST, "code %d: %s", msg.code,
                  msg.text ? msg.text : "");

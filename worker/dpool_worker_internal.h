@@ -220,6 +220,20 @@ void dpool_slots_drain_output(dpool_worker_t *self, dpool_slot_t *slot);
 // here the pipes hold all of it.
 void dpool_slots_drain_result_output(dpool_worker_t *self, dpool_slot_t *slot);
 
+// Handles a RESULT frame (size bytes of body, borrowed) from the process in slot: the
+// next index answers its running task; an index answered already is dropped; any
+// other, or a frame that does not parse, buries the process as not trusted.
+void dpool_slots_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *body,
+                           size_t size);
+
+// While jobs are written ahead to the process in slot, it may keep results back: the
+// daemon looks again in a while (dpool_slots_on_kept_timer).
+void dpool_slots_arm_kept_check(dpool_worker_t *self, dpool_slot_t *slot);
+
+// After the process in slot died (reaped): answers the results it had sent and those it
+// kept back that follow, in order, what the daemon had read.
+void dpool_slots_take_from_dead(dpool_worker_t *self, dpool_slot_t *slot);
+
 // Answers the results the process in slot keeps back (dpool_proc_shared_t): what it
 // sent first, then a copy of what it keeps. The slot may be emptied (its process found
 // dead).
