@@ -10,6 +10,7 @@
 #include <dpool/errors.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sys/random.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -120,6 +121,7 @@ s_bind(dpool_broker_t *self, char *why, size_t why_size)
     zsock_set_router_mandatory(self->router, 0);
     zsock_set_sndhwm(self->router, 0);
     zsock_set_rcvhwm(self->router, 0);
+    zsock_set_rcvtimeo(self->router, 0); // s_drain reads what is there, never waits
     // A peer whose link was cut comes back on a new connection with its old routing id
     // while the broker may still hold the dead one: the new connection takes the id over
     // (without handover ZeroMQ would refuse it until TCP gives up on the old one).
@@ -615,19 +617,27 @@ s_handle(dpool_broker_t *self, zmsg_t **zmsg_p)
     zmsg_destroy(zmsg_p);
 }
 
-// Reads every message that is ready, up to one batch. Returns -1 on a fatal socket error.
+// Reads every message that is ready, up to one batch (the router receives without
+// waiting). Returns 1 when it stopped at the batch limit, 0 when none waits (the last
+// receive said so, having taken every signal ZeroMQ had for the socket), -1 on a fatal
+// socket error.
 static int
 s_drain(dpool_broker_t *self)
 {
     for (int i = 0; i < DPOOL_BROKER_BATCH; i++) {
-        if (!(zsock_events(self->router) & ZMQ_POLLIN))
-            return 0;
         zmsg_t *zmsg = zmsg_recv(self->router);
         if (!zmsg)
             return (zmq_errno() == EAGAIN || zmq_errno() == EINTR) ? 0 : -1;
         s_handle(self, &zmsg);
     }
-    return 0;
+    return 1;
+}
+
+// Whether messages wait on the router: a send may have taken its descriptor's signal.
+static bool
+s_router_waiting(dpool_broker_t *self)
+{
+    return (zsock_events(self->router) & ZMQ_POLLIN) != 0;
 }
 
 // SIGHUP: reads the authorised keys again; on failure the old ones stay in force.
@@ -645,11 +655,15 @@ int
 dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
 {
     DPOOL_LOG_INFO("listening on %s", self->endpoint);
-    zmq_pollitem_t item = {.socket = zsock_resolve(self->router), .events = ZMQ_POLLIN};
+    // The loop waits on the router's own descriptor and looks at the socket when it
+    // wakes (a zmq_poll asks the socket for its events before and after it sleeps):
+    // it receives until nothing waits, and before sleeping asks once whether this
+    // turn's sends left messages waiting.
+    struct pollfd item = {.fd = zsock_fd(self->router), .events = POLLIN};
+    bool waiting = true;
     while (!*stop) {
-        int ready = zmq_poll(&item, 1, s_poll_timeout(self));
-        if (ready < 0 && zmq_errno() != EINTR) {
-            DPOOL_LOG_ERROR("poll failed: %s", zmq_strerror(zmq_errno()));
+        if (!waiting && poll(&item, 1, s_poll_timeout(self)) < 0 && errno != EINTR) {
+            DPOOL_LOG_ERROR("poll failed: %s", strerror(errno));
             return -1;
         }
         self->now_us = dpool_clock_us();
@@ -658,7 +672,8 @@ dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
             *self->config.reload_keys = 0;
             s_reload_keys(self);
         }
-        if (ready > 0 && s_drain(self) < 0) {
+        int drained = s_drain(self);
+        if (drained < 0) {
             DPOOL_LOG_ERROR("receive failed: %s", zmq_strerror(zmq_errno()));
             return -1;
         }
@@ -670,6 +685,7 @@ dpool_broker_run(dpool_broker_t *self, volatile sig_atomic_t *stop)
             DPOOL_LOG_ERROR("journal commit failed: %s (retried next turn)", strerror(errno));
         // What this turn produced for each peer leaves as one message (a BATCH).
         dpool_broker_flush(self);
+        waiting = drained == 1 || s_router_waiting(self);
     }
     DPOOL_LOG_INFO("stopping");
     return 0;

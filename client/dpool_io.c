@@ -29,8 +29,14 @@
 
 #include <dpool_clock.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 // The protocol's client heartbeat, and how long a silent broker is still alive: three
 // beats, as for worker daemons, so one late beat is not a loss.
@@ -45,6 +51,9 @@
 #define S_LINGER_MS 1000
 // Messages taken from one socket before looking at the others again.
 #define S_BATCH 256
+
+// The descriptors the thread waits on.
+enum { S_FD_WAKE, S_FD_DEALER, S_FD_MONITOR, S_FD_PIPE, S_FDS };
 
 typedef struct {
     char *endpoint;
@@ -64,7 +73,13 @@ typedef struct {
     dpool_batch_t *outgoing;   // what one wake-up took from the outbox, being sent
     dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
     char routing_id[18];       // 'C' + 16 hex digits
-    // owned by the I/O thread once it runs
+    int wake_fd;               // eventfd: a post tells the thread there is something to send
+    // Held by the thread except while it waits in poll: whoever holds it may use the
+    // DEALER and read what follows (a lone task is sent by its own thread, s_send_direct).
+    pthread_mutex_t socket_lock;
+    atomic_bool running;      // s_run's loop is on: the socket is open and the pool too
+    struct pollfd fds[S_FDS]; // what the thread waits on (s_run), set before running
+    int watch_fd;             // the thread's epoll set of those descriptors
     zsock_t *dealer;
     zsock_t *monitor;
     uint64_t epoch;     // the broker's, from POOL_OPENED / HEARTBEAT; 0 = take the next
@@ -322,7 +337,9 @@ s_on_output(s_state_t *self, const dpool_msg_t *msg)
         dpool_output_write(self->writer, (int)msg->count, msg->name, msg->text, msg->text_size);
 }
 
-static void
+// Handles what the broker sent. Returns true when it stopped at the read limit with
+// more waiting; false when none waits (the last look at the socket said so).
+static bool
 s_on_broker(s_state_t *self)
 {
     int reads = 0, rc;
@@ -340,6 +357,7 @@ s_on_broker(s_state_t *self)
         // task: the library does not log, and no waiter needs waking.
         dpool_msg_reset(&msg);
     }
+    return reads > S_BATCH;
 }
 
 // Sends what was taken from the outbox but its SUBMITs: they were posted before the
@@ -385,27 +403,51 @@ s_send_posted(s_state_t *self)
         dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like a failed send
 }
 
-// Reads the wake-ups (empty frames) and $TERM from the actor pipe, then sends what
-// was posted before them; returns false on $TERM.
+// Whether sock holds a message; *gone when the context is terminating.
+static bool
+s_readable(zsock_t *sock, bool *gone)
+{
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt(zsock_resolve(sock), ZMQ_EVENTS, &events, &size) != 0)
+        *gone = *gone || zmq_errno() == ETERM;
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+// Reads the owner's commands from the actor pipe; false on $TERM or when the context
+// is going. What was posted before $TERM still leaves.
 static bool
 s_on_pipe(s_state_t *self, zsock_t *pipe)
 {
-    bool go_on = true;
-    while (zsock_events(pipe) & ZMQ_POLLIN) {
+    bool gone = false, term = false;
+    while (!term && s_readable(pipe, &gone)) {
         zmsg_t *zmsg = zmsg_recv(pipe);
-        if (!zmsg) {
-            go_on = zmq_errno() == EINTR;
-            break;
-        }
-        bool term = zframe_streq(zmsg_first(zmsg), "$TERM");
+        term = !zmsg ? zmq_errno() != EINTR : zframe_streq(zmsg_first(zmsg), "$TERM");
         zmsg_destroy(&zmsg);
-        if (term) {
-            go_on = false;
-            break;
-        }
     }
+    if (term || gone)
+        s_send_posted(self);
+    return !term && !gone;
+}
+
+static void
+s_on_monitor_events(s_state_t *self)
+{
+    bool gone = false;
+    while (s_readable(self->monitor, &gone))
+        if (s_on_monitor(self) == ZMQ_EVENT_CONNECTED && !self->released)
+            s_send_beat(self);
+}
+
+// A post's wake-up: the count is read (zeroed) before the outbox is taken, so a post
+// that lands after the take wakes the thread again.
+static void
+s_on_wake(s_state_t *self)
+{
+    uint64_t count;
+    if (read(self->wake_fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        return;
     s_send_posted(self);
-    return go_on;
 }
 
 static void
@@ -453,36 +495,86 @@ s_poll_timeout(const s_state_t *self)
     return next > now ? (int)(next - now) : 0;
 }
 
+static int
+s_socket_fd(zsock_t *sock)
+{
+    int fd = -1;
+    size_t size = sizeof fd;
+    return zmq_getsockopt(zsock_resolve(sock), ZMQ_FD, &fd, &size) == 0 ? fd : -1;
+}
+
+// Whether the thread's wait looks at the DEALER. A caller standing in for the thread
+// (dpool_io_await) takes it out, so the broker's answer wakes that caller alone.
+static void
+s_watch_dealer(s_state_t *self, bool watch)
+{
+    struct epoll_event event = {.events = watch ? EPOLLIN : 0, .data.u32 = S_FD_DEALER};
+    epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->fds[S_FD_DEALER].fd, &event);
+}
+
+// Waits for the thread's descriptors; ready[i] says which woke it.
+static void
+s_wait(s_state_t *self, int timeout, bool ready[S_FDS])
+{
+    struct epoll_event events[S_FDS];
+    int n = epoll_wait(self->watch_fd, events, S_FDS, timeout);
+    memset(ready, 0, S_FDS * sizeof *ready);
+    for (int i = 0; i < n; i++)
+        ready[events[i].data.u32] = true;
+}
+
+static bool
+s_watch_all(s_state_t *self, zsock_t *pipe)
+{
+    struct pollfd fds[S_FDS] = {
+        [S_FD_WAKE] = {.fd = self->wake_fd, .events = POLLIN},
+        [S_FD_DEALER] = {.fd = s_socket_fd(self->dealer), .events = POLLIN},
+        [S_FD_MONITOR] = {.fd = s_socket_fd(self->monitor), .events = POLLIN},
+        [S_FD_PIPE] = {.fd = s_socket_fd(pipe), .events = POLLIN},
+    };
+    memcpy(self->fds, fds, sizeof fds);
+    if ((self->watch_fd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return false;
+    for (uint32_t i = 0; i < S_FDS; i++) {
+        struct epoll_event event = {.events = EPOLLIN, .data.u32 = i};
+        if (fds[i].fd < 0 || epoll_ctl(self->watch_fd, EPOLL_CTL_ADD, fds[i].fd, &event) != 0)
+            return false;
+    }
+    return true;
+}
+
+// The thread's loop. It waits on the sockets' own descriptors (a zmq_poll asks every
+// socket for its events before and after it sleeps, two system calls each time) and
+// looks at a socket only when its descriptor woke it. The DEALER is the exception:
+// any send or receive on it may take its descriptor's signal, so the broker's messages
+// are read until none waits at the end of every turn, after this turn's sends; only
+// then may the thread sleep.
 static void
 s_run(s_state_t *self, zsock_t *pipe)
 {
-    zpoller_t *poller = zpoller_new(pipe, self->dealer, self->monitor, NULL);
-    if (!poller)
+    if (!s_watch_all(self, pipe))
         return;
+    pthread_mutex_lock(&self->socket_lock);
     self->connected = true; // POOL_OPENED just came in on it
     self->last_heard = dpool_clock_ms();
     s_send_beat(self);
-    bool running = true;
-    while (running) {
-        // zpoller names one ready socket; the other is looked at too, so neither a
-        // stream of submissions nor one of results starves the other direction.
-        void *which = dpool_batch_inbox_waiting(&self->inbox)
-                          ? self->dealer
-                          : zpoller_wait(poller, s_poll_timeout(self));
-        if (which == pipe || which == self->dealer) {
-            if (zsock_events(pipe) & ZMQ_POLLIN)
-                running = s_on_pipe(self, pipe);
-            if (running && (dpool_batch_inbox_waiting(&self->inbox) ||
-                            (zsock_events(self->dealer) & ZMQ_POLLIN)))
-                s_on_broker(self);
-        } else if (which == self->monitor && s_on_monitor(self) == ZMQ_EVENT_CONNECTED &&
-                   !self->released)
-            s_send_beat(self);
-        else if (zpoller_terminated(poller) && zmq_errno() != EINTR)
-            running = false; // the context is going: a signal alone is no reason to stop
+    atomic_store(&self->running, true);
+    bool ready[S_FDS] = {true, true, true, true}; // the first turn looks at everything
+    while (true) {
+        if (ready[S_FD_PIPE] && !s_on_pipe(self, pipe))
+            break;
+        if (ready[S_FD_MONITOR])
+            s_on_monitor_events(self);
+        if (ready[S_FD_WAKE])
+            s_on_wake(self);
         s_on_timers(self);
+        bool more = s_on_broker(self);
+        pthread_mutex_unlock(&self->socket_lock);
+        s_wait(self, more ? 0 : s_poll_timeout(self), ready);
+        pthread_mutex_lock(&self->socket_lock);
     }
-    zpoller_destroy(&poller);
+    atomic_store(&self->running, false);
+    pthread_mutex_unlock(&self->socket_lock);
 }
 
 // After a failed open: nothing to do but wait for the owner's $TERM.
@@ -535,6 +627,11 @@ s_state_free(s_state_t *state)
     dpool_batch_destroy(&state->outgoing);
     dpool_outbox_destroy(&state->outbox);
     dpool_batch_inbox_clear(&state->inbox);
+    if (state->wake_fd >= 0)
+        close(state->wake_fd);
+    if (state->watch_fd >= 0)
+        close(state->watch_fd);
+    pthread_mutex_destroy(&state->socket_lock);
 }
 
 static int
@@ -546,7 +643,10 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     state->broker_key = config->broker_key ? strdup(config->broker_key) : NULL;
     state->outgoing = dpool_batch_new();
     state->outbox = dpool_outbox_new();
-    if (!state->endpoint || !state->outgoing || !state->outbox ||
+    state->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    state->watch_fd = -1;
+    pthread_mutex_init(&state->socket_lock, NULL);
+    if (!state->endpoint || !state->outgoing || !state->outbox || state->wake_fd < 0 ||
         (config->pool_name && !state->pool_name) ||
         (config->curve_secret && !state->curve_secret) ||
         (config->broker_key && !state->broker_key))
@@ -620,18 +720,96 @@ fail:
     return NULL;
 }
 
-// Wakes the I/O thread with an empty frame (its pipe is ours while the caller
-// serialises, as dpool_io_send's callers do). A wake-up that cannot be sent (the
-// context is going) leaves the next post to try again.
+static int
+s_wake_thread(s_state_t *state)
+{
+    uint64_t one = 1;
+    return write(state->wake_fd, &one, sizeof one) == sizeof one ? DPOOL_OK : DPOOL_ERR_IO;
+}
+
+// Wakes the I/O thread after the first post since its last take. A wake-up that
+// cannot be written leaves the next post to try again.
 static int
 s_wake(dpool_io_t *self, int rc, bool wake)
 {
-    if (rc == DPOOL_OK && wake &&
-        zmq_send(zsock_resolve(zactor_sock(self->actor)), "", 0, 0) != 0) {
+    if (rc == DPOOL_OK && wake && s_wake_thread(&self->state) != DPOOL_OK) {
         dpool_outbox_unwake(self->state.outbox);
         rc = DPOOL_ERR_IO;
     }
     return rc;
+}
+
+// Under socket_lock: sends message on the DEALER now, when nothing sent before it
+// still waits in the outbox and the pool is open to a broker that is there. Returns
+// DPOOL_OK, DPOOL_ERR_NOMEM, or 1 when it must go through the outbox.
+static int
+s_send_direct_locked(s_state_t *state, const uint8_t *message)
+{
+    if (!atomic_load(&state->running) || !state->connected || state->lost || state->released ||
+        !dpool_outbox_empty(state->outbox))
+        return 1;
+    zmsg_t *zmsg = dpool_batch_plain(message);
+    if (!zmsg)
+        return DPOOL_ERR_NOMEM;
+    zmsg_send(&zmsg, state->dealer); // a failed send is lost like any other
+    zmsg_destroy(&zmsg);
+    // The send may have taken the descriptor's signal for a message that waits, and
+    // the thread sleeps on that descriptor.
+    if (zsock_events(state->dealer) & ZMQ_POLLIN)
+        s_wake_thread(state);
+    return DPOOL_OK;
+}
+
+int
+dpool_io_send_direct(dpool_io_t *self, const uint8_t *message, size_t size)
+{
+    s_state_t *state = &self->state;
+    int rc = 1;
+    if (atomic_load(&state->running) && pthread_mutex_trylock(&state->socket_lock) == 0) {
+        rc = s_send_direct_locked(state, message);
+        pthread_mutex_unlock(&state->socket_lock);
+    }
+    return rc == 1 ? dpool_io_send_encoded(self, message, size) : rc;
+}
+
+// Under socket_lock, on a user thread while the I/O thread sleeps: reads what the
+// broker sends, as the thread would, until result is ready or anything else needs the
+// thread (a post, the owner, the monitor, a timer). Then the thread has it all again:
+// what its own wake-up found is read by it at its next turn, and messages left unread
+// get it woken, since reading them here may have taken their signal.
+static void
+s_stand_in_locked(s_state_t *state, dpool_result_t *result)
+{
+    struct pollfd fds[S_FDS];
+    memcpy(fds, state->fds, sizeof fds);
+    while (true) {
+        bool more = s_on_broker(state);
+        if (dpool_result_ready(result)) {
+            if (more)
+                s_wake_thread(state);
+            return;
+        }
+        int timeout = more ? 0 : s_poll_timeout(state);
+        if (!more && (timeout <= 0 || poll(fds, S_FDS, timeout) <= 0))
+            return;
+        for (int i = 0; i < S_FDS; i++)
+            if (i != S_FD_DEALER && fds[i].revents)
+                return;
+    }
+}
+
+void
+dpool_io_await(dpool_io_t *self, dpool_result_t *result)
+{
+    s_state_t *state = &self->state;
+    if (atomic_load(&state->running) && pthread_mutex_trylock(&state->socket_lock) == 0) {
+        if (atomic_load(&state->running) && !state->lost) {
+            s_watch_dealer(state, false);
+            s_stand_in_locked(state, result);
+            s_watch_dealer(state, true); // what waits now wakes the thread
+        }
+        pthread_mutex_unlock(&state->socket_lock);
+    }
 }
 
 int

@@ -1,6 +1,7 @@
 /*  dpool_io: a pool's background I/O thread (a zactor). It owns the pool's only
-    ZeroMQ socket, a DEALER to the broker: it opens the pool, forwards what user
-    threads send it over the actor pipe, hands OUTPUT to the output handler and RESULT
+    ZeroMQ socket, a DEALER to the broker (a user thread borrows it, under a lock,
+    only to send a lone task while the thread sleeps): it opens the pool, forwards
+    what user threads post to it, hands OUTPUT to the output handler and RESULT
     to the pending table, keeps the broker's liveness with HEARTBEATs, re-opens the pool
     and re-sends every unanswered SUBMIT when the broker restarted or came back, and
     fails pending tasks when the broker stays lost past the reconnect timeout. */
@@ -52,6 +53,19 @@ int dpool_io_send(dpool_io_t *self, dpool_msg_t *msg);
 // DPOOL_ERR_IO.
 int dpool_io_send_encoded(dpool_io_t *self, const uint8_t *message, size_t size);
 
+// As dpool_io_send_encoded, but when the I/O thread is idle (waiting for the broker)
+// and nothing posted before waits, message is sent on the DEALER by the calling
+// thread itself: a lone task does not wait for the I/O thread to wake up. Meant for
+// messages that have the connection to themselves: a stream of them would leave one
+// by one instead of in BATCHes.
+int dpool_io_send_direct(dpool_io_t *self, const uint8_t *message, size_t size);
+// Waits for a lone task's result on the calling thread while the I/O thread sleeps:
+// the caller reads the broker's messages itself (and hands them on as the thread
+// would, output handler included), so the result does not wait for the thread to wake
+// up and then wake the caller. Returns when result is ready, at once when the thread
+// is at work, or when something else needs the thread; the caller then waits on
+// result as usual.
+void dpool_io_await(dpool_io_t *self, dpool_result_t *result);
 // As dpool_io_send_encoded, for a large message in its plain form (dpool_batch_plain):
 // its frames go on as they are (*zmsg_p moves, always).
 int dpool_io_send_alone(dpool_io_t *self, zmsg_t **zmsg_p);

@@ -141,3 +141,12 @@ dpool_outbox_set_lost(dpool_outbox_t *self, bool lost)
     self->lost = lost;
     pthread_mutex_unlock(&self->lock);
 }
+
+bool
+dpool_outbox_empty(dpool_outbox_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    bool empty = dpool_batch_count(self->posted) == 0;
+    pthread_mutex_unlock(&self->lock);
+    return empty;
+}

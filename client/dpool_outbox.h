@@ -48,6 +48,9 @@ void dpool_outbox_unwake(dpool_outbox_t *self);
 // sets *released_p when a POOL_RELEASE was among it.
 void dpool_outbox_take(dpool_outbox_t *self, dpool_batch_t **batch_p, bool *released_p);
 
+// Whether nothing posted waits to be taken.
+bool dpool_outbox_empty(dpool_outbox_t *self);
+
 // For the I/O thread: whether the broker is lost (SUBMITs wait for the resync).
 void dpool_outbox_set_lost(dpool_outbox_t *self, bool lost);
 

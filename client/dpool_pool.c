@@ -259,8 +259,13 @@ s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t fl
         zmsg_destroy(&alone);
         return DPOOL_ERR_NOMEM;
     }
-    return alone ? dpool_io_send_alone(self->io, &alone)
-                 : dpool_io_send_encoded(self->io, submit, size);
+    if (alone)
+        return dpool_io_send_alone(self->io, &alone);
+    // A task alone in flight (a synchronous apply) goes out from this thread at once;
+    // many in flight go through the outbox, which sends them in BATCHes.
+    if (dpool_pending_count(self->pending) == 1)
+        return dpool_io_send_direct(self->io, submit, size);
+    return dpool_io_send_encoded(self->io, submit, size);
 }
 
 // Under self->lock: numbers, records and sends one task. Returns an owned handle.
@@ -393,6 +398,8 @@ dpool_apply(dpool_t *self, const char *function, const dpool_buf_t *args, dpool_
     dpool_result_t *result = dpool_apply_async(self, function, args, err);
     if (!result)
         return err->code;
+    if (dpool_pending_count(self->pending) == 1)
+        dpool_io_await(self->io, result);
     int rc = dpool_result_get(result, -1, value, err);
     dpool_result_destroy(&result);
     return rc;
