@@ -406,6 +406,7 @@ dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
             continue;
         }
         dpool_sched_pool_refile(self, pool);
+        out->followed = pool->queue_length > 0 && dpool_sched_lease_chains(task->lease);
         out->task_id = dpool_sched_task_id_of(self, task);
         out->task_data = task->data;
         out->host_data = task->lease->host->data;

@@ -105,6 +105,7 @@ uint32_t dpool_sched_credit(dpool_sched_t *self, dpool_sched_host_t *host, uint3
 typedef struct {
     uint64_t task_id;
     uint64_t after_id; // 0: a new lease (a credit was used); else the task it follows
+    bool followed;     // the pool has more queued and the lease chains: one will follow
     void *task_data;
     void *host_data;
 } dpool_sched_dispatch_t;

@@ -140,6 +140,10 @@ dpool_sched_next_generation(uint32_t generation)
     return generation + 1 ? generation + 1 : 1;
 }
 
+// Whether lease's pool chains tasks to it now (its host runs chains and the pool's
+// tasks are timed as short).
+bool dpool_sched_lease_chains(const dpool_sched_lease_t *lease);
+
 // Helpers the files share (each defined once, in the file named).
 // dpool_sched.c:
 uint64_t dpool_sched_task_id_of(const dpool_sched_t *self, const dpool_sched_task_t *task);

@@ -26,6 +26,12 @@ s_chain_depth(const dpool_sched_pool_t *pool)
     return depth >= DPOOL_SCHED_CHAIN_MAX ? DPOOL_SCHED_CHAIN_MAX : (uint32_t)depth;
 }
 
+bool
+dpool_sched_lease_chains(const dpool_sched_lease_t *lease)
+{
+    return lease->host->chains && s_chain_depth(lease->pool) > 1;
+}
+
 dpool_sched_lease_t *
 dpool_sched_chainable_lease(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
 {

@@ -56,6 +56,9 @@ typedef enum {
 // SUBMIT / TASK flags. CHUNK: the payload is an array of argument arrays, run one
 // after another in one process; the result is the array of their results.
 #define DPOOL_FLAG_CHUNK 0x1u
+// TASK only, set by the broker: more tasks of its pool wait, and the broker means to
+// chain the next one after this task (a daemon keeps the process a while for it).
+#define DPOOL_FLAG_FOLLOWED 0x2u
 
 // WORKER_HELLO flags. CHAINS: the daemon runs chained TASKs (TASK's `after`); the
 // broker chains only to daemons that say so (an older one would ignore `after`).

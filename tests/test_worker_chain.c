@@ -5,7 +5,9 @@
     (test_worker_play.h); the daemon is stopped by its pid in .fini. */
 #include "test_worker_play.h"
 
+#include <signal.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <string.h>
 
 TestSuite(worker_chain, .fini = teardown, .timeout = 120);
@@ -137,6 +139,59 @@ Test(worker_chain, chained_task_after_an_unknown_or_ended_task_is_refused_unchai
     // TASK runs and returns exactly its own credit, and no CREDIT follows.
     cr_assert_eq(s_hostpid(2), pid);
     cr_assert_eq(s_credits, 1);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+// Task 1 (example.initialized [1], a second) runs with flags; TASK 2 chained after
+// it is sent while the daemon is stopped, and the daemon goes on only after task 1
+// has ended: it reads task 1's RESULT and TASK 2 in one turn, the RESULT first, as if
+// the two had crossed on the wire.
+static void
+s_cross_result_and_chained_task(uint32_t flags)
+{
+    s_start_ready("1", NULL);
+    s_send_task_full(1, "example.initialized", S_ONE, S_SIZE(S_ONE), flags, 0);
+    usleep(200 * 1000); // the process has task 1
+    cr_assert_eq(kill(s_pid, SIGSTOP), 0);
+    s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
+    usleep(1500 * 1000); // task 1 has ended; its result waits for the stopped daemon
+    cr_assert_eq(kill(s_pid, SIGCONT), 0);
+}
+
+Test(worker_chain, a_chained_task_that_crossed_the_result_of_a_followed_task_runs_there)
+{
+    s_cross_result_and_chained_task(DPOOL_FLAG_FOLLOWED);
+    // The process waited for the chain: no credit with task 1, task 2 ran in it, and
+    // the one credit came with task 2's result.
+    uint64_t pid = s_expect_pid(1, 0);
+    cr_assert_eq(s_expect_pid(2, 1), pid, "the successor ran in its predecessor's process");
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1, "one credit per process, none lost or doubled");
+}
+
+Test(worker_chain, a_chained_task_that_crossed_the_result_of_a_task_not_followed_is_refused)
+{
+    s_cross_result_and_chained_task(0);
+    s_expect_pid(1, 1);
+    s_expect_unchained(2, 1);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, a_followed_task_with_no_successor_returns_its_credit_after_the_wait)
+{
+    s_start_ready("1", NULL);
+    s_send_task_full(1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), DPOOL_FLAG_FOLLOWED, 0);
+    s_expect_pid(1, 0);
+    cr_assert_eq(s_credits, 0, "the process waits for the chain: its credit is held back");
+    dpool_msg_t msg = {0};
+    s_expect(DPOOL_CMD_CREDIT, &msg, 5000);
+    cr_assert_eq(msg.count, 1);
+    dpool_msg_reset(&msg);
+    // Counted idle now: a TASK chained after task 1 finds it ended.
+    s_send_chained(2, 1, "echo", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_unchained(2, 1);
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1);
 }

@@ -93,8 +93,9 @@ s_take_job(dpool_msg_t *msg)
     return job;
 }
 
-// A TASK with `after`: queued behind that task in its slot, or refused with -22 when
-// it is no task's successor here any more. It took no credit, so none is owed back
+// A TASK with `after`: queued behind that task in its slot (run at once when its
+// process lingers after it), or refused with -22 when it is no task's successor here
+// any more. It took no credit, so none is owed back
 // beyond what the daemon owes anyway.
 static void
 s_chain(dpool_worker_t *self, dpool_msg_t *msg)
@@ -111,7 +112,9 @@ s_chain(dpool_worker_t *self, dpool_msg_t *msg)
     }
     dpool_job_t *job = s_take_job(msg);
     int rc = job ? dpool_slots_chain(slot, &job) : DPOOL_ERR_NOMEM;
-    if (rc == DPOOL_OK && !slot->fill_due) {
+    if (rc == DPOOL_OK && slot->linger_until)
+        dpool_slots_take_up(self, slot); // its process waited for this chain: it runs now
+    else if (rc == DPOOL_OK && !slot->fill_due) {
         slot->fill_due = true; // written ahead at the end of the burst
         self->fill_due[self->fill_due_count++] = slot;
     }
@@ -140,8 +143,11 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
         s_chain(self, msg);
         return;
     }
-    dpool_job_t job = {msg->task_id, msg->name,          msg->payload,
-                       msg->flags,   msg->time_limit_ms, false};
+    dpool_job_t job = {.task_id = msg->task_id,
+                       .function = msg->name,
+                       .args = msg->payload,
+                       .flags = msg->flags,
+                       .time_limit_ms = msg->time_limit_ms};
     dpool_slot_t *slot = dpool_slots_find_idle(self);
     if (slot) {
         self->idle--;

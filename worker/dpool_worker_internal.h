@@ -65,6 +65,13 @@ typedef struct {
     bool killed; // KILL came after the job was written to a process: killed when it runs
 } dpool_job_t;
 
+// A process whose task the broker means to chain after (DPOOL_FLAG_FOLLOWED) that ended
+// with nothing queued behind it is kept this long for the chain before it counts as
+// idle (and its CREDIT goes): the broker tops a chain up as results come back, so the
+// next chained TASK is often on the wire already, and without the wait it would find
+// its `after` ended and go back to the broker (-22).
+#define DPOOL_WORKER_LINGER_MS 1
+
 // Running ahead (dpool_channel.h): at most this many chained jobs, and this many bytes
 // of their frames, are written to a busy process behind its running task. Small enough
 // that the socket's buffer holds them all, so the daemon's write never waits for a
@@ -77,7 +84,9 @@ typedef struct {
 typedef struct {
     dpool_proc_t *proc; // NULL when EMPTY
     dpool_slot_state_t state;
-    uint64_t task_id;       // when BUSY
+    uint64_t task_id;       // when BUSY, or lingering: the task that ended
+    bool followed;          // when BUSY: the broker means to chain after the running task
+    int64_t linger_until;   // ms: IDLE but kept for its chain (not counted idle); 0 = not
     uint32_t time_limit_ms; // when BUSY: the task's limit; 0 = none
     int64_t deadline;       // when BUSY with a limit: when the process is killed
     unsigned tasks_done;    // tasks (a chunk counts once) since the process started
@@ -247,14 +256,19 @@ void dpool_slots_on_kept_timer(dpool_worker_t *self, dpool_slot_t *slot);
 // The BUSY slot running task_id, or NULL.
 dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
 
-// The slot whose newest task (the last queued, else the one running) is task_id,
-// whatever its state, or NULL: where a TASK chained after task_id goes.
+// The slot whose newest task (the last queued, else the one running, else the one its
+// lingering process ran last) is task_id, whatever its state, or NULL: where a TASK
+// chained after task_id goes.
 dpool_slot_t *dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id);
 
 // Appends *job_p to the queue of slot, to run there after its current tail; the job (owned) moves
 // to the slot on success and is freed on failure. Returns DPOOL_OK, DPOOL_ERR_QUEUE_FULL
 // (DPOOL_WORKER_QUEUE_MAX jobs wait there, queued or written ahead) or DPOOL_ERR_NOMEM.
 int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
+
+// Ends the lingering of slot's process (DPOOL_WORKER_LINGER_MS): it runs the first job
+// of its queue (a chained TASK came for it), else a pending one, else counts as idle.
+void dpool_slots_take_up(dpool_worker_t *self, dpool_slot_t *slot);
 
 // Writes every busy process whose queue grew this turn the next jobs of its queue (after
 // a burst of TASKs from the broker: all of them in one write per process).
@@ -273,7 +287,7 @@ bool dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t
 // written ahead to its process are marked killed. The slot keeps its lists.
 void dpool_slots_clear_queue(dpool_slot_t *slot);
 
-// The first IDLE slot, or NULL.
+// The first IDLE slot that does not linger, or NULL.
 dpool_slot_t *dpool_slots_find_idle(dpool_worker_t *self);
 
 #endif
