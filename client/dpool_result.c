@@ -128,7 +128,10 @@ dpool_result_complete(dpool_result_t *self, int code, const char *message, zfram
     if (first) {
         self->ready = true;
         self->code = code;
-        snprintf(self->message, sizeof self->message, "%s", message ? message : "");
+        // Most outcomes have no message: no formatting pass for them.
+        size_t length = message ? strnlen(message, sizeof self->message - 1) : 0;
+        memcpy(self->message, message ? message : "", length);
+        self->message[length] = '\0';
         if (code == DPOOL_OK && payload_p) {
             self->value = *payload_p;
             *payload_p = NULL;

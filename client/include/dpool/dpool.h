@@ -30,9 +30,12 @@
       dpool_result_destroy, which the holder calls once, when no other thread uses it.
       A result stays valid after its pool is destroyed (it then holds its outcome,
       DPOOL_ERR_TERMINATED for tasks that had not finished).
-    - Each pool runs one background I/O thread that owns the pool's only ZeroMQ socket.
-      The output handler runs on that thread: it must return promptly and must not call
-      any dpool_* function of the same pool (the thread it would wait for is its own).
+    - Each pool runs one background I/O thread that owns the pool's only ZeroMQ socket
+      (a thread sending a task alone in flight, or waiting for it in dpool_apply,
+      borrows the socket while the I/O thread sleeps). The output handler runs on the
+      I/O thread, or on a thread in dpool_apply reading for it: it must return promptly
+      and must not call any dpool_* function of the same pool (the thread it would wait
+      for may be its own).
     - Callbacks (dpool_callbacks_t) run on the pool's own CALLBACK THREAD, started with
       the pool's first call that has callbacks: one at a time, in completion order, each
       once. Results keep arriving while a callback runs (the I/O thread never waits for
@@ -96,8 +99,9 @@ typedef struct {
 } dpool_buf_t;
 
 // Receives what a task wrote: stream is 1 (stdout) or 2 (stderr); data is not
-// NUL-terminated and is only borrowed for the call. Runs on the pool's I/O thread, in
-// the order written, always before the task's result becomes visible.
+// NUL-terminated and is only borrowed for the call. Runs on the pool's I/O thread (or
+// on a thread in dpool_apply that reads for it), in the order written, always before
+// the task's result becomes visible.
 typedef void(dpool_output_fn)(void *arg, uint64_t task_id, int stream, const char *data,
                               size_t size);
 
