@@ -24,6 +24,9 @@ struct dpool_uplink_t {
     dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
     char id[18];
     char *refusal; // owned: the broker's ERROR -17 text, or NULL
+    // No message waits and the socket's descriptor holds every signal: nothing was sent
+    // since a look at the socket found it empty (a send may take the descriptor's signal).
+    bool quiet;
 };
 
 dpool_uplink_t *
@@ -106,10 +109,22 @@ dpool_uplink_send(dpool_uplink_t *self, dpool_msg_t *msg)
     return rc;
 }
 
+bool
+dpool_uplink_waiting(dpool_uplink_t *self)
+{
+    if (dpool_batch_inbox_waiting(&self->inbox))
+        return true;
+    if (!self->quiet)
+        self->quiet = !(zsock_events(self->sock) & ZMQ_POLLIN);
+    return !self->quiet;
+}
+
 int
 dpool_uplink_flush(dpool_uplink_t *self)
 {
     size_t count = dpool_batch_count(self->outgoing);
+    if (count > 0)
+        self->quiet = false;
     int rc = dpool_batch_send(self->outgoing, self->sock, NULL);
     if (rc != DPOOL_OK)
         DPOOL_LOG_WARN("cannot send %zu messages to the broker: %s", count,
@@ -128,6 +143,7 @@ dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
             DPOOL_LOG_WARN("dropped a malformed message from the broker: %s", why);
             continue;
         }
+        self->quiet = false;
         if (msg->command != DPOOL_CMD_ERROR || msg->code != DPOOL_ERR_NOT_AUTHORISED)
             return true;
         // Every message of a refused daemon is refused; one line says it.
@@ -138,6 +154,7 @@ dpool_uplink_recv(dpool_uplink_t *self, dpool_msg_t *msg)
         }
         dpool_msg_reset(msg);
     }
+    self->quiet = true; // the last look found nothing
     return false;
 }
 

@@ -26,6 +26,11 @@ const char *dpool_uplink_id(const dpool_uplink_t *self);
 // The socket handle for zmq_poll (borrowed from self).
 void *dpool_uplink_handle(dpool_uplink_t *self);
 
+// Whether messages from the broker wait, unread. Looks at the socket (two system calls)
+// only when something was sent or read since a look found it empty: libzmq takes
+// messages in on its own thread, and the socket's descriptor signals only a change.
+bool dpool_uplink_waiting(dpool_uplink_t *self);
+
 // Sends msg; its payload, if any, is consumed whatever happens; the rest stays the
 // caller's. A send that would block (broker away, queue full) fails at once.
 // Returns DPOOL_OK or a negative code (logged at WARN).

@@ -154,17 +154,6 @@ dpool_worker_unwatch(dpool_worker_t *self, dpool_slot_t *slot)
     dpool_worker_unwatch_output(self, slot, DPOOL_STREAM_STDERR);
 }
 
-// Whether the broker's socket holds messages already: libzmq takes them in on its own
-// thread, and its descriptor signals only a change, not what is waiting.
-static bool
-s_broker_waiting(dpool_worker_t *self)
-{
-    uint32_t events = 0;
-    size_t size = sizeof events;
-    zmq_getsockopt(dpool_uplink_handle(self->uplink), ZMQ_EVENTS, &events, &size);
-    return (events & ZMQ_POLLIN) != 0;
-}
-
 // What one epoll_wait found: per process the channel before the pipes, so a result
 // drains its task's output itself (dpool_slots.c) and a pipe is read here only when
 // that has not emptied it.
@@ -260,7 +249,7 @@ dpool_worker_run(dpool_worker_t *self, volatile sig_atomic_t *stop)
     int64_t due = self->heartbeat_at;
     while (rc == DPOOL_OK && !*stop) {
         dpool_uplink_flush(self->uplink);
-        bool broker = s_broker_waiting(self);
+        bool broker = dpool_uplink_waiting(self->uplink);
         int n =
             epoll_wait(self->watch_fd, events, (int)max_events, broker ? 0 : s_poll_timeout(due));
         if (n < 0) {
