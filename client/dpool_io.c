@@ -360,7 +360,11 @@ s_on_broker(s_state_t *self)
         }
         if (msg.command == DPOOL_CMD_OUTPUT)
             s_on_output(self, &msg);
-        if (!s_on_state(self, &msg))
+        bool outcome = !s_on_state(self, &msg);
+        if (outcome && msg.payload_lent)
+            dpool_pending_complete_bytes(self->pending, msg.task_id, msg.code, msg.text,
+                                         msg.payload_lent, msg.payload_lent_size);
+        else if (outcome)
             dpool_pending_complete(self->pending, msg.task_id, msg.code, msg.text, &msg.payload);
         // Anything else (an ERROR about a message of ours, a STATUS_REPLY) concerns no
         // task: the library does not log, and no waiter needs waking.
@@ -671,6 +675,7 @@ s_state_init(s_state_t *state, const dpool_io_config_t *config)
     if (!state->output && !(state->writer = dpool_output_new(config->output_prefix_host)))
         return DPOOL_ERR_NOMEM;
     state->pending = config->pending;
+    state->inbox.lend = true; // results are copied once, from the BATCH into their handles
     zuuid_t *uuid = zuuid_new();
     if (!uuid)
         return DPOOL_ERR_NOMEM;

@@ -106,16 +106,28 @@ dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink
     return rc;
 }
 
-// Hands the outcome over (no lock held) and frees the entry.
+// Hands the outcome over (no lock held) and frees the entry: the payload is
+// *payload_p, or the borrowed bytes data / size when payload_p is NULL.
 static void
-s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p)
+s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p, const void *data,
+          size_t size)
 {
     free(entry->submit);
-    if (entry->result) {
+    zframe_t *frame = NULL;
+    if (entry->result && !payload_p)
+        dpool_result_complete_bytes(entry->result, code, message, data, size);
+    else if (entry->result)
         dpool_result_complete(entry->result, code, message, payload_p);
-        dpool_result_destroy(&entry->result);
-    } else
-        entry->sink.fn(entry->sink.arg, code, message, payload_p);
+    else {
+        if (!payload_p && data)
+            frame = zframe_new(data, size); // NULL when out of memory: the sink reads nil
+        entry->sink.fn(entry->sink.arg, code, message,
+                       payload_p ? payload_p
+                       : frame   ? &frame
+                                 : NULL);
+        zframe_destroy(&frame);
+    }
+    dpool_result_destroy(&entry->result);
     free(entry);
 }
 
@@ -174,9 +186,10 @@ s_signal_locked(dpool_pending_t *self)
         pthread_cond_broadcast(&self->idle);
 }
 
-bool
-dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
-                       zframe_t **payload_p)
+// Takes task_id's entry out and delivers its outcome; see s_deliver for the payload.
+static bool
+s_complete(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
+           zframe_t **payload_p, const void *data, size_t size)
 {
     pthread_mutex_lock(&self->lock);
     s_entry_t *entry = dpool_idmap_take(self->tasks, task_id);
@@ -184,7 +197,7 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
         self->delivering++;
     pthread_mutex_unlock(&self->lock);
     if (entry) {
-        s_deliver(entry, code, message, payload_p);
+        s_deliver(entry, code, message, payload_p, data, size);
         pthread_mutex_lock(&self->lock);
         self->delivering--;
         s_signal_locked(self);
@@ -193,6 +206,21 @@ dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const 
     if (payload_p)
         zframe_destroy(payload_p);
     return entry != NULL;
+}
+
+bool
+dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
+                       zframe_t **payload_p)
+{
+    zframe_t *none = NULL; // s_deliver then sees a frame that is absent
+    return s_complete(self, task_id, code, message, payload_p ? payload_p : &none, NULL, 0);
+}
+
+bool
+dpool_pending_complete_bytes(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
+                             const void *data, size_t size)
+{
+    return s_complete(self, task_id, code, message, NULL, data, size);
 }
 
 typedef struct {
@@ -223,7 +251,7 @@ dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message)
             s_entry_t *entry = dpool_idmap_take_first(self->tasks);
             self->delivering++;
             pthread_mutex_unlock(&self->lock);
-            s_deliver(entry, code, message, NULL);
+            s_deliver(entry, code, message, NULL, NULL, 0);
             pthread_mutex_lock(&self->lock);
             self->delivering--;
             count++;
@@ -233,7 +261,7 @@ dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message)
         self->delivering += taken.count;
         pthread_mutex_unlock(&self->lock);
         for (size_t i = 0; i < taken.count; i++)
-            s_deliver(taken.entries[i], code, message, NULL);
+            s_deliver(taken.entries[i], code, message, NULL, NULL, 0);
         pthread_mutex_lock(&self->lock);
         self->delivering -= taken.count;
         count += taken.count;

@@ -62,6 +62,10 @@ size_t dpool_pending_resend(dpool_pending_t *self, dpool_pending_send_fn *send, 
 bool dpool_pending_complete(dpool_pending_t *self, uint64_t task_id, int code, const char *message,
                             zframe_t **payload_p);
 
+// As dpool_pending_complete, with the payload's bytes borrowed (data may be NULL: none).
+bool dpool_pending_complete_bytes(dpool_pending_t *self, uint64_t task_id, int code,
+                                  const char *message, const void *data, size_t size);
+
 // Gives every task in the table the outcome code / message and empties the table.
 // Returns how many there were.
 size_t dpool_pending_fail_all(dpool_pending_t *self, int code, const char *message);

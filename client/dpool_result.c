@@ -19,7 +19,9 @@ struct _dpool_result_t {
     bool ready; // under lock; once true, code, message and value never change
     int code;
     char message[sizeof(((dpool_error_t *)0)->message)];
-    zframe_t *value;            // the result's msgpack bytes when code == DPOOL_OK
+    zframe_t *value;            // the result's msgpack bytes when code == DPOOL_OK, or
+    uint8_t small[32];          // these when they were few (value is NULL then)
+    uint8_t small_size;         // 0 = none: no payload came, the value is nil
     uint64_t task_id;           // fixed at birth
     dpool_result_hook_fn *hook; // set before the handle can complete
     void *hook_arg;
@@ -120,32 +122,87 @@ dpool_result_set_hook(dpool_result_t *self, dpool_result_hook_fn *hook, void *ar
     self->hook_arg = arg;
 }
 
+// The value's bytes once ready and successful: nil when no payload came.
+static void
+s_value(const dpool_result_t *self, const char **data, size_t *size)
+{
+    static const char nil = (char)0xc0;
+    if (self->value) {
+        *data = (const char *)zframe_data(self->value);
+        *size = zframe_size(self->value);
+    } else if (self->small_size) {
+        *data = (const char *)self->small;
+        *size = self->small_size;
+    } else {
+        *data = &nil;
+        *size = 1;
+    }
+}
+
+// Under self->lock: the outcome, the first time. Returns whether it was the first.
+static bool
+s_set_outcome_locked(dpool_result_t *self, int code, const char *message)
+{
+    if (self->ready)
+        return false;
+    self->ready = true;
+    self->code = code;
+    // Most outcomes have no message: no formatting pass for them.
+    size_t length = message ? strnlen(message, sizeof self->message - 1) : 0;
+    memcpy(self->message, message ? message : "", length);
+    self->message[length] = '\0';
+    return true;
+}
+
+// After the outcome was set: wakes waiters and runs the hook.
+static void
+s_announce(dpool_result_t *self)
+{
+    // Woken after the unlock: a waiter woken under the lock would only block again on
+    // it, one more context switch per result. The caller's reference keeps self alive.
+    pthread_cond_broadcast(&self->done);
+    if (self->hook)
+        self->hook(self->hook_arg, self);
+}
+
+void
+dpool_result_complete_bytes(dpool_result_t *self, int code, const char *message, const void *data,
+                            size_t size)
+{
+    // A small value lives in the handle: no allocation for it (most results are a few
+    // bytes), and it came from a BATCH that the caller keeps only until its next read.
+    zframe_t *frame = NULL;
+    if (code == DPOOL_OK && data && size > sizeof self->small)
+        frame = zframe_new(data, size); // NULL when out of memory: the value reads nil
+    pthread_mutex_lock(&self->lock);
+    bool first = s_set_outcome_locked(self, code, message);
+    if (first && code == DPOOL_OK && data && size <= sizeof self->small) {
+        memcpy(self->small, data, size);
+        self->small_size = (uint8_t)size;
+    } else if (first && frame) {
+        self->value = frame;
+        frame = NULL;
+    }
+    pthread_mutex_unlock(&self->lock);
+    zframe_destroy(&frame);
+    if (first)
+        s_announce(self);
+}
+
 void
 dpool_result_complete(dpool_result_t *self, int code, const char *message, zframe_t **payload_p)
 {
     pthread_mutex_lock(&self->lock);
-    bool first = !self->ready;
-    if (first) {
-        self->ready = true;
-        self->code = code;
-        // Most outcomes have no message: no formatting pass for them.
-        size_t length = message ? strnlen(message, sizeof self->message - 1) : 0;
-        memcpy(self->message, message ? message : "", length);
-        self->message[length] = '\0';
-        if (code == DPOOL_OK && payload_p) {
-            self->value = *payload_p;
-            *payload_p = NULL;
-        }
+    bool first = s_set_outcome_locked(self, code, message);
+    if (first && code == DPOOL_OK && payload_p) {
+        self->value = *payload_p;
+        *payload_p = NULL;
     }
     pthread_mutex_unlock(&self->lock);
-    // Woken after the unlock: a waiter woken under the lock would only block again on
-    // it, one more context switch per result. The caller's reference keeps self alive.
-    if (first)
-        pthread_cond_broadcast(&self->done);
     if (payload_p)
         zframe_destroy(payload_p);
-    if (first && self->hook)
-        self->hook(self->hook_arg, self);
+    if (first)
+        s_announce(self);
 }
 
 void *
@@ -158,7 +215,6 @@ bool
 dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *size,
                   const char **message)
 {
-    static const char nil = (char)0xc0;
     pthread_mutex_lock(&self->lock);
     bool ready = self->ready;
     pthread_mutex_unlock(&self->lock);
@@ -166,8 +222,7 @@ dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *si
         return false;
     // Once ready the outcome never changes, so it is read without the lock.
     *code = self->code;
-    *data = self->value ? (const char *)zframe_data(self->value) : &nil;
-    *size = self->value ? zframe_size(self->value) : 1;
+    s_value(self, data, size);
     *message = self->message;
     return true;
 }
@@ -206,9 +261,9 @@ dpool_result_wait(dpool_result_t *self, double timeout)
 static int
 s_copy_value(const dpool_result_t *self, dpool_buf_t *value)
 {
-    static const char nil = (char)0xc0;
-    const char *bytes = self->value ? (const char *)zframe_data(self->value) : &nil;
-    size_t size = self->value ? zframe_size(self->value) : 1;
+    const char *bytes;
+    size_t size;
+    s_value(self, &bytes, &size);
     value->data = malloc(size ? size : 1);
     if (!value->data)
         return DPOOL_ERR_NOMEM;
@@ -236,7 +291,7 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
     else if (self->code != DPOOL_OK)
         dpool_error_set(err, rc = self->code, "%s", self->message);
     else if ((rc = value ? s_copy_value(self, value) : DPOOL_OK) != DPOOL_OK)
-        dpool_error_set(err, rc, "cannot copy a result of %zu bytes", zframe_size(self->value));
+        dpool_error_set(err, rc, "cannot copy a result");
     pthread_mutex_unlock(&self->lock);
     return rc;
 }
@@ -276,9 +331,10 @@ s_index_locked(dpool_result_t *self)
 {
     if (self->offsets)
         return DPOOL_OK;
-    const char *data = self->value ? (const char *)zframe_data(self->value) : NULL;
-    size_t size = self->value ? zframe_size(self->value) : 0, at = 0, count = 0;
-    if (!data || !dpool_walk_array(data, size, &at, &count) || count > size - at)
+    const char *data;
+    size_t size, at = 0, count = 0;
+    s_value(self, &data, &size);
+    if (!dpool_walk_array(data, size, &at, &count) || count > size - at)
         return DPOOL_ERR_INVALID;
     size_t *offsets = malloc((count + 1) * sizeof *offsets);
     if (!offsets)
@@ -329,7 +385,10 @@ dpool_result_item(dpool_result_t *self, size_t index, const char **data, size_t 
     if (rc == DPOOL_OK && index >= self->item_count)
         rc = DPOOL_ERR_INVALID;
     if (rc == DPOOL_OK) {
-        *data = (const char *)zframe_data(self->value) + self->offsets[index];
+        const char *bytes;
+        size_t all;
+        s_value(self, &bytes, &all);
+        *data = bytes + self->offsets[index];
         *size = self->offsets[index + 1] - self->offsets[index];
     }
     pthread_mutex_unlock(&self->lock);

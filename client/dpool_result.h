@@ -39,6 +39,11 @@ bool dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_
 void dpool_result_complete(dpool_result_t *self, int code, const char *message,
                            zframe_t **payload_p);
 
+// As dpool_result_complete, with the value's bytes borrowed (data may be NULL: no
+// payload): they are copied, into the handle itself when they are few.
+void dpool_result_complete_bytes(dpool_result_t *self, int code, const char *message,
+                                 const void *data, size_t size);
+
 // Sets err->code and formats err->message (truncated to fit). NULL-safe for err; fmt
 // NULL leaves the message empty.
 void dpool_error_set(dpool_error_t *err, int code, const char *fmt, ...)

@@ -117,6 +117,10 @@ typedef struct {
     zframe_t *run; // its frame of messages
     size_t at;     // where its next message starts
     int left;      // messages not read yet
+    // Set by the owner: payloads of a BATCH's messages are lent (msg->payload_lent)
+    // instead of copied into frames of their own, and the BATCH is kept until the next
+    // read. A plain message's payload still comes as its frame (msg->payload).
+    bool lend;
 } dpool_batch_inbox_t;
 
 // Whether messages of a BATCH wait in inbox.

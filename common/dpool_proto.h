@@ -85,6 +85,11 @@ typedef struct {
     char **functions;       // owned array of owned strings (WORKER_HELLO)
     size_t function_count;
     zframe_t *payload; // owned raw msgpack, or NULL
+    // Instead of payload, for a message decoded by an inbox that lends payloads
+    // (dpool_batch_inbox_t.lend): its bytes inside the BATCH, valid until that inbox's
+    // next read; NULL when payload is used or there is none.
+    const uint8_t *payload_lent;
+    size_t payload_lent_size;
 } dpool_msg_t;
 
 // Frees what msg owns and zeroes it, so it can be filled again. NULL-safe.

@@ -296,3 +296,53 @@ Test(batch, an_inbox_hands_out_a_batch_one_message_at_a_time_and_skips_a_bad_one
     dpool_batch_inbox_clear(&inbox);
     dpool_batch_destroy(&batch);
 }
+
+Test(batch, an_inbox_that_lends_payloads_keeps_its_batch_until_the_next_read)
+{
+    // WORKER_RESULTs [1] + 0x05, [2] with no payload, [3] + 40 bytes (a bin of 38).
+    dpool_batch_t *batch = dpool_batch_new();
+    uint8_t large[40] = {0xc4, 38};
+    memset(large + 2, 'x', sizeof large - 2);
+    dpool_msg_t one = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 1, .payload = s_payload(5)};
+    dpool_msg_t two = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 2};
+    dpool_msg_t three = {.command = DPOOL_CMD_WORKER_RESULT,
+                         .task_id = 3,
+                         .payload = zframe_new(large, sizeof large)};
+    cr_assert_eq(dpool_batch_add(batch, &one), DPOOL_OK);
+    cr_assert_eq(dpool_batch_add(batch, &two), DPOOL_OK);
+    cr_assert_eq(dpool_batch_add(batch, &three), DPOOL_OK);
+    zmsg_t *zmsg = dpool_batch_take(batch, NULL);
+    dpool_batch_inbox_t inbox = {.lend = true};
+    dpool_msg_t msg = {0};
+    const char *why = NULL;
+    cr_assert_eq(dpool_batch_inbox_put(&inbox, &zmsg, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.task_id, 1);
+    cr_assert_null(msg.payload, "lent, not copied into a frame");
+    cr_assert_eq(msg.payload_lent_size, 1);
+    cr_assert_eq(msg.payload_lent[0], 5);
+    dpool_msg_reset(&msg);
+    cr_assert_eq(dpool_batch_inbox_next(&inbox, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.task_id, 2);
+    cr_assert_null(msg.payload_lent, "no payload, nothing lent");
+    dpool_msg_reset(&msg);
+    cr_assert_eq(dpool_batch_inbox_next(&inbox, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.task_id, 3);
+    cr_assert_not(dpool_batch_inbox_waiting(&inbox));
+    // The last message read: its payload still lies in the kept BATCH (ASan would
+    // report a read of freed memory here if the BATCH had gone).
+    cr_assert_eq(msg.payload_lent_size, sizeof large);
+    cr_assert_eq(memcmp(msg.payload_lent, large, sizeof large), 0);
+    dpool_msg_reset(&msg);
+    // The next read frees it; a plain message's payload comes as its own frame.
+    dpool_msg_t alone = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 4, .payload = s_payload(7)};
+    cr_assert_eq(dpool_batch_add(batch, &alone), DPOOL_OK);
+    zmsg = dpool_batch_take(batch, NULL);
+    cr_assert_eq(dpool_batch_inbox_put(&inbox, &zmsg, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.task_id, 4);
+    cr_assert_null(msg.payload_lent);
+    cr_assert_not_null(msg.payload);
+    cr_assert_eq(zframe_data(msg.payload)[0], 7);
+    dpool_msg_reset(&msg);
+    dpool_batch_inbox_clear(&inbox);
+    dpool_batch_destroy(&batch);
+}
