@@ -434,8 +434,7 @@ s_dispatch(dpool_broker_t *self)
                            .task_id = next.task_id,
                            .after_id = next.after_id,
                            .name = (char *)dpool_sched_task_function(self->sched, next.task_id),
-                           .flags = (task->flags & DPOOL_FLAG_CHUNK) |
-                                    (next.followed ? DPOOL_FLAG_FOLLOWED : 0),
+                           .flags = task->flags,
                            .time_limit_ms = task->pool->time_limit_ms};
         // A copy: the task keeps its arguments for a retry, and holding them inline costs
         // less memory per queued task than a frame of their own.

@@ -54,6 +54,7 @@ typedef struct {
     uint32_t next_free;
     uint8_t state;
     bool retry; // queued at the front: a re-run keeps its place, also after waiting as an orphan
+    bool on_credit; // chained, but took a credit: its predecessor ended before it arrived
 } dpool_sched_task_t;
 
 struct dpool_sched_function {
@@ -139,10 +140,6 @@ dpool_sched_next_generation(uint32_t generation)
 {
     return generation + 1 ? generation + 1 : 1;
 }
-
-// Whether lease's pool chains tasks to it now (its host runs chains and the pool's
-// tasks are timed as short).
-bool dpool_sched_lease_chains(const dpool_sched_lease_t *lease);
 
 // Helpers the files share (each defined once, in the file named).
 // dpool_sched.c:

@@ -26,12 +26,6 @@ s_chain_depth(const dpool_sched_pool_t *pool)
     return depth >= DPOOL_SCHED_CHAIN_MAX ? DPOOL_SCHED_CHAIN_MAX : (uint32_t)depth;
 }
 
-bool
-dpool_sched_lease_chains(const dpool_sched_lease_t *lease)
-{
-    return lease->host->chains && s_chain_depth(lease->pool) > 1;
-}
-
 dpool_sched_lease_t *
 dpool_sched_chainable_lease(const dpool_sched_t *self, const dpool_sched_pool_t *pool)
 {
@@ -159,6 +153,7 @@ dpool_sched_unchain_from(dpool_sched_t *self, dpool_sched_task_t *task)
         // A new id: a late message about the one that was sent is then stale.
         last->generation = dpool_sched_next_generation(last->generation);
         last->retry = true;
+        last->on_credit = false; // its credit, if it took one, is the caller's to give back
         dpool_sched_enqueue(self, last, true);
     }
     dpool_sched_pool_refile(self, pool);

@@ -56,9 +56,11 @@ typedef enum {
 // SUBMIT / TASK flags. CHUNK: the payload is an array of argument arrays, run one
 // after another in one process; the result is the array of their results.
 #define DPOOL_FLAG_CHUNK 0x1u
-// TASK only, set by the broker: more tasks of its pool wait, and the broker means to
-// chain the next one after this task (a daemon keeps the process a while for it).
-#define DPOOL_FLAG_FOLLOWED 0x2u
+
+// WORKER_RESULT flags. LAST: the task's process had nothing queued after it and went
+// idle (its credit is among the result's): a TASK chained after this task that is on
+// its way runs on a credit, which the broker takes for it.
+#define DPOOL_RESULT_LAST 0x1u
 
 // WORKER_HELLO flags. CHAINS: the daemon runs chained TASKs (TASK's `after`); the
 // broker chains only to daemons that say so (an older one would ignore `after`).
@@ -76,7 +78,7 @@ typedef struct {
     int32_t code;   // a dpool/errors.h code
     uint32_t count; // cap, credits, processes or stream, by command
     uint32_t pid;
-    uint32_t flags;         // DPOOL_FLAG_* (SUBMIT, TASK)
+    uint32_t flags;         // DPOOL_FLAG_* (SUBMIT, TASK), DPOOL_RESULT_* (WORKER_RESULT)
     uint32_t time_limit_ms; // 0 = none (POOL_OPEN, TASK)
     uint32_t retries;       // re-runs after a lost worker (POOL_OPEN)
     char *name;             // owned, NUL-terminated: function, pool name or host; may be NULL

@@ -105,8 +105,10 @@ s_check_chain_of_three(unsigned processes)
     s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
     s_send_chained(3, 2, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
     uint64_t head = s_expect_pid(1, 0);
+    cr_assert_eq(s_last_flags, 0, "a task with a successor queued is not the last");
     cr_assert_eq(s_expect_pid(2, 0), head, "the successor ran in its predecessor's process");
     cr_assert_eq(s_expect_pid(3, 1), head, "the successor ran in its predecessor's process");
+    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
     cr_assert_eq(s_credits, processes);
     s_expect_quiet(300);
     cr_assert_eq(s_credits, processes, "no credit beyond one per process");
@@ -126,74 +128,54 @@ Test(worker_chain, chain_of_three_stays_in_its_process_while_another_is_idle)
     cr_assert_eq(s_credits, 2);
 }
 
-Test(worker_chain, chained_task_after_an_unknown_or_ended_task_is_refused_unchained)
+Test(worker_chain, chained_task_after_an_unknown_task_is_refused_and_after_one_answered_last_runs)
 {
     s_start_ready("1", NULL);
     s_send_chained(5, 999, "echo", S_NONE, S_SIZE(S_NONE), 0);
     s_expect_unchained(5, 999);
     cr_assert_eq(s_credits, 1);
+    // Task 1 ends with its process going idle: its result says LAST. A TASK chained
+    // after it then (it crossed that result on the wire) runs on the credit the
+    // result brought back, which the broker takes for it.
     uint64_t pid = s_hostpid(1);
+    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
+    cr_assert_eq(s_credits, 1);
+    s_credits--; // what the broker does for it
     s_send_chained(6, 1, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
-    s_expect_unchained(6, 1);
-    // The daemon's count of the credits the broker holds did not move: the next plain
-    // TASK runs and returns exactly its own credit, and no CREDIT follows.
+    dpool_msg_t msg = {0};
+    s_expect_result(6, &msg, NULL, 5000);
+    cr_assert_eq(msg.code, DPOOL_OK, "%s", msg.text ? msg.text : "");
+    cr_assert_eq(msg.count, 1, "its process went idle again: the credit comes back");
+    cr_assert_eq(msg.flags, DPOOL_RESULT_LAST);
+    dpool_msg_reset(&msg);
+    // Task 1 is forgotten once followed: another TASK after it is refused.
+    s_send_chained(7, 1, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_unchained(7, 1);
     cr_assert_eq(s_hostpid(2), pid);
     cr_assert_eq(s_credits, 1);
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1);
 }
 
-// Task 1 (example.initialized [1], a second) runs with flags; TASK 2 chained after
-// it is sent while the daemon is stopped, and the daemon goes on only after task 1
-// has ended: it reads task 1's RESULT and TASK 2 in one turn, the RESULT first, as if
-// the two had crossed on the wire.
-static void
-s_cross_result_and_chained_task(uint32_t flags)
+Test(worker_chain, a_chained_task_that_crossed_its_predecessors_result_runs_on_its_credit)
 {
+    // Task 1 runs a second; TASK 2 chained after it is sent while the daemon is
+    // stopped, which goes on only after task 1 has ended: it reads task 1's RESULT and
+    // TASK 2 in one turn, the RESULT first, as when the two cross on the wire.
     s_start_ready("1", NULL);
-    s_send_task_full(1, "example.initialized", S_ONE, S_SIZE(S_ONE), flags, 0);
+    s_send_raw_task(1, "example.initialized", S_ONE, S_SIZE(S_ONE));
     usleep(200 * 1000); // the process has task 1
     cr_assert_eq(kill(s_pid, SIGSTOP), 0);
     s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
     usleep(1500 * 1000); // task 1 has ended; its result waits for the stopped daemon
     cr_assert_eq(kill(s_pid, SIGCONT), 0);
-}
-
-Test(worker_chain, a_chained_task_that_crossed_the_result_of_a_followed_task_runs_there)
-{
-    s_cross_result_and_chained_task(DPOOL_FLAG_FOLLOWED);
-    // The process waited for the chain: no credit with task 1, task 2 ran in it, and
-    // the one credit came with task 2's result.
-    uint64_t pid = s_expect_pid(1, 0);
-    cr_assert_eq(s_expect_pid(2, 1), pid, "the successor ran in its predecessor's process");
+    uint64_t pid = s_expect_pid(1, 1);
+    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
+    s_credits--; // the broker takes it for task 2
+    cr_assert_eq(s_expect_pid(2, 1), pid, "it ran in the process that went idle");
+    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1, "one credit per process, none lost or doubled");
-}
-
-Test(worker_chain, a_chained_task_that_crossed_the_result_of_a_task_not_followed_is_refused)
-{
-    s_cross_result_and_chained_task(0);
-    s_expect_pid(1, 1);
-    s_expect_unchained(2, 1);
-    s_expect_quiet(300);
-    cr_assert_eq(s_credits, 1);
-}
-
-Test(worker_chain, a_followed_task_with_no_successor_returns_its_credit_after_the_wait)
-{
-    s_start_ready("1", NULL);
-    s_send_task_full(1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), DPOOL_FLAG_FOLLOWED, 0);
-    s_expect_pid(1, 0);
-    cr_assert_eq(s_credits, 0, "the process waits for the chain: its credit is held back");
-    dpool_msg_t msg = {0};
-    s_expect(DPOOL_CMD_CREDIT, &msg, 5000);
-    cr_assert_eq(msg.count, 1);
-    dpool_msg_reset(&msg);
-    // Counted idle now: a TASK chained after task 1 finds it ended.
-    s_send_chained(2, 1, "echo", S_NONE, S_SIZE(S_NONE), 0);
-    s_expect_unchained(2, 1);
-    s_expect_quiet(300);
-    cr_assert_eq(s_credits, 1);
 }
 
 // Output collected per task: its stdout and stderr bytes.

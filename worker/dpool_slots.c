@@ -59,11 +59,10 @@ s_refresh_tail(dpool_slot_t *slot)
          job = zlist_next(slot->ahead))
         if (!job->killed)
             last = job;
-    bool running = slot->state == DPOOL_SLOT_BUSY && !slot->head_killed;
     if (last)
         slot->tail_id = last->task_id;
     else
-        slot->tail_id = running || slot->linger_until ? slot->task_id : 0;
+        slot->tail_id = slot->state == DPOOL_SLOT_BUSY && !slot->head_killed ? slot->task_id : 0;
 }
 
 // What a job's TASK frame takes in the channel socket's buffer, about.
@@ -184,7 +183,6 @@ dpool_slots_spawn(dpool_worker_t *self, dpool_slot_t *slot)
         return;
     }
     slot->state = DPOOL_SLOT_STARTING;
-    slot->linger_until = 0;
     slot->tasks_done = 0;
     slot->results_read = 0;
     slot->finished_seen = 0;
@@ -198,9 +196,8 @@ static void
 s_bury(dpool_worker_t *self, dpool_slot_t *slot, bool restart_now)
 {
     int64_t now = dpool_clock_ms();
-    if (slot->state == DPOOL_SLOT_IDLE && !slot->linger_until)
+    if (slot->state == DPOOL_SLOT_IDLE)
         self->idle--;
-    slot->linger_until = 0;
     if (restart_now || now - slot->spawned_at >= DPOOL_WORKER_SHORT_LIFE_MS)
         slot->restart_delay = 0;
     else if (slot->restart_delay < DPOOL_WORKER_RESTART_DELAY_MIN_MS)
@@ -282,18 +279,6 @@ s_become_idle(dpool_worker_t *self, dpool_slot_t *slot)
     s_refresh_tail(slot);
 }
 
-// The task that ran in slot, which the broker means to chain after, ended with nothing
-// behind it: its process waits for the chain a while before it counts as idle
-// (DPOOL_WORKER_LINGER_MS).
-static void
-s_linger(dpool_worker_t *self, dpool_slot_t *slot)
-{
-    slot->state = DPOOL_SLOT_IDLE;
-    slot->linger_until = dpool_clock_ms() + DPOOL_WORKER_LINGER_MS;
-    dpool_worker_timer_at(self, slot->linger_until);
-    s_refresh_tail(slot);
-}
-
 // The process in slot is free: it takes its next job, or counts as idle.
 static void
 s_on_idle(dpool_worker_t *self, dpool_slot_t *slot)
@@ -311,19 +296,10 @@ s_on_idle(dpool_worker_t *self, dpool_slot_t *slot)
 // and the argument bytes exactly as they came from the broker: a chunk of many MB
 // is written once, from the broker's frame, without a copy.
 void
-dpool_slots_take_up(dpool_worker_t *self, dpool_slot_t *slot)
-{
-    slot->linger_until = 0;
-    s_on_idle(self, slot);
-}
-
-void
 dpool_slots_start(dpool_worker_t *self, dpool_slot_t *slot, const dpool_job_t *job)
 {
     slot->state = DPOOL_SLOT_BUSY;
-    slot->linger_until = 0;
     slot->task_id = job->task_id;
-    slot->followed = (job->flags & DPOOL_FLAG_FOLLOWED) != 0;
     slot->head_killed = false;
     slot->time_limit_ms = job->time_limit_ms;
     // The limit counts from here, not from the TASK's arrival: a task that waited in
@@ -354,7 +330,6 @@ s_run_first_ahead(dpool_slot_t *slot)
     dpool_job_t *job = zlist_pop(slot->ahead);
     slot->ahead_bytes -= s_frame_bytes(job);
     slot->task_id = job->task_id;
-    slot->followed = (job->flags & DPOOL_FLAG_FOLLOWED) != 0;
     slot->time_limit_ms = 0; // a job with a limit is never written ahead
     slot->head_killed = job->killed;
     dpool_tasks_job_destroy(&job);
@@ -407,14 +382,14 @@ dpool_slots_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *b
     } else if (went_on) {
         s_run_first_ahead(slot);
     } else if (!(next = s_next_job(self, slot))) {
-        if (slot->followed)
-            s_linger(self, slot);
-        else
-            s_become_idle(self, slot);
+        s_become_idle(self, slot);
     }
     // A process that goes on to another job earns no credit.
     unsigned credits = slot->state == DPOOL_SLOT_IDLE ? dpool_tasks_take_credits(self) : 0;
-    dpool_tasks_send_result(self, task_id, code, message, &payload, credits);
+    if (slot->state == DPOOL_SLOT_IDLE)
+        dpool_tasks_send_last_result(self, task_id, code, message, &payload, credits);
+    else
+        dpool_tasks_send_result(self, task_id, code, message, &payload, credits);
     free(message);
     if (next) // after the result: a job refused at once (-13) must not overtake it
         dpool_slots_start(self, slot, next);
@@ -530,7 +505,7 @@ dpool_slot_t *
 dpool_slots_find_idle(dpool_worker_t *self)
 {
     for (unsigned i = 0; i < self->processes; i++)
-        if (self->slots[i].state == DPOOL_SLOT_IDLE && !self->slots[i].linger_until)
+        if (self->slots[i].state == DPOOL_SLOT_IDLE)
             return &self->slots[i];
     return NULL;
 }

@@ -51,9 +51,9 @@ dpool_tasks_send_hello(dpool_worker_t *self)
     dpool_tasks_jobs_clear(self->pending);
 }
 
-void
-dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
-                        zframe_t **payload_p, unsigned credits)
+static void
+s_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
+              zframe_t **payload_p, unsigned credits, uint32_t flags)
 {
     dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_RESULT,
                        .task_id = task_id,
@@ -61,10 +61,39 @@ dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const 
                        .text = (char *)message,
                        .text_size = message ? strlen(message) : 0,
                        .count = credits,
+                       .flags = flags,
                        .payload = payload_p ? *payload_p : NULL};
     if (payload_p)
         *payload_p = NULL;
     dpool_uplink_send(self->uplink, &msg);
+}
+
+void
+dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
+                        zframe_t **payload_p, unsigned credits)
+{
+    s_send_result(self, task_id, code, message, payload_p, credits, 0);
+}
+
+void
+dpool_tasks_send_last_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
+                             zframe_t **payload_p, unsigned credits)
+{
+    self->ended[self->ended_next] = task_id;
+    self->ended_next = (self->ended_next + 1) % DPOOL_WORKER_ENDED_KEPT;
+    s_send_result(self, task_id, code, message, payload_p, credits, DPOOL_RESULT_LAST);
+}
+
+// Whether task_id was answered LAST (and is still remembered); forgets it.
+static bool
+s_take_ended(dpool_worker_t *self, uint64_t task_id)
+{
+    for (unsigned i = 0; task_id && i < DPOOL_WORKER_ENDED_KEPT; i++)
+        if (self->ended[i] == task_id) {
+            self->ended[i] = 0;
+            return true;
+        }
+    return false;
 }
 
 void
@@ -93,14 +122,22 @@ s_take_job(dpool_msg_t *msg)
     return job;
 }
 
-// A TASK with `after`: queued behind that task in its slot (run at once when its
-// process lingers after it), or refused with -22 when it is no task's successor here
-// any more. It took no credit, so none is owed back
-// beyond what the daemon owes anyway.
+static void s_run_plain(dpool_worker_t *self, dpool_msg_t *msg);
+
+// A TASK with `after`: queued behind that task in its slot. When that task has ended
+// already, answered LAST (the TASK crossed its result on the wire), the broker took a
+// credit for this one and it runs as a plain TASK; otherwise it is refused with -22
+// (the broker gives back a credit it took). A chained TASK takes no credit, so none is
+// owed back beyond what the daemon owes anyway.
 static void
 s_chain(dpool_worker_t *self, dpool_msg_t *msg)
 {
     dpool_slot_t *slot = dpool_slots_find_tail(self, msg->after_id);
+    if (!slot && self->granted > 0 && s_take_ended(self, msg->after_id)) {
+        self->granted--;
+        s_run_plain(self, msg);
+        return;
+    }
     if (!slot) {
         char *why = zsys_sprintf("task %" PRIu64 " had ended on this host", msg->after_id);
         DPOOL_LOG_DEBUG("task %" PRIu64 " not chained: %s", msg->task_id, why ? why : "");
@@ -112,9 +149,7 @@ s_chain(dpool_worker_t *self, dpool_msg_t *msg)
     }
     dpool_job_t *job = s_take_job(msg);
     int rc = job ? dpool_slots_chain(slot, &job) : DPOOL_ERR_NOMEM;
-    if (rc == DPOOL_OK && slot->linger_until)
-        dpool_slots_take_up(self, slot); // its process waited for this chain: it runs now
-    else if (rc == DPOOL_OK && !slot->fill_due) {
+    if (rc == DPOOL_OK && !slot->fill_due) {
         slot->fill_due = true; // written ahead at the end of the burst
         self->fill_due[self->fill_due_count++] = slot;
     }
@@ -143,11 +178,15 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
         s_chain(self, msg);
         return;
     }
-    dpool_job_t job = {.task_id = msg->task_id,
-                       .function = msg->name,
-                       .args = msg->payload,
-                       .flags = msg->flags,
-                       .time_limit_ms = msg->time_limit_ms};
+    s_run_plain(self, msg);
+}
+
+// A TASK on a credit: an idle process runs it, or it waits for one.
+static void
+s_run_plain(dpool_worker_t *self, dpool_msg_t *msg)
+{
+    dpool_job_t job = {msg->task_id, msg->name,          msg->payload,
+                       msg->flags,   msg->time_limit_ms, false};
     dpool_slot_t *slot = dpool_slots_find_idle(self);
     if (slot) {
         self->idle--;

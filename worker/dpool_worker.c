@@ -39,8 +39,6 @@ s_slot_due(const dpool_slot_t *slot)
         due = slot->deadline;
     if (slot->state == DPOOL_SLOT_BUSY && slot->kept_check_at && slot->kept_check_at < due)
         due = slot->kept_check_at;
-    if (slot->state == DPOOL_SLOT_IDLE && slot->linger_until)
-        due = slot->linger_until;
     return due;
 }
 
@@ -62,8 +60,6 @@ s_on_timers(dpool_worker_t *self)
                 dpool_slots_on_kept_timer(self, slot);
             if (slot->state == DPOOL_SLOT_BUSY && slot->deadline && slot->deadline <= now)
                 dpool_slots_time_out(self, slot); // the slot is EMPTY now, due at once
-            if (slot->state == DPOOL_SLOT_IDLE && slot->linger_until && slot->linger_until <= now)
-                dpool_slots_take_up(self, slot); // no chain came: idle, or the next pending job
             if (s_slot_due(slot) <= now && slot->state == DPOOL_SLOT_EMPTY)
                 dpool_slots_spawn(self, slot);
             int64_t due = s_slot_due(slot);

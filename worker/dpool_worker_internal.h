@@ -49,6 +49,11 @@ typedef enum {
     DPOOL_SLOT_RETIRING, // ran its last task (maxtasksperchild) and is exiting
 } dpool_slot_state_t;
 
+// How many tasks answered LAST are remembered for a chained TASK that crossed their
+// result on the wire: it comes within one round trip, and far fewer than this many
+// results leave in one.
+#define DPOOL_WORKER_ENDED_KEPT 1024
+
 // Jobs one queue may hold: `pending`, or one slot's chain. The broker sends a TASK
 // only against a credit and chains only a bounded prefetch, so more than a handful
 // means a confused broker; beyond this many the TASK is answered -21.
@@ -65,13 +70,6 @@ typedef struct {
     bool killed; // KILL came after the job was written to a process: killed when it runs
 } dpool_job_t;
 
-// A process whose task the broker means to chain after (DPOOL_FLAG_FOLLOWED) that ended
-// with nothing queued behind it is kept this long for the chain before it counts as
-// idle (and its CREDIT goes): the broker tops a chain up as results come back, so the
-// next chained TASK is often on the wire already, and without the wait it would find
-// its `after` ended and go back to the broker (-22).
-#define DPOOL_WORKER_LINGER_MS 1
-
 // Running ahead (dpool_channel.h): at most this many chained jobs, and this many bytes
 // of their frames, are written to a busy process behind its running task. Small enough
 // that the socket's buffer holds them all, so the daemon's write never waits for a
@@ -84,9 +82,7 @@ typedef struct {
 typedef struct {
     dpool_proc_t *proc; // NULL when EMPTY
     dpool_slot_state_t state;
-    uint64_t task_id;       // when BUSY, or lingering: the task that ended
-    bool followed;          // when BUSY: the broker means to chain after the running task
-    int64_t linger_until;   // ms: IDLE but kept for its chain (not counted idle); 0 = not
+    uint64_t task_id;       // when BUSY
     uint32_t time_limit_ms; // when BUSY: the task's limit; 0 = none
     int64_t deadline;       // when BUSY with a limit: when the process is killed
     unsigned tasks_done;    // tasks (a chunk counts once) since the process started
@@ -129,6 +125,10 @@ struct dpool_worker_t {
     dpool_uplink_t *uplink;
     unsigned idle;
     unsigned granted;
+    // Tasks answered with WORKER_RESULT LAST, the newest DPOOL_WORKER_ENDED_KEPT of them
+    // (a ring; 0 = free): a TASK chained after one of them runs on a credit.
+    uint64_t ended[DPOOL_WORKER_ENDED_KEPT];
+    unsigned ended_next;
     int64_t heartbeat_at;
     int64_t hello_at;
     unsigned init_failures; // new processes in a row whose initializer failed
@@ -178,6 +178,11 @@ void dpool_tasks_send_hello(dpool_worker_t *self);
 // Sends WORKER_RESULT; *payload_p (may be NULL or point to NULL) is consumed.
 void dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
                              zframe_t **payload_p, unsigned credits);
+
+// As dpool_tasks_send_result for a task whose process went idle after it, nothing
+// queued behind: the result says LAST, and the task is remembered (self->ended).
+void dpool_tasks_send_last_result(dpool_worker_t *self, uint64_t task_id, int code,
+                                  const char *message, zframe_t **payload_p, unsigned credits);
 
 // Reads and handles every message the broker has sent (TASK, KILL, ERROR, ...).
 void dpool_tasks_on_broker(dpool_worker_t *self);
@@ -256,19 +261,14 @@ void dpool_slots_on_kept_timer(dpool_worker_t *self, dpool_slot_t *slot);
 // The BUSY slot running task_id, or NULL.
 dpool_slot_t *dpool_slots_find_task(dpool_worker_t *self, uint64_t task_id);
 
-// The slot whose newest task (the last queued, else the one running, else the one its
-// lingering process ran last) is task_id, whatever its state, or NULL: where a TASK
-// chained after task_id goes.
+// The slot whose newest task (the last queued, else the one running) is task_id,
+// whatever its state, or NULL: where a TASK chained after task_id goes.
 dpool_slot_t *dpool_slots_find_tail(dpool_worker_t *self, uint64_t task_id);
 
 // Appends *job_p to the queue of slot, to run there after its current tail; the job (owned) moves
 // to the slot on success and is freed on failure. Returns DPOOL_OK, DPOOL_ERR_QUEUE_FULL
 // (DPOOL_WORKER_QUEUE_MAX jobs wait there, queued or written ahead) or DPOOL_ERR_NOMEM.
 int dpool_slots_chain(dpool_slot_t *slot, dpool_job_t **job_p);
-
-// Ends the lingering of slot's process (DPOOL_WORKER_LINGER_MS): it runs the first job
-// of its queue (a chained TASK came for it), else a pending one, else counts as idle.
-void dpool_slots_take_up(dpool_worker_t *self, dpool_slot_t *slot);
 
 // Writes every busy process whose queue grew this turn the next jobs of its queue (after
 // a burst of TASKs from the broker: all of them in one write per process).
@@ -287,7 +287,7 @@ bool dpool_slots_kill_running(dpool_worker_t *self, dpool_slot_t *slot, uint64_t
 // written ahead to its process are marked killed. The slot keeps its lists.
 void dpool_slots_clear_queue(dpool_slot_t *slot);
 
-// The first IDLE slot that does not linger, or NULL.
+// The first IDLE slot, or NULL.
 dpool_slot_t *dpool_slots_find_idle(dpool_worker_t *self);
 
 #endif
