@@ -89,6 +89,7 @@ typedef struct {
     atomic_bool running;      // s_run's loop is on: the socket is open and the pool too
     struct pollfd fds[S_FDS]; // what the thread waits on (s_run), set before running
     int watch_fd;             // the thread's epoll set of those descriptors
+    bool dealer_unwatched;    // the DEALER is out of that set (a stand-in has it)
     zsock_t *dealer;
     zsock_t *monitor;
     uint64_t epoch;     // the broker's, from POOL_OPENED / HEARTBEAT; 0 = take the next
@@ -522,7 +523,9 @@ static void
 s_watch_dealer(s_state_t *self, bool watch)
 {
     struct epoll_event event = {.events = watch ? EPOLLIN : 0, .data.u32 = S_FD_DEALER};
-    epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->fds[S_FD_DEALER].fd, &event);
+    int rc = epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->fds[S_FD_DEALER].fd, &event);
+    // Not watched again (out of kernel memory): the thread tries at its next turn.
+    self->dealer_unwatched = rc != 0 || !watch;
 }
 
 // Waits for the thread's descriptors; ready[i] says which woke it.
@@ -565,8 +568,6 @@ s_watch_all(s_state_t *self, zsock_t *pipe)
 static void
 s_run(s_state_t *self, zsock_t *pipe)
 {
-    if (!s_watch_all(self, pipe))
-        return;
     pthread_mutex_lock(&self->socket_lock);
     self->connected = true; // POOL_OPENED just came in on it
     self->last_heard = dpool_clock_ms();
@@ -580,10 +581,13 @@ s_run(s_state_t *self, zsock_t *pipe)
             s_on_monitor_events(self);
         if (ready[S_FD_WAKE])
             s_on_wake(self);
+        if (self->dealer_unwatched)
+            s_watch_dealer(self, true);
         s_on_timers(self);
         bool more = s_on_broker(self);
+        int timeout = more ? 0 : s_poll_timeout(self);
         pthread_mutex_unlock(&self->socket_lock);
-        s_wait(self, more ? 0 : s_poll_timeout(self), ready);
+        s_wait(self, timeout, ready);
         pthread_mutex_lock(&self->socket_lock);
     }
     atomic_store(&self->running, false);
@@ -611,6 +615,10 @@ s_actor(zsock_t *pipe, void *args)
     char why[256] = "";
     uint32_t cap = 0;
     int rc = s_setup_sockets(self, why, sizeof why);
+    if (rc == DPOOL_OK && !s_watch_all(self, pipe)) {
+        snprintf(why, sizeof why, "cannot watch the sockets: %s", strerror(errno));
+        rc = DPOOL_ERR_IO;
+    }
     if (rc == DPOOL_OK)
         rc = s_open(self, pipe, &cap, why, sizeof why);
     if (rc != DPOOL_ERR_STATE)
@@ -821,6 +829,8 @@ dpool_io_await(dpool_io_t *self, dpool_result_t *result)
             s_watch_dealer(state, false);
             s_stand_in_locked(state, result);
             s_watch_dealer(state, true); // what waits now wakes the thread
+            if (state->dealer_unwatched)
+                s_wake_thread(state); // to put it back
         }
         pthread_mutex_unlock(&state->socket_lock);
     }
