@@ -405,3 +405,75 @@ Test(pool, task_output_reaches_the_client_in_order_before_the_result)
     dpool_buf_free(&args);
     dpool_destroy(&printing);
 }
+
+// One thread's share of concurrent_applies...: `count` calls of echo [id * 10000 + i],
+// synchronous or in bursts of async ones; wrong counts the values that came back wrong
+// or not at all.
+typedef struct {
+    int id;
+    int count;
+    bool bursts;
+    int wrong;
+} s_caller_t;
+
+static bool
+s_echoed(dpool_buf_t *value, int64_t expected)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init(&unpacked);
+    bool ok =
+        msgpack_unpack_next(&unpacked, value->data, value->size, NULL) == MSGPACK_UNPACK_SUCCESS &&
+        unpacked.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER && unpacked.data.via.i64 == expected;
+    msgpack_unpacked_destroy(&unpacked);
+    dpool_buf_free(value);
+    return ok;
+}
+
+static void *
+s_call(void *arg)
+{
+    s_caller_t *caller = arg;
+    dpool_result_t *results[25];
+    for (int i = 0; i < caller->count;) {
+        int n = caller->bursts ? 25 : 1;
+        for (int k = 0; k < n; k++) {
+            dpool_buf_t args = {0};
+            dpool_pack(&args, "i", (int64_t)caller->id * 10000 + i + k);
+            results[k] = caller->bursts ? dpool_apply_async(pool, "echo", &args, NULL) : NULL;
+            dpool_buf_t value = {0};
+            if (!caller->bursts && (dpool_apply(pool, "echo", &args, &value, NULL) != DPOOL_OK ||
+                                    !s_echoed(&value, (int64_t)caller->id * 10000 + i + k)))
+                caller->wrong++;
+            dpool_buf_free(&args);
+        }
+        for (int k = 0; caller->bursts && k < n; k++) {
+            dpool_buf_t value = {0};
+            if (!results[k] || dpool_result_get(results[k], 30, &value, NULL) != DPOOL_OK ||
+                !s_echoed(&value, (int64_t)caller->id * 10000 + i + k))
+                caller->wrong++;
+            dpool_result_destroy(&results[k]);
+        }
+        i += n;
+    }
+    return NULL;
+}
+
+Test(pool, concurrent_applies_and_bursts_from_several_threads_each_get_their_own_values)
+{
+    // A lone apply is sent, and its result read, by its own thread while the I/O
+    // thread sleeps; with others in flight it goes through the I/O thread. Mixed here,
+    // every hand-over of the socket between them is exercised.
+    s_caller_t callers[5] = {{1, 300, false, 0},
+                             {2, 300, false, 0},
+                             {3, 300, false, 0},
+                             {4, 300, true, 0},
+                             {5, 300, true, 0}};
+    pthread_t threads[5];
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(pthread_create(&threads[i], NULL, s_call, &callers[i]), 0);
+    for (int i = 0; i < 5; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(callers[i].wrong, 0, "thread %d: %d of %d calls went wrong", callers[i].id,
+                     callers[i].wrong, callers[i].count);
+}
