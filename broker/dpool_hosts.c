@@ -105,13 +105,9 @@ s_on_result(dpool_broker_t *self, dpool_host_t *host, dpool_msg_t *msg)
         dpool_sched_credit(self->sched, host->sched_host, msg->count);
         return;
     }
-    // The credits first: with LAST, the task chained after this one (sent before this
-    // result came) runs on one of them.
-    dpool_sched_credit(self->sched, host->sched_host, msg->count);
-    if (msg->flags & DPOOL_RESULT_LAST)
-        dpool_sched_follow_on_credit(self->sched, msg->task_id, host->sched_host);
     dpool_task_t *task = dpool_sched_complete(self->sched, msg->task_id, host->sched_host,
                                               msg->code == DPOOL_OK, self->now_us);
+    dpool_sched_credit(self->sched, host->sched_host, msg->count);
     if (!task)
         return; // terminated meanwhile: the client has its answer already
     if (msg->code == DPOOL_ERR_WORKER_LOST)

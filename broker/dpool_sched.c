@@ -445,30 +445,12 @@ dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_ho
 }
 
 bool
-dpool_sched_follow_on_credit(dpool_sched_t *self, uint64_t task_id, dpool_sched_host_t *from_host)
-{
-    dpool_sched_task_t *task = s_dispatched_on(self, task_id, from_host);
-    if (!task || from_host->credits == 0 || task->lease_link.next == &task->lease->chain)
-        return false;
-    dpool_sched_task_t *next = DPOOL_SCHED_TASK_OF(task->lease_link.next, lease_link);
-    next->on_credit = true;
-    from_host->credits--;
-    if (!dpool_sched_host_usable(from_host))
-        dpool_sched_host_withdraw(from_host);
-    return true;
-}
-
-bool
 dpool_sched_unchained(dpool_sched_t *self, uint64_t task_id, const dpool_sched_host_t *from_host)
 {
     dpool_sched_task_t *task = s_dispatched_on(self, task_id, from_host);
     if (!task)
         return false;
-    bool on_credit = task->on_credit;
-    dpool_sched_host_t *host = task->lease->host;
     dpool_sched_unchain_from(self, task);
-    if (on_credit)
-        dpool_sched_credit(self, host, 1);
     return true;
 }
 

@@ -126,19 +126,10 @@ bool dpool_sched_dispatch(dpool_sched_t *self, int64_t now_ms, int64_t now_us,
 void *dpool_sched_complete(dpool_sched_t *self, uint64_t task_id,
                            const dpool_sched_host_t *from_host, bool success, int64_t now_us);
 
-// task_id, sent to from_host, ended with its process going idle, nothing queued after
-// it there (WORKER_RESULT LAST): the task chained after it, if any, crossed that result
-// on the wire and runs on a credit of from_host's, which this takes (when the host has
-// one; the result's own credits are to be added first). Call before completing
-// task_id. Returns whether a credit was taken.
-bool dpool_sched_follow_on_credit(dpool_sched_t *self, uint64_t task_id,
-                                  dpool_sched_host_t *from_host);
-
 // A chained task that its host did not run (the task before it had ended when it
 // arrived: DPOOL_ERR_UNCHAINED): it and the tasks chained after it go back to the
-// front of their pool, in order, under new ids, and a credit taken for it
-// (dpool_sched_follow_on_credit) goes back to its host. False when task_id is unknown,
-// stale or not sent to from_host.
+// front of their pool, in order, under new ids. False when task_id is unknown, stale
+// or not sent to from_host.
 bool dpool_sched_unchained(dpool_sched_t *self, uint64_t task_id,
                            const dpool_sched_host_t *from_host);
 

@@ -54,7 +54,6 @@ typedef struct {
     uint32_t next_free;
     uint8_t state;
     bool retry; // queued at the front: a re-run keeps its place, also after waiting as an orphan
-    bool on_credit; // chained, but took a credit: its predecessor ended before it arrived
 } dpool_sched_task_t;
 
 struct dpool_sched_function {

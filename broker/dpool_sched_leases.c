@@ -153,7 +153,6 @@ dpool_sched_unchain_from(dpool_sched_t *self, dpool_sched_task_t *task)
         // A new id: a late message about the one that was sent is then stale.
         last->generation = dpool_sched_next_generation(last->generation);
         last->retry = true;
-        last->on_credit = false; // its credit, if it took one, is the caller's to give back
         dpool_sched_enqueue(self, last, true);
     }
     dpool_sched_pool_refile(self, pool);

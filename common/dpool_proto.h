@@ -57,11 +57,6 @@ typedef enum {
 // after another in one process; the result is the array of their results.
 #define DPOOL_FLAG_CHUNK 0x1u
 
-// WORKER_RESULT flags. LAST: the task's process had nothing queued after it and went
-// idle (its credit is among the result's): a TASK chained after this task that is on
-// its way runs on a credit, which the broker takes for it.
-#define DPOOL_RESULT_LAST 0x1u
-
 // WORKER_HELLO flags. CHAINS: the daemon runs chained TASKs (TASK's `after`); the
 // broker chains only to daemons that say so (an older one would ignore `after`).
 #define DPOOL_HELLO_CHAINS 0x1u
@@ -78,7 +73,7 @@ typedef struct {
     int32_t code;   // a dpool/errors.h code
     uint32_t count; // cap, credits, processes or stream, by command
     uint32_t pid;
-    uint32_t flags;         // DPOOL_FLAG_* (SUBMIT, TASK), DPOOL_RESULT_* (WORKER_RESULT)
+    uint32_t flags;         // DPOOL_FLAG_* (SUBMIT, TASK)
     uint32_t time_limit_ms; // 0 = none (POOL_OPEN, TASK)
     uint32_t retries;       // re-runs after a lost worker (POOL_OPEN)
     char *name;             // owned, NUL-terminated: function, pool name or host; may be NULL

@@ -238,50 +238,25 @@ Test(sched_chain, a_host_whose_daemon_does_not_chain_gets_no_chained_task)
                   "an older daemon would run a chained task beside the one before it");
 }
 
-// d[0..2] chained on a 1-process host; d[0] ends as the last task its process held
-// (WORKER_RESULT LAST with the process's credit) while d[1] is on its way.
-static dpool_sched_host_t *
-s_last_crosses_chain(dpool_sched_pool_t *pool, int *values, dispatch_t *d)
+Test(sched_chain, a_chained_task_run_after_its_predecessor_ended_keeps_the_lease_and_one_credit)
 {
-    dpool_sched_host_t *host = s_chain_up(pool, values, 3, d);
-    cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
-    cr_assert(dpool_sched_follow_on_credit(sched, d[0].task_id, host), "d[1] takes the credit");
-    cr_assert_not_null(dpool_sched_complete(sched, d[0].task_id, host, true, 2010));
-    cr_assert_eq(s_stats(pool).running, 1, "the lease goes on with d[1]");
-    return host;
-}
-
-Test(sched_chain, a_chained_task_that_crossed_a_last_result_runs_on_its_credit)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
-    int values[5];
-    dispatch_t d[3];
-    dpool_sched_host_t *host = s_last_crosses_chain(pool, values, d);
-    // The daemon ran d[1] on that credit; d[1] ends as the last too, d[2] crossing it.
-    cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
-    cr_assert(dpool_sched_follow_on_credit(sched, d[1].task_id, host));
-    cr_assert_not_null(dpool_sched_complete(sched, d[1].task_id, host, true, 2020));
-    cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
-    cr_assert_not(dpool_sched_follow_on_credit(sched, d[2].task_id, host), "none after d[2]");
-    cr_assert_not_null(dpool_sched_complete(sched, d[2].task_id, host, true, 2030));
-    cr_assert_eq(s_stats(pool).running, 0);
-    cr_assert_eq(dpool_sched_host_credits(host), 1, "one process, one credit: none doubled");
-    s_submit(pool, "f", &values[4], 0);
-    dispatch_t next;
-    cr_assert(dpool_sched_dispatch(sched, 0, 3000, &next));
-    cr_assert_eq(next.after_id, 0, "a new lease on the credit");
-    cr_assert_eq(dpool_sched_host_credits(host), 0);
-}
-
-Test(sched_chain, a_refused_task_that_had_taken_a_credit_gives_it_back)
-{
-    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
+    // d[1] crossed d[0]'s result on the wire and the daemon ran it in the process d[0]
+    // left idle: d[0]'s result brought that process's credit back, and no credit comes
+    // with d[1]'s. The broker must not use the credit while the lease holds the
+    // process, and must count it once when the lease ends.
+    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
     int values[4];
-    dispatch_t d[3];
-    dpool_sched_host_t *host = s_last_crosses_chain(pool, values, d);
-    // The daemon did not know d[0] any more: it refuses d[1], returning no credit.
-    cr_assert(dpool_sched_unchained(sched, d[1].task_id, host));
-    cr_assert_eq(s_stats(pool).queued, 2, "d[1] and d[2] queue again");
+    dispatch_t d[2];
+    dpool_sched_host_t *host = s_chain_up(pool, values, 2, d);
+    cr_assert_not_null(dpool_sched_complete(sched, d[0].task_id, host, true, 2010));
+    cr_assert_eq(dpool_sched_credit(sched, host, 1), 1);
+    cr_assert_eq(dpool_sched_host_credits(host), 0, "the lease holds the process for d[1]");
+    s_submit(pool, "f", &values[2], 0);
+    dispatch_t next;
+    cr_assert(dpool_sched_dispatch(sched, 0, 2100, &next));
+    cr_assert_eq(next.after_id, d[1].task_id, "the new task chains after d[1], no new lease");
+    cr_assert_not_null(dpool_sched_complete(sched, d[1].task_id, host, true, 2110));
+    cr_assert_not_null(dpool_sched_complete(sched, next.task_id, host, true, 2120));
     cr_assert_eq(s_stats(pool).running, 0);
-    cr_assert_eq(dpool_sched_host_credits(host), 1, "the credit d[1] took came back, once");
+    cr_assert_eq(dpool_sched_host_credits(host), 1, "the lease ended: its process, once");
 }

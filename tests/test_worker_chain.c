@@ -105,10 +105,8 @@ s_check_chain_of_three(unsigned processes)
     s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
     s_send_chained(3, 2, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
     uint64_t head = s_expect_pid(1, 0);
-    cr_assert_eq(s_last_flags, 0, "a task with a successor queued is not the last");
     cr_assert_eq(s_expect_pid(2, 0), head, "the successor ran in its predecessor's process");
     cr_assert_eq(s_expect_pid(3, 1), head, "the successor ran in its predecessor's process");
-    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
     cr_assert_eq(s_credits, processes);
     s_expect_quiet(300);
     cr_assert_eq(s_credits, processes, "no credit beyond one per process");
@@ -128,36 +126,39 @@ Test(worker_chain, chain_of_three_stays_in_its_process_while_another_is_idle)
     cr_assert_eq(s_credits, 2);
 }
 
-Test(worker_chain, chained_task_after_an_unknown_task_is_refused_and_after_one_answered_last_runs)
+// Waits for task_id's successful result carrying credits.
+static void
+s_expect_ok_with(uint64_t task_id, unsigned credits)
 {
-    s_start_ready("1", NULL);
-    s_send_chained(5, 999, "echo", S_NONE, S_SIZE(S_NONE), 0);
-    s_expect_unchained(5, 999);
-    cr_assert_eq(s_credits, 1);
-    // Task 1 ends with its process going idle: its result says LAST. A TASK chained
-    // after it then (it crossed that result on the wire) runs on the credit the
-    // result brought back, which the broker takes for it.
-    uint64_t pid = s_hostpid(1);
-    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
-    cr_assert_eq(s_credits, 1);
-    s_credits--; // what the broker does for it
-    s_send_chained(6, 1, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
     dpool_msg_t msg = {0};
-    s_expect_result(6, &msg, NULL, 5000);
-    cr_assert_eq(msg.code, DPOOL_OK, "%s", msg.text ? msg.text : "");
-    cr_assert_eq(msg.count, 1, "its process went idle again: the credit comes back");
-    cr_assert_eq(msg.flags, DPOOL_RESULT_LAST);
+    s_expect_result(task_id, &msg, NULL, 10000);
+    cr_assert_eq(msg.code, DPOOL_OK, "task %llu: %s", (unsigned long long)task_id,
+                 msg.text ? msg.text : "");
+    cr_assert_eq(msg.count, credits, "task %llu returned %u credits, not %u",
+                 (unsigned long long)task_id, (unsigned)msg.count, credits);
     dpool_msg_reset(&msg);
-    // Task 1 is forgotten once followed: another TASK after it is refused.
-    s_send_chained(7, 1, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
-    s_expect_unchained(7, 1);
-    cr_assert_eq(s_hostpid(2), pid);
-    cr_assert_eq(s_credits, 1);
-    s_expect_quiet(300);
-    cr_assert_eq(s_credits, 1);
 }
 
-Test(worker_chain, a_chained_task_that_crossed_its_predecessors_result_runs_on_its_credit)
+Test(worker_chain, a_chained_task_whose_predecessor_is_gone_runs_in_an_idle_process_or_is_refused)
+{
+    s_start_ready("1", NULL);
+    // Its `after` is no task here (it ended, and its result crossed this TASK): the
+    // idle process runs it, on no credit, so it brings none back.
+    s_send_chained(5, 999, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_ok_with(5, 0);
+    cr_assert_eq(s_credits, 1);
+    // With the one process busy, running it elsewhere would take the pool past its
+    // cap: refused, -22, and the broker queues it again.
+    s_send_raw_task(1, "example.initialized", S_ONE, S_SIZE(S_ONE));
+    s_send_chained(6, 999, "hostpid", S_NONE, S_SIZE(S_NONE), 0);
+    s_expect_unchained(6, 999);
+    s_expect_pid(1, 1);
+    cr_assert_eq(s_credits, 1);
+    s_expect_quiet(300);
+    cr_assert_eq(s_credits, 1, "one credit per process, none lost or doubled");
+}
+
+Test(worker_chain, a_chained_task_that_crossed_its_predecessors_result_runs_in_the_idle_process)
 {
     // Task 1 runs a second; TASK 2 chained after it is sent while the daemon is
     // stopped, which goes on only after task 1 has ended: it reads task 1's RESULT and
@@ -170,10 +171,7 @@ Test(worker_chain, a_chained_task_that_crossed_its_predecessors_result_runs_on_i
     usleep(1500 * 1000); // task 1 has ended; its result waits for the stopped daemon
     cr_assert_eq(kill(s_pid, SIGCONT), 0);
     uint64_t pid = s_expect_pid(1, 1);
-    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
-    s_credits--; // the broker takes it for task 2
-    cr_assert_eq(s_expect_pid(2, 1), pid, "it ran in the process that went idle");
-    cr_assert_eq(s_last_flags, DPOOL_RESULT_LAST);
+    cr_assert_eq(s_expect_pid(2, 0), pid, "it ran in the process task 1 left idle");
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1, "one credit per process, none lost or doubled");
 }

@@ -25,14 +25,13 @@
 #define WORKER_BIN DPOOL_BIN_DIR "/dpool-worker"
 #define EXAMPLE_MODULE DPOOL_LIB_DIR "/libdpool_example.so"
 
-static pid_t s_pid = -1;          // the daemon under test
-static zsock_t *s_router = NULL;  // the test's broker socket
-static zframe_t *s_peer = NULL;   // the daemon's routing id, from its first message
-static unsigned s_credits = 0;    // credits received (CREDIT and WORKER_RESULT)
-static uint32_t s_last_flags = 0; // flags of the last WORKER_RESULT s_expect_result took
-static dpool_msg_t s_hello;       // the daemon's WORKER_HELLO
-static bool s_bye = false;        // a BYE arrived
-static zlist_t *s_held = NULL;    // the rest of a BATCH the daemon sent
+static pid_t s_pid = -1;         // the daemon under test
+static zsock_t *s_router = NULL; // the test's broker socket
+static zframe_t *s_peer = NULL;  // the daemon's routing id, from its first message
+static unsigned s_credits = 0;   // credits received (CREDIT and WORKER_RESULT)
+static dpool_msg_t s_hello;      // the daemon's WORKER_HELLO
+static bool s_bye = false;       // a BYE arrived
+static zlist_t *s_held = NULL;   // the rest of a BATCH the daemon sent
 
 // Waits up to timeout_ms for the daemon to exit; returns true when it did.
 static inline bool
@@ -226,7 +225,6 @@ static inline void
 s_expect_result(uint64_t task_id, dpool_msg_t *msg, msgpack_unpacked *result, int timeout_ms)
 {
     s_expect(DPOOL_CMD_WORKER_RESULT, msg, timeout_ms);
-    s_last_flags = msg->flags;
     cr_assert_eq(msg->task_id, task_id, "result of task %llu (code %d: %s), not of %llu",
                  (unsigned long long)msg->task_id, msg->code, msg->text ? msg->text : "",
                  (unsigned long long)task_id);

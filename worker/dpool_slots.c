@@ -386,10 +386,7 @@ dpool_slots_on_result(dpool_worker_t *self, dpool_slot_t *slot, const uint8_t *b
     }
     // A process that goes on to another job earns no credit.
     unsigned credits = slot->state == DPOOL_SLOT_IDLE ? dpool_tasks_take_credits(self) : 0;
-    if (slot->state == DPOOL_SLOT_IDLE)
-        dpool_tasks_send_last_result(self, task_id, code, message, &payload, credits);
-    else
-        dpool_tasks_send_result(self, task_id, code, message, &payload, credits);
+    dpool_tasks_send_result(self, task_id, code, message, &payload, credits);
     free(message);
     if (next) // after the result: a job refused at once (-13) must not overtake it
         dpool_slots_start(self, slot, next);

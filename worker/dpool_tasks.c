@@ -51,9 +51,9 @@ dpool_tasks_send_hello(dpool_worker_t *self)
     dpool_tasks_jobs_clear(self->pending);
 }
 
-static void
-s_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
-              zframe_t **payload_p, unsigned credits, uint32_t flags)
+void
+dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
+                        zframe_t **payload_p, unsigned credits)
 {
     dpool_msg_t msg = {.command = DPOOL_CMD_WORKER_RESULT,
                        .task_id = task_id,
@@ -61,39 +61,10 @@ s_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *mess
                        .text = (char *)message,
                        .text_size = message ? strlen(message) : 0,
                        .count = credits,
-                       .flags = flags,
                        .payload = payload_p ? *payload_p : NULL};
     if (payload_p)
         *payload_p = NULL;
     dpool_uplink_send(self->uplink, &msg);
-}
-
-void
-dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
-                        zframe_t **payload_p, unsigned credits)
-{
-    s_send_result(self, task_id, code, message, payload_p, credits, 0);
-}
-
-void
-dpool_tasks_send_last_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
-                             zframe_t **payload_p, unsigned credits)
-{
-    self->ended[self->ended_next] = task_id;
-    self->ended_next = (self->ended_next + 1) % DPOOL_WORKER_ENDED_KEPT;
-    s_send_result(self, task_id, code, message, payload_p, credits, DPOOL_RESULT_LAST);
-}
-
-// Whether task_id was answered LAST (and is still remembered); forgets it.
-static bool
-s_take_ended(dpool_worker_t *self, uint64_t task_id)
-{
-    for (unsigned i = 0; task_id && i < DPOOL_WORKER_ENDED_KEPT; i++)
-        if (self->ended[i] == task_id) {
-            self->ended[i] = 0;
-            return true;
-        }
-    return false;
 }
 
 void
@@ -124,17 +95,19 @@ s_take_job(dpool_msg_t *msg)
 
 static void s_run_plain(dpool_worker_t *self, dpool_msg_t *msg);
 
-// A TASK with `after`: queued behind that task in its slot. When that task has ended
-// already, answered LAST (the TASK crossed its result on the wire), the broker took a
-// credit for this one and it runs as a plain TASK; otherwise it is refused with -22
-// (the broker gives back a credit it took). A chained TASK takes no credit, so none is
-// owed back beyond what the daemon owes anyway.
+// A TASK with `after`: queued behind that task in its slot. When that task is no
+// slot's newest any more (it ended, or its process died, before this TASK arrived:
+// they crossed on the wire), it runs in an idle process if there is one, taking no
+// credit: the broker's lease goes on with it, and the credit the ended task's process
+// brought back stands for that process until the lease ends (the broker uses a credit
+// only for a process no lease holds), as the daemon's count of what it granted does.
+// With no idle process it is refused with -22 (run elsewhere it would take the pool
+// past its cap). It took no credit, so none is owed back beyond what the daemon owes.
 static void
 s_chain(dpool_worker_t *self, dpool_msg_t *msg)
 {
     dpool_slot_t *slot = dpool_slots_find_tail(self, msg->after_id);
-    if (!slot && self->granted > 0 && s_take_ended(self, msg->after_id)) {
-        self->granted--;
+    if (!slot && dpool_slots_find_idle(self)) {
         s_run_plain(self, msg);
         return;
     }

@@ -49,11 +49,6 @@ typedef enum {
     DPOOL_SLOT_RETIRING, // ran its last task (maxtasksperchild) and is exiting
 } dpool_slot_state_t;
 
-// How many tasks answered LAST are remembered for a chained TASK that crossed their
-// result on the wire: it comes within one round trip, and far fewer than this many
-// results leave in one.
-#define DPOOL_WORKER_ENDED_KEPT 1024
-
 // Jobs one queue may hold: `pending`, or one slot's chain. The broker sends a TASK
 // only against a credit and chains only a bounded prefetch, so more than a handful
 // means a confused broker; beyond this many the TASK is answered -21.
@@ -125,10 +120,6 @@ struct dpool_worker_t {
     dpool_uplink_t *uplink;
     unsigned idle;
     unsigned granted;
-    // Tasks answered with WORKER_RESULT LAST, the newest DPOOL_WORKER_ENDED_KEPT of them
-    // (a ring; 0 = free): a TASK chained after one of them runs on a credit.
-    uint64_t ended[DPOOL_WORKER_ENDED_KEPT];
-    unsigned ended_next;
     int64_t heartbeat_at;
     int64_t hello_at;
     unsigned init_failures; // new processes in a row whose initializer failed
@@ -178,11 +169,6 @@ void dpool_tasks_send_hello(dpool_worker_t *self);
 // Sends WORKER_RESULT; *payload_p (may be NULL or point to NULL) is consumed.
 void dpool_tasks_send_result(dpool_worker_t *self, uint64_t task_id, int code, const char *message,
                              zframe_t **payload_p, unsigned credits);
-
-// As dpool_tasks_send_result for a task whose process went idle after it, nothing
-// queued behind: the result says LAST, and the task is remembered (self->ended).
-void dpool_tasks_send_last_result(dpool_worker_t *self, uint64_t task_id, int code,
-                                  const char *message, zframe_t **payload_p, unsigned credits);
 
 // Reads and handles every message the broker has sent (TASK, KILL, ERROR, ...).
 void dpool_tasks_on_broker(dpool_worker_t *self);
