@@ -158,26 +158,6 @@ Test(worker_chain, a_chained_task_whose_predecessor_is_gone_runs_in_an_idle_proc
     cr_assert_eq(s_credits, 1, "one credit per process, none lost or doubled");
 }
 
-Test(worker_chain, a_chained_task_that_crossed_its_predecessors_result_runs_in_the_idle_process)
-{
-    // Task 1 runs two seconds; TASK 2 chained after it is sent while the daemon is
-    // stopped, which goes on only after task 1 has ended: it reads task 1's RESULT and
-    // TASK 2 in one turn, the RESULT first, as when the two cross on the wire. (The
-    // daemon has a second to hand task 1 to its process before it is stopped, and task
-    // 1 has ended a second before it goes on: bounds for a loaded machine.)
-    s_start_ready("1", NULL);
-    s_send_raw_task(1, "example.initialized", S_TWO, S_SIZE(S_TWO));
-    usleep(1000 * 1000);
-    cr_assert_eq(kill(s_pid, SIGSTOP), 0);
-    s_send_chained(2, 1, "example.initialized", S_ZERO, S_SIZE(S_ZERO), 0);
-    usleep(2500 * 1000);
-    cr_assert_eq(kill(s_pid, SIGCONT), 0);
-    uint64_t pid = s_expect_pid(1, 1);
-    cr_assert_eq(s_expect_pid(2, 0), pid, "it ran in the process task 1 left idle");
-    s_expect_quiet(300);
-    cr_assert_eq(s_credits, 1, "one credit per process, none lost or doubled");
-}
-
 // Output collected per task: its stdout and stderr bytes.
 typedef struct {
     char out[64];
