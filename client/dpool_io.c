@@ -3,15 +3,8 @@
     sends what one wake-up finds as BATCHes, with no decoding. Results come back in
     completion order and are matched through the pending table.
 
-    A task alone in flight is the one exception to "the DEALER is this thread's"
-    (STYLE 5): while the thread sleeps, the submitting thread takes socket_lock, sends
-    the SUBMIT itself and, in dpool_apply, reads the broker's messages until its result
-    is there (s_stand_in_locked). Each hand-off would otherwise cost a thread wake-up on
-    the way out and another on the way back, about 45 us of a 300 us synchronous apply
-    on a 2-core machine. libzmq allows a socket to move between threads with a full
-    memory barrier between uses; the lock gives that, and only one thread uses the
-    socket at a time. The thread holds the lock whenever it is not asleep in
-    epoll_wait, so a borrower never overlaps it.
+    A task alone in flight is the one exception to "the DEALER is this thread's": the
+    thread lends the socket to its submitting thread (dpool_io_lend.c).
 
     Liveness, both ways (docs/PROTOCOL.md, "Heartbeats"): once the pool is open this
     thread sends HEARTBEAT every second, and counts the broker lost after 3 s without
@@ -29,7 +22,7 @@
     answered twice (it ran again after a restart) is delivered once: its entry leaves
     the table with the first RESULT. Pending tasks fail as unreachable only when the
     broker stays lost past the reconnect timeout. */
-#include "dpool_io.h"
+#include "dpool_io_internal.h"
 #include "dpool_batch.h"
 #include "dpool_curve.h"
 #include "dpool_outbox.h"
@@ -61,52 +54,6 @@
 // Messages taken from one socket before looking at the others again.
 #define S_BATCH 256
 
-// The descriptors the thread waits on.
-enum { S_FD_WAKE, S_FD_DEALER, S_FD_MONITOR, S_FD_PIPE, S_FDS };
-
-typedef struct {
-    char *endpoint;
-    char *pool_name;
-    char *curve_secret; // CURVE certificate files, or NULL
-    char *broker_key;
-    uint32_t cap;
-    uint32_t retries;
-    uint32_t time_limit_ms;
-    int64_t timeout_ms;   // connect timeout
-    int64_t reconnect_ms; // -1 = for ever
-    dpool_output_fn *output;
-    void *output_arg;
-    dpool_output_t *writer; // the default writer, when output is NULL
-    dpool_pending_t *pending;
-    dpool_outbox_t *outbox;    // what user threads post
-    dpool_batch_t *outgoing;   // what one wake-up took from the outbox, being sent
-    dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
-    char routing_id[18];       // 'C' + 16 hex digits
-    int wake_fd;               // eventfd: a post tells the thread there is something to send
-    // Held by the thread except while it waits in poll: whoever holds it may use the
-    // DEALER and read what follows (a lone task is sent by its own thread, s_send_direct).
-    pthread_mutex_t socket_lock;
-    atomic_bool running;      // s_run's loop is on: the socket is open and the pool too
-    struct pollfd fds[S_FDS]; // what the thread waits on (s_run), set before running
-    int watch_fd;             // the thread's epoll set of those descriptors
-    bool dealer_unwatched;    // the DEALER is out of that set (a stand-in has it)
-    zsock_t *dealer;
-    zsock_t *monitor;
-    uint64_t epoch;     // the broker's, from POOL_OPENED / HEARTBEAT; 0 = take the next
-    bool connected;     // as the socket monitor last said
-    bool lost;          // the broker is lost; recovery follows its next message
-    bool reopening;     // a re-sent POOL_OPEN has no POOL_OPENED yet
-    bool released;      // POOL_RELEASE went out: no more beats, no recovery
-    int64_t lost_since; // ms, while lost
-    int64_t last_heard; // ms of the broker's last message
-    int64_t next_beat;  // ms
-} s_state_t;
-
-struct _dpool_io_t {
-    zactor_t *actor;
-    s_state_t state; // read by the thread; the user side only frees it after the join
-};
-
 // The open handshake's outcome, reported to dpool_io_new over the pipe.
 static void
 s_report(zsock_t *pipe, int code, uint32_t cap, const char *message)
@@ -115,7 +62,7 @@ s_report(zsock_t *pipe, int code, uint32_t cap, const char *message)
 }
 
 static int
-s_setup_sockets(s_state_t *self, char *why, size_t why_size)
+s_setup_sockets(dpool_io_state_t *self, char *why, size_t why_size)
 {
     self->dealer = zsock_new(ZMQ_DEALER);
     if (!self->dealer)
@@ -150,14 +97,14 @@ s_setup_sockets(s_state_t *self, char *why, size_t why_size)
 
 // The outbox holds SUBMITs back while the broker is lost: the resync re-sends them.
 static void
-s_set_lost(s_state_t *self, bool lost)
+s_set_lost(dpool_io_state_t *self, bool lost)
 {
     self->lost = lost;
     dpool_outbox_set_lost(self->outbox, lost);
 }
 
 static void
-s_mark_lost(s_state_t *self)
+s_mark_lost(dpool_io_state_t *self)
 {
     if (self->lost)
         return;
@@ -166,7 +113,7 @@ s_mark_lost(s_state_t *self)
 }
 
 static void
-s_send_beat(s_state_t *self)
+s_send_beat(dpool_io_state_t *self)
 {
     dpool_msg_t beat = {.command = DPOOL_CMD_HEARTBEAT};
     dpool_proto_send(self->dealer, &beat, NULL);
@@ -175,7 +122,7 @@ s_send_beat(s_state_t *self)
 
 // Returns the event id read from the monitor, or 0.
 static uint16_t
-s_on_monitor(s_state_t *self)
+s_on_monitor(dpool_io_state_t *self)
 {
     zmsg_t *event = zmsg_recv(self->monitor);
     zframe_t *head = event ? zmsg_first(event) : NULL;
@@ -195,9 +142,9 @@ s_on_monitor(s_state_t *self)
 // Decodes the next message from the broker into msg, the rest of a BATCH first.
 // Returns DPOOL_OK, DPOOL_ERR_PROTO for a malformed one (dropped: nothing from the
 // network may stop this thread), or 1 when none waits (or when reading may not go on:
-// at most S_BATCH reads per call of s_on_broker).
+// at most S_BATCH reads per call of dpool_io_on_broker).
 static int
-s_next(s_state_t *self, int *reads, dpool_msg_t *msg)
+s_next(dpool_io_state_t *self, int *reads, dpool_msg_t *msg)
 {
     const char *why = NULL;
     memset(msg, 0, sizeof *msg);
@@ -209,14 +156,14 @@ s_next(s_state_t *self, int *reads, dpool_msg_t *msg)
 // Receives one message from the broker into msg; false when none waits or it is
 // malformed.
 static bool
-s_recv(s_state_t *self, dpool_msg_t *msg)
+s_recv(dpool_io_state_t *self, dpool_msg_t *msg)
 {
     int reads = 0;
     return s_next(self, &reads, msg) == DPOOL_OK;
 }
 
 static int
-s_send_open(s_state_t *self)
+s_send_open(dpool_io_state_t *self)
 {
     dpool_msg_t open = {.command = DPOOL_CMD_POOL_OPEN,
                         .pool_ref = DPOOL_IO_POOL_REF,
@@ -230,7 +177,7 @@ s_send_open(s_state_t *self)
 // Waits for POOL_OPENED until the connect timeout. Returns DPOOL_OK with *cap_p, or a
 // failure code with why filled; DPOOL_ERR_STATE when the owner gave up ($TERM).
 static int
-s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size)
+s_open(dpool_io_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size)
 {
     if (s_send_open(self) != DPOOL_OK)
         return snprintf(why, why_size, "cannot queue POOL_OPEN"), DPOOL_ERR_IO;
@@ -274,7 +221,7 @@ s_open(s_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_si
 static void
 s_resend_one(void *arg, const uint8_t *submit, size_t size)
 {
-    s_state_t *self = arg;
+    dpool_io_state_t *self = arg;
     if (dpool_batch_add_encoded(self->outgoing, submit, size) == DPOOL_OK &&
         dpool_batch_full(self->outgoing))
         dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like any failed send
@@ -283,7 +230,7 @@ s_resend_one(void *arg, const uint8_t *submit, size_t size)
 // Opens the pool again and re-sends every unanswered SUBMIT, in that order on the one
 // connection, so the broker has the pool before the first re-sent task arrives.
 static void
-s_resync(s_state_t *self)
+s_resync(dpool_io_state_t *self)
 {
     s_set_lost(self, false);
     self->reopening = true;
@@ -308,7 +255,7 @@ s_forgot_us(const dpool_msg_t *msg)
 // Handles what concerns the connection rather than a task. Returns true when msg has
 // been dealt with (a RESULT that only says the broker forgot the task is not an outcome).
 static bool
-s_on_state(s_state_t *self, const dpool_msg_t *msg)
+s_on_state(dpool_io_state_t *self, const dpool_msg_t *msg)
 {
     bool resync = self->lost && !self->released;
     bool epoch_carrier =
@@ -339,7 +286,7 @@ s_on_state(s_state_t *self, const dpool_msg_t *msg)
 }
 
 static void
-s_on_output(s_state_t *self, const dpool_msg_t *msg)
+s_on_output(dpool_io_state_t *self, const dpool_msg_t *msg)
 {
     if (self->output)
         self->output(self->output_arg, msg->task_id, (int)msg->count, msg->text, msg->text_size);
@@ -349,8 +296,8 @@ s_on_output(s_state_t *self, const dpool_msg_t *msg)
 
 // Handles what the broker sent. Returns true when it stopped at the read limit with
 // more waiting; false when none waits (the last look at the socket said so).
-static bool
-s_on_broker(s_state_t *self)
+bool
+dpool_io_on_broker(dpool_io_state_t *self)
 {
     int reads = 0, rc;
     dpool_msg_t msg;
@@ -379,7 +326,7 @@ s_on_broker(s_state_t *self)
 // after its POOL_OPEN (a SUBMIT sent now could reach a restarted broker before that,
 // or run twice on one that was only silent for a while).
 static void
-s_send_without_submits(s_state_t *self)
+s_send_without_submits(dpool_io_state_t *self)
 {
     dpool_batch_t *kept = dpool_batch_new();
     zmsg_t *zmsg;
@@ -405,7 +352,7 @@ s_send_without_submits(s_state_t *self)
 
 // Sends what user threads posted since the last take, as BATCHes.
 static void
-s_send_posted(s_state_t *self)
+s_send_posted(dpool_io_state_t *self)
 {
     bool released = false;
     dpool_outbox_take(self->outbox, &self->outgoing, &released);
@@ -431,7 +378,7 @@ s_readable(zsock_t *sock, bool *gone)
 // Reads the owner's commands from the actor pipe; false on $TERM or when the context
 // is going. What was posted before $TERM still leaves.
 static bool
-s_on_pipe(s_state_t *self, zsock_t *pipe)
+s_on_pipe(dpool_io_state_t *self, zsock_t *pipe)
 {
     bool gone = false, term = false;
     while (!term && s_readable(pipe, &gone)) {
@@ -445,7 +392,7 @@ s_on_pipe(s_state_t *self, zsock_t *pipe)
 }
 
 static void
-s_on_monitor_events(s_state_t *self)
+s_on_monitor_events(dpool_io_state_t *self)
 {
     bool gone = false;
     while (s_readable(self->monitor, &gone))
@@ -456,7 +403,7 @@ s_on_monitor_events(s_state_t *self)
 // A post's wake-up: the count is read (zeroed) before the outbox is taken, so a post
 // that lands after the take wakes the thread again.
 static void
-s_on_wake(s_state_t *self)
+s_on_wake(dpool_io_state_t *self)
 {
     uint64_t count;
     if (read(self->wake_fd, &count, sizeof count) < 0 && errno != EAGAIN)
@@ -465,7 +412,7 @@ s_on_wake(s_state_t *self)
 }
 
 static void
-s_check_lost(s_state_t *self)
+s_check_lost(dpool_io_state_t *self)
 {
     if (!self->lost || self->reconnect_ms < 0)
         return;
@@ -480,7 +427,7 @@ s_check_lost(s_state_t *self)
 }
 
 static void
-s_on_timers(s_state_t *self)
+s_on_timers(dpool_io_state_t *self)
 {
     int64_t now = dpool_clock_ms();
     if (!self->lost && now - self->last_heard >= S_LIVENESS_MS)
@@ -496,8 +443,8 @@ s_on_timers(s_state_t *self)
     s_check_lost(self);
 }
 
-static int
-s_poll_timeout(const s_state_t *self)
+int
+dpool_io_poll_timeout(const dpool_io_state_t *self)
 {
     int64_t now = dpool_clock_ms();
     int64_t next = self->next_beat;
@@ -519,39 +466,39 @@ s_socket_fd(zsock_t *sock)
 
 // Whether the thread's wait looks at the DEALER. A caller standing in for the thread
 // (dpool_io_await) takes it out, so the broker's answer wakes that caller alone.
-static void
-s_watch_dealer(s_state_t *self, bool watch)
+void
+dpool_io_watch_dealer(dpool_io_state_t *self, bool watch)
 {
-    struct epoll_event event = {.events = watch ? EPOLLIN : 0, .data.u32 = S_FD_DEALER};
-    int rc = epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->fds[S_FD_DEALER].fd, &event);
+    struct epoll_event event = {.events = watch ? EPOLLIN : 0, .data.u32 = DPOOL_IO_FD_DEALER};
+    int rc = epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->fds[DPOOL_IO_FD_DEALER].fd, &event);
     // Not watched again (out of kernel memory): the thread tries at its next turn.
     self->dealer_unwatched = rc != 0 || !watch;
 }
 
 // Waits for the thread's descriptors; ready[i] says which woke it.
 static void
-s_wait(s_state_t *self, int timeout, bool ready[S_FDS])
+s_wait(dpool_io_state_t *self, int timeout, bool ready[DPOOL_IO_FDS])
 {
-    struct epoll_event events[S_FDS];
-    int n = epoll_wait(self->watch_fd, events, S_FDS, timeout);
-    memset(ready, 0, S_FDS * sizeof *ready);
+    struct epoll_event events[DPOOL_IO_FDS];
+    int n = epoll_wait(self->watch_fd, events, DPOOL_IO_FDS, timeout);
+    memset(ready, 0, DPOOL_IO_FDS * sizeof *ready);
     for (int i = 0; i < n; i++)
         ready[events[i].data.u32] = true;
 }
 
 static bool
-s_watch_all(s_state_t *self, zsock_t *pipe)
+s_watch_all(dpool_io_state_t *self, zsock_t *pipe)
 {
-    struct pollfd fds[S_FDS] = {
-        [S_FD_WAKE] = {.fd = self->wake_fd, .events = POLLIN},
-        [S_FD_DEALER] = {.fd = s_socket_fd(self->dealer), .events = POLLIN},
-        [S_FD_MONITOR] = {.fd = s_socket_fd(self->monitor), .events = POLLIN},
-        [S_FD_PIPE] = {.fd = s_socket_fd(pipe), .events = POLLIN},
+    struct pollfd fds[DPOOL_IO_FDS] = {
+        [DPOOL_IO_FD_WAKE] = {.fd = self->wake_fd, .events = POLLIN},
+        [DPOOL_IO_FD_DEALER] = {.fd = s_socket_fd(self->dealer), .events = POLLIN},
+        [DPOOL_IO_FD_MONITOR] = {.fd = s_socket_fd(self->monitor), .events = POLLIN},
+        [DPOOL_IO_FD_PIPE] = {.fd = s_socket_fd(pipe), .events = POLLIN},
     };
     memcpy(self->fds, fds, sizeof fds);
     if ((self->watch_fd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         return false;
-    for (uint32_t i = 0; i < S_FDS; i++) {
+    for (uint32_t i = 0; i < DPOOL_IO_FDS; i++) {
         struct epoll_event event = {.events = EPOLLIN, .data.u32 = i};
         if (fds[i].fd < 0 || epoll_ctl(self->watch_fd, EPOLL_CTL_ADD, fds[i].fd, &event) != 0)
             return false;
@@ -566,26 +513,26 @@ s_watch_all(s_state_t *self, zsock_t *pipe)
 // are read until none waits at the end of every turn, after this turn's sends; only
 // then may the thread sleep.
 static void
-s_run(s_state_t *self, zsock_t *pipe)
+s_run(dpool_io_state_t *self, zsock_t *pipe)
 {
     pthread_mutex_lock(&self->socket_lock);
     self->connected = true; // POOL_OPENED just came in on it
     self->last_heard = dpool_clock_ms();
     s_send_beat(self);
     atomic_store(&self->running, true);
-    bool ready[S_FDS] = {true, true, true, true}; // the first turn looks at everything
+    bool ready[DPOOL_IO_FDS] = {true, true, true, true}; // the first turn looks at everything
     while (true) {
-        if (ready[S_FD_PIPE] && !s_on_pipe(self, pipe))
+        if (ready[DPOOL_IO_FD_PIPE] && !s_on_pipe(self, pipe))
             break;
-        if (ready[S_FD_MONITOR])
+        if (ready[DPOOL_IO_FD_MONITOR])
             s_on_monitor_events(self);
-        if (ready[S_FD_WAKE])
+        if (ready[DPOOL_IO_FD_WAKE])
             s_on_wake(self);
         if (self->dealer_unwatched)
-            s_watch_dealer(self, true);
+            dpool_io_watch_dealer(self, true);
         s_on_timers(self);
-        bool more = s_on_broker(self);
-        int timeout = more ? 0 : s_poll_timeout(self);
+        bool more = dpool_io_on_broker(self);
+        int timeout = more ? 0 : dpool_io_poll_timeout(self);
         pthread_mutex_unlock(&self->socket_lock);
         s_wait(self, timeout, ready);
         pthread_mutex_lock(&self->socket_lock);
@@ -610,7 +557,7 @@ s_wait_term(zsock_t *pipe)
 static void
 s_actor(zsock_t *pipe, void *args)
 {
-    s_state_t *self = args;
+    dpool_io_state_t *self = args;
     zsock_signal(pipe, 0);
     char why[256] = "";
     uint32_t cap = 0;
@@ -638,7 +585,7 @@ s_actor(zsock_t *pipe, void *args)
 }
 
 static void
-s_state_free(s_state_t *state)
+s_state_free(dpool_io_state_t *state)
 {
     free(state->endpoint);
     free(state->curve_secret);
@@ -656,7 +603,7 @@ s_state_free(s_state_t *state)
 }
 
 static int
-s_state_init(s_state_t *state, const dpool_io_config_t *config)
+s_state_init(dpool_io_state_t *state, const dpool_io_config_t *config)
 {
     state->endpoint = strdup(config->endpoint);
     state->pool_name = config->pool_name ? strdup(config->pool_name) : NULL;
@@ -742,8 +689,8 @@ fail:
     return NULL;
 }
 
-static int
-s_wake_thread(s_state_t *state)
+int
+dpool_io_wake_thread(dpool_io_state_t *state)
 {
     uint64_t one = 1;
     return write(state->wake_fd, &one, sizeof one) == sizeof one ? DPOOL_OK : DPOOL_ERR_IO;
@@ -754,86 +701,11 @@ s_wake_thread(s_state_t *state)
 static int
 s_wake(dpool_io_t *self, int rc, bool wake)
 {
-    if (rc == DPOOL_OK && wake && s_wake_thread(&self->state) != DPOOL_OK) {
+    if (rc == DPOOL_OK && wake && dpool_io_wake_thread(&self->state) != DPOOL_OK) {
         dpool_outbox_unwake(self->state.outbox);
         rc = DPOOL_ERR_IO;
     }
     return rc;
-}
-
-// Under socket_lock: sends message on the DEALER now, when nothing sent before it
-// still waits in the outbox and the pool is open to a broker that is there. Returns
-// DPOOL_OK, DPOOL_ERR_NOMEM, or 1 when it must go through the outbox.
-static int
-s_send_direct_locked(s_state_t *state, const uint8_t *message)
-{
-    if (!atomic_load(&state->running) || !state->connected || state->lost || state->released ||
-        !dpool_outbox_empty(state->outbox))
-        return 1;
-    zmsg_t *zmsg = dpool_batch_plain(message);
-    if (!zmsg)
-        return DPOOL_ERR_NOMEM;
-    zmsg_send(&zmsg, state->dealer); // a failed send is lost like any other
-    zmsg_destroy(&zmsg);
-    // The send may have taken the descriptor's signal for a message that waits, and
-    // the thread sleeps on that descriptor.
-    if (zsock_events(state->dealer) & ZMQ_POLLIN)
-        s_wake_thread(state);
-    return DPOOL_OK;
-}
-
-int
-dpool_io_send_direct(dpool_io_t *self, const uint8_t *message, size_t size)
-{
-    s_state_t *state = &self->state;
-    int rc = 1;
-    if (atomic_load(&state->running) && pthread_mutex_trylock(&state->socket_lock) == 0) {
-        rc = s_send_direct_locked(state, message);
-        pthread_mutex_unlock(&state->socket_lock);
-    }
-    return rc == 1 ? dpool_io_send_encoded(self, message, size) : rc;
-}
-
-// Under socket_lock, on a user thread while the I/O thread sleeps: reads what the
-// broker sends, as the thread would, until result is ready or anything else needs the
-// thread (a post, the owner, the monitor, a timer). Then the thread has it all again:
-// what its own wake-up found is read by it at its next turn, and messages left unread
-// get it woken, since reading them here may have taken their signal.
-static void
-s_stand_in_locked(s_state_t *state, dpool_result_t *result)
-{
-    struct pollfd fds[S_FDS];
-    memcpy(fds, state->fds, sizeof fds);
-    while (true) {
-        bool more = s_on_broker(state);
-        if (dpool_result_ready(result)) {
-            if (more)
-                s_wake_thread(state);
-            return;
-        }
-        int timeout = more ? 0 : s_poll_timeout(state);
-        if (!more && (timeout <= 0 || poll(fds, S_FDS, timeout) <= 0))
-            return;
-        for (int i = 0; i < S_FDS; i++)
-            if (i != S_FD_DEALER && fds[i].revents)
-                return;
-    }
-}
-
-void
-dpool_io_await(dpool_io_t *self, dpool_result_t *result)
-{
-    s_state_t *state = &self->state;
-    if (atomic_load(&state->running) && pthread_mutex_trylock(&state->socket_lock) == 0) {
-        if (atomic_load(&state->running) && !state->lost) {
-            s_watch_dealer(state, false);
-            s_stand_in_locked(state, result);
-            s_watch_dealer(state, true); // what waits now wakes the thread
-            if (state->dealer_unwatched)
-                s_wake_thread(state); // to put it back
-        }
-        pthread_mutex_unlock(&state->socket_lock);
-    }
 }
 
 int
