@@ -63,8 +63,10 @@ s_stand_in_locked(dpool_io_state_t *state, dpool_result_t *result)
                 dpool_io_wake_thread(state);
             return;
         }
-        int timeout = more ? 0 : dpool_io_poll_timeout(state);
-        if (!more && (timeout <= 0 || poll(fds, DPOOL_IO_FDS, timeout) <= 0))
+        if (more)
+            continue; // read on: nothing has signalled what still waits
+        int timeout = dpool_io_poll_timeout(state);
+        if (timeout <= 0 || poll(fds, DPOOL_IO_FDS, timeout) <= 0)
             return;
         for (int i = 0; i < DPOOL_IO_FDS; i++)
             if (i != DPOOL_IO_FD_DEALER && fds[i].revents)

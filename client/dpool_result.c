@@ -139,6 +139,15 @@ s_value(const dpool_result_t *self, const char **data, size_t *size)
     }
 }
 
+static size_t
+s_value_size(const dpool_result_t *self)
+{
+    const char *data;
+    size_t size;
+    s_value(self, &data, &size);
+    return size;
+}
+
 // Under self->lock: the outcome, the first time. Returns whether it was the first.
 static bool
 s_set_outcome_locked(dpool_result_t *self, int code, const char *message)
@@ -291,7 +300,7 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
     else if (self->code != DPOOL_OK)
         dpool_error_set(err, rc = self->code, "%s", self->message);
     else if ((rc = value ? s_copy_value(self, value) : DPOOL_OK) != DPOOL_OK)
-        dpool_error_set(err, rc, "cannot copy a result");
+        dpool_error_set(err, rc, "cannot copy a result of %zu bytes", s_value_size(self));
     pthread_mutex_unlock(&self->lock);
     return rc;
 }
