@@ -2,8 +2,9 @@
     script parses.
       tput N   N no-op tasks submitted back to back by one client, then every result
                collected: tasks per second through broker and workers.
-      lat N    N no-op tasks one after another with the blocking apply: the round-trip
-               latency of one task, as percentiles.
+      lat N [W]  N no-op tasks one after another with the blocking apply: the round-trip
+               latency of one task, as percentiles; W more run first, untimed (default
+               200, as every anchor's latency run does).
       map N    dpool_map of noop over the integers 0..N-1 with the default chunksize
                (Python's: ceil(N / (4 x cap))), as Python's Pool.map(noop, range(N)):
                items per second, packing and unpacking included.
@@ -27,7 +28,8 @@ s_usage(FILE *out)
                  "       dpool-bench [--broker EP] wide K P N\n\n"
                  "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
                  "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"
-                 "  lat N    run N no-op tasks one by one; prints\n"
+                 "  lat N [W]  run W (default 200) untimed, then N timed no-op tasks\n"
+                 "           one by one; prints\n"
                  "           RESULT system=dpool mode=lat n=N p50_us=.. p99_us=.. "
                  "p999_us=..\n"
                  "  map N    map noop over N integers, default chunksize; prints\n"
@@ -92,20 +94,25 @@ s_percentile(const int64_t *sorted, long count, double fraction)
     return sorted[index < count ? index : count - 1];
 }
 
+// The anchors' latency runs (gearmand, Pool, raw ZeroMQ) all time N round trips after
+// 200 untimed ones; the first ones here also open the lease and warm the processes.
+#define S_LAT_WARMUP_DEFAULT 200
+
 static int
-s_lat(dpool_t *pool, long count)
+s_lat(dpool_t *pool, long count, long warmup)
 {
     int64_t *micros = calloc((size_t)count, sizeof *micros);
     if (!micros)
         return fprintf(stderr, "dpool-bench: out of memory\n"), 1;
     dpool_error_t err = {0};
-    for (long i = 0; i < count; i++) {
+    for (long i = 0; i < warmup + count; i++) {
         int64_t start = dpool_clock_us();
         if (dpool_apply(pool, "noop", NULL, NULL, &err) != DPOOL_OK) {
             free(micros);
             return s_fail("task", &err);
         }
-        micros[i] = dpool_clock_us() - start;
+        if (i >= warmup)
+            micros[i - warmup] = dpool_clock_us() - start;
     }
     qsort(micros, (size_t)count, sizeof *micros, s_compare);
     printf("RESULT system=dpool mode=lat n=%ld p50_us=%lld p99_us=%lld p999_us=%lld\n", count,
@@ -146,12 +153,18 @@ s_map(dpool_t *pool, long count)
 }
 
 static bool
-s_parse_count(const char *text, long *count)
+s_parse_at_least(const char *text, long least, long *count)
 {
     char *end = NULL;
     errno = 0;
     *count = strtol(text, &end, 10);
-    return !errno && end != text && !*end && *count > 0;
+    return !errno && end != text && !*end && *count >= least;
+}
+
+static bool
+s_parse_count(const char *text, long *count)
+{
+    return s_parse_at_least(text, 1, count);
 }
 
 int
@@ -208,13 +221,17 @@ main(int argc, char **argv)
     bool tput = optind < argc && strcmp(argv[optind], "tput") == 0;
     bool lat = optind < argc && strcmp(argv[optind], "lat") == 0;
     bool map = optind < argc && strcmp(argv[optind], "map") == 0;
-    if ((!tput && !lat && !map) || optind + 2 != argc || !s_parse_count(argv[optind + 1], &count))
+    long warmup = S_LAT_WARMUP_DEFAULT;
+    bool with_warmup = lat && optind + 3 == argc;
+    if ((!tput && !lat && !map) || optind + 2 + with_warmup != argc ||
+        !s_parse_count(argv[optind + 1], &count) ||
+        (with_warmup && !s_parse_at_least(argv[optind + 2], 0, &warmup)))
         return s_usage(stderr), 2;
     dpool_error_t err = {0};
     dpool_t *pool = dpool_new_opts(&opts, &err);
     if (!pool)
         return s_fail("cannot open the pool", &err);
-    int code = tput ? s_tput(pool, count) : lat ? s_lat(pool, count) : s_map(pool, count);
+    int code = tput ? s_tput(pool, count) : lat ? s_lat(pool, count, warmup) : s_map(pool, count);
     dpool_close(pool);
     dpool_join(pool);
     dpool_destroy(&pool);
