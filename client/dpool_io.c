@@ -12,16 +12,7 @@
     heartbeats on the DEALER stay on as well: they are what makes libzmq drop a dead
     TCP connection and reconnect (every 100 ms, backing off to 2 s) without a reset.
 
-    Recovery ("Restarts, re-sends and the journal"): the broker's epoch comes with
-    every POOL_OPENED and HEARTBEAT. When it changes (a restarted broker), when a lost
-    broker speaks again, or when the broker says it does not know us (ERROR "peer not
-    registered", RESULT "pool 1 is not open"), this thread RESYNCS once: POOL_OPEN
-    again with the same settings, then every SUBMIT still without a RESULT, as kept in
-    the pending table, same task id. Until that POOL_OPEN is answered, "not known"
-    answers are older than it and are ignored: the re-sends already cover them. A task
-    answered twice (it ran again after a restart) is delivered once: its entry leaves
-    the table with the first RESULT. Pending tasks fail as unreachable only when the
-    broker stays lost past the reconnect timeout. */
+    Recovery after a reconnect (a resync) and a lost broker: dpool_io_recovery.c. */
 #include "dpool_io_internal.h"
 #include "dpool_batch.h"
 #include "dpool_curve.h"
@@ -95,23 +86,6 @@ s_setup_sockets(dpool_io_state_t *self, char *why, size_t why_size)
     return DPOOL_OK;
 }
 
-// The outbox holds SUBMITs back while the broker is lost: the resync re-sends them.
-static void
-s_set_lost(dpool_io_state_t *self, bool lost)
-{
-    self->lost = lost;
-    dpool_outbox_set_lost(self->outbox, lost);
-}
-
-static void
-s_mark_lost(dpool_io_state_t *self)
-{
-    if (self->lost)
-        return;
-    s_set_lost(self, true);
-    self->lost_since = dpool_clock_ms();
-}
-
 static void
 s_send_beat(dpool_io_state_t *self)
 {
@@ -134,7 +108,7 @@ s_on_monitor(dpool_io_state_t *self)
         self->connected = true;
     else if (id == ZMQ_EVENT_DISCONNECTED) {
         self->connected = false;
-        s_mark_lost(self);
+        dpool_io_mark_lost(self);
     }
     return id;
 }
@@ -162,8 +136,8 @@ s_recv(dpool_io_state_t *self, dpool_msg_t *msg)
     return s_next(self, &reads, msg) == DPOOL_OK;
 }
 
-static int
-s_send_open(dpool_io_state_t *self)
+int
+dpool_io_send_open(dpool_io_state_t *self)
 {
     dpool_msg_t open = {.command = DPOOL_CMD_POOL_OPEN,
                         .pool_ref = DPOOL_IO_POOL_REF,
@@ -179,7 +153,7 @@ s_send_open(dpool_io_state_t *self)
 static int
 s_open(dpool_io_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t why_size)
 {
-    if (s_send_open(self) != DPOOL_OK)
+    if (dpool_io_send_open(self) != DPOOL_OK)
         return snprintf(why, why_size, "cannot queue POOL_OPEN"), DPOOL_ERR_IO;
     zpoller_t *poller = zpoller_new(pipe, self->dealer, self->monitor, NULL);
     if (!poller)
@@ -219,73 +193,6 @@ s_open(dpool_io_state_t *self, zsock_t *pipe, uint32_t *cap_p, char *why, size_t
 }
 
 static void
-s_resend_one(void *arg, const uint8_t *submit, size_t size)
-{
-    dpool_io_state_t *self = arg;
-    if (dpool_batch_add_encoded(self->outgoing, submit, size) == DPOOL_OK &&
-        dpool_batch_full(self->outgoing))
-        dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like any failed send
-}
-
-// Opens the pool again and re-sends every unanswered SUBMIT, in that order on the one
-// connection, so the broker has the pool before the first re-sent task arrives.
-static void
-s_resync(dpool_io_state_t *self)
-{
-    s_set_lost(self, false);
-    self->reopening = true;
-    self->epoch = 0; // whatever epoch comes next is the broker these re-sends went to
-    if (s_send_open(self) != DPOOL_OK)
-        return;
-    dpool_pending_resend(self->pending, s_resend_one, self);
-    dpool_batch_send(self->outgoing, self->dealer, NULL);
-}
-
-// True for an answer that says the broker does not know our pool: it restarted without
-// a journal, or dropped us as vanished.
-static bool
-s_forgot_us(const dpool_msg_t *msg)
-{
-    if (msg->command == DPOOL_CMD_ERROR)
-        return msg->text && strstr(msg->text, "not registered");
-    return msg->command == DPOOL_CMD_RESULT && msg->code == DPOOL_ERR_INVALID && msg->text &&
-           strstr(msg->text, "is not open");
-}
-
-// Handles what concerns the connection rather than a task. Returns true when msg has
-// been dealt with (a RESULT that only says the broker forgot the task is not an outcome).
-static bool
-s_on_state(dpool_io_state_t *self, const dpool_msg_t *msg)
-{
-    bool resync = self->lost && !self->released;
-    bool epoch_carrier =
-        msg->command == DPOOL_CMD_HEARTBEAT || msg->command == DPOOL_CMD_POOL_OPENED;
-    uint64_t epoch = epoch_carrier ? msg->task_id : 0;
-    if (epoch && self->epoch && epoch != self->epoch && !self->released)
-        resync = true;
-    bool forgot = s_forgot_us(msg);
-    if (forgot && !self->reopening && !self->released)
-        resync = true;
-    if (self->lost)
-        s_set_lost(self, false);
-    self->last_heard = dpool_clock_ms();
-    if (resync)
-        s_resync(self);
-    if (epoch && !self->epoch)
-        self->epoch = epoch;
-    if (msg->command == DPOOL_CMD_POOL_OPENED && msg->pool_ref == DPOOL_IO_POOL_REF) {
-        self->reopening = false;
-        // The broker refused the pool it had granted before: nothing pending can run.
-        if (msg->code < 0)
-            dpool_pending_fail_all(self->pending, msg->code, msg->text);
-    }
-    // Our key was withdrawn (SIGHUP at the broker): nothing we send will be taken.
-    if (msg->command == DPOOL_CMD_ERROR && msg->code == DPOOL_ERR_NOT_AUTHORISED)
-        dpool_pending_fail_all(self->pending, msg->code, msg->text);
-    return forgot || msg->command != DPOOL_CMD_RESULT;
-}
-
-static void
 s_on_output(dpool_io_state_t *self, const dpool_msg_t *msg)
 {
     if (self->output)
@@ -308,7 +215,7 @@ dpool_io_on_broker(dpool_io_state_t *self)
         }
         if (msg.command == DPOOL_CMD_OUTPUT)
             s_on_output(self, &msg);
-        bool outcome = !s_on_state(self, &msg);
+        bool outcome = !dpool_io_on_state(self, &msg);
         if (outcome && msg.payload_lent)
             dpool_pending_complete_bytes(self->pending, msg.task_id, msg.code, msg.text,
                                          msg.payload_lent, msg.payload_lent_size);
@@ -321,35 +228,6 @@ dpool_io_on_broker(dpool_io_state_t *self)
     return reads > S_BATCH;
 }
 
-// Sends what was taken from the outbox but its SUBMITs: they were posted before the
-// broker was counted lost, and the resync sends the pending table's copies of them,
-// after its POOL_OPEN (a SUBMIT sent now could reach a restarted broker before that,
-// or run twice on one that was only silent for a while).
-static void
-s_send_without_submits(dpool_io_state_t *self)
-{
-    dpool_batch_t *kept = dpool_batch_new();
-    zmsg_t *zmsg;
-    while ((zmsg = dpool_batch_take(self->outgoing, NULL))) {
-        zframe_t *run = NULL;
-        const char *why = NULL;
-        int count = dpool_batch_open(zmsg, false, &run, &why);
-        size_t at = 0;
-        for (int i = 0; kept && i < count; i++) {
-            dpool_batch_part_t part;
-            dpool_batch_part(run, &at, &part);
-            if (part.header[3] != DPOOL_CMD_SUBMIT)
-                dpool_batch_add_encoded(kept, part.header, dpool_batch_part_size(&part));
-        }
-        if (kept && count == 0 && dpool_batch_plain_command(zmsg) != DPOOL_CMD_SUBMIT)
-            dpool_batch_add_alone(kept, &zmsg);
-        zmsg_destroy(&zmsg);
-    }
-    if (kept)
-        dpool_batch_send(kept, self->dealer, NULL); // lost like a failed send
-    dpool_batch_destroy(&kept);
-}
-
 // Sends what user threads posted since the last take, as BATCHes.
 static void
 s_send_posted(dpool_io_state_t *self)
@@ -359,7 +237,7 @@ s_send_posted(dpool_io_state_t *self)
     if (released)
         self->released = true;
     if (self->lost)
-        s_send_without_submits(self);
+        dpool_io_send_without_submits(self);
     else
         dpool_batch_send(self->outgoing, self->dealer, NULL); // lost like a failed send
 }
@@ -412,26 +290,11 @@ s_on_wake(dpool_io_state_t *self)
 }
 
 static void
-s_check_lost(dpool_io_state_t *self)
-{
-    if (!self->lost || self->reconnect_ms < 0)
-        return;
-    if (dpool_clock_ms() - self->lost_since < self->reconnect_ms)
-        return;
-    if (dpool_pending_count(self->pending) == 0)
-        return;
-    char why[200];
-    snprintf(why, sizeof why, "lost the connection to the broker at %s for more than %.1f s",
-             self->endpoint, (double)self->reconnect_ms / 1000.0);
-    dpool_pending_fail_all(self->pending, DPOOL_ERR_UNREACHABLE, why);
-}
-
-static void
 s_on_timers(dpool_io_state_t *self)
 {
     int64_t now = dpool_clock_ms();
     if (!self->lost && now - self->last_heard >= S_LIVENESS_MS)
-        s_mark_lost(self);
+        dpool_io_mark_lost(self);
     // No beats into a socket that is down: they would only queue up. A reconnect sends
     // one at once (s_run), which is what gets a restarted broker to answer.
     if (now >= self->next_beat) {
@@ -440,7 +303,7 @@ s_on_timers(dpool_io_state_t *self)
         else
             self->next_beat = now + S_HEARTBEAT_MS;
     }
-    s_check_lost(self);
+    dpool_io_check_lost(self);
 }
 
 int

@@ -1,6 +1,7 @@
-/*  What the pool's I/O thread (dpool_io.c) and the user threads it lends its socket
-    to (dpool_io_lend.c) share: the thread's state, and the steps of its loop a
-    borrower runs in its place. Not part of libdpool's interface. */
+/*  What the pool's I/O thread (dpool_io.c), the user threads it lends its socket to
+    (dpool_io_lend.c) and its recovery after a reconnect (dpool_io_recovery.c) share:
+    the thread's state, and the steps of its loop run from another file. Not part of
+    libdpool's interface. */
 #ifndef DPOOL_IO_INTERNAL_H
 #define DPOOL_IO_INTERNAL_H
 
@@ -73,5 +74,26 @@ int dpool_io_wake_thread(dpool_io_state_t *self);
 // Under socket_lock: whether the thread's wait looks at the DEALER. A caller standing
 // in for the thread takes it out, so the broker's answer wakes that caller alone.
 void dpool_io_watch_dealer(dpool_io_state_t *self, bool watch);
+
+// Sends POOL_OPEN with the pool's settings: the first open, and each resync's.
+// Returns what dpool_proto_send returns.
+int dpool_io_send_open(dpool_io_state_t *self);
+
+// Counts the broker lost from now, unless it already is.
+void dpool_io_mark_lost(dpool_io_state_t *self);
+
+// Handles what in msg concerns the connection rather than a task (the broker's epoch,
+// a lost broker speaking again, an answer that it forgot us), resyncing once if one of
+// them calls for it. Returns true when msg has been dealt with; false for an outcome
+// that the pending table takes.
+bool dpool_io_on_state(dpool_io_state_t *self, const dpool_msg_t *msg);
+
+// While the broker is lost: sends what was taken from the outbox but its SUBMITs,
+// which the resync re-sends from the pending table.
+void dpool_io_send_without_submits(dpool_io_state_t *self);
+
+// Fails every pending task as unreachable once the broker has been lost past the
+// reconnect timeout (never when that is -1).
+void dpool_io_check_lost(dpool_io_state_t *self);
 
 #endif
