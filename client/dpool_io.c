@@ -359,12 +359,18 @@ s_watch_all(dpool_io_state_t *self, zsock_t *pipe)
         [DPOOL_IO_FD_PIPE] = {.fd = s_socket_fd(pipe), .events = POLLIN},
     };
     memcpy(self->fds, fds, sizeof fds);
-    if ((self->watch_fd = epoll_create1(EPOLL_CLOEXEC)) < 0)
-        return false;
-    for (uint32_t i = 0; i < DPOOL_IO_FDS; i++) {
-        struct epoll_event event = {.events = EPOLLIN, .data.u32 = i};
-        if (fds[i].fd < 0 || epoll_ctl(self->watch_fd, EPOLL_CTL_ADD, fds[i].fd, &event) != 0)
+    // Two sets of the same descriptors: the thread's, and one a stand-in waits on
+    // (dpool_io_lend.c) while the DEALER is out of the thread's. A set kept between
+    // waits spares each wait registering on every descriptor, as a poll does.
+    int *sets[] = {&self->watch_fd, &self->stand_in_fd};
+    for (size_t set = 0; set < sizeof sets / sizeof *sets; set++) {
+        if ((*sets[set] = epoll_create1(EPOLL_CLOEXEC)) < 0)
             return false;
+        for (uint32_t i = 0; i < DPOOL_IO_FDS; i++) {
+            struct epoll_event event = {.events = EPOLLIN, .data.u32 = i};
+            if (fds[i].fd < 0 || epoll_ctl(*sets[set], EPOLL_CTL_ADD, fds[i].fd, &event) != 0)
+                return false;
+        }
     }
     return true;
 }
@@ -462,6 +468,8 @@ s_state_free(dpool_io_state_t *state)
         close(state->wake_fd);
     if (state->watch_fd >= 0)
         close(state->watch_fd);
+    if (state->stand_in_fd >= 0)
+        close(state->stand_in_fd);
     pthread_mutex_destroy(&state->socket_lock);
 }
 
@@ -476,6 +484,7 @@ s_state_init(dpool_io_state_t *state, const dpool_io_config_t *config)
     state->outbox = dpool_outbox_new();
     state->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     state->watch_fd = -1;
+    state->stand_in_fd = -1;
     pthread_mutex_init(&state->socket_lock, NULL);
     if (!state->endpoint || !state->outgoing || !state->outbox || state->wake_fd < 0 ||
         (config->pool_name && !state->pool_name) ||

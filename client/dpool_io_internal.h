@@ -42,6 +42,7 @@ typedef struct {
     atomic_bool running;             // s_run's loop is on: the socket is open and the pool too
     struct pollfd fds[DPOOL_IO_FDS]; // what the thread waits on (s_run), set before running
     int watch_fd;                    // the thread's epoll set of those descriptors
+    int stand_in_fd;                 // the same descriptors, for a stand-in to wait on
     bool dealer_unwatched;           // the DEALER is out of that set (a stand-in has it)
     zsock_t *dealer;
     zsock_t *monitor;

@@ -12,6 +12,7 @@
 #include "dpool_result.h"
 
 #include <string.h>
+#include <sys/epoll.h>
 
 // Under socket_lock: sends message on the DEALER now, when nothing sent before it
 // still waits in the outbox and the pool is open to a broker that is there. Returns
@@ -54,8 +55,6 @@ dpool_io_send_direct(dpool_io_t *self, const uint8_t *message, size_t size)
 static void
 s_stand_in_locked(dpool_io_state_t *state, dpool_result_t *result)
 {
-    struct pollfd fds[DPOOL_IO_FDS];
-    memcpy(fds, state->fds, sizeof fds);
     while (true) {
         bool more = dpool_io_on_broker(state);
         if (dpool_result_ready(result)) {
@@ -66,10 +65,12 @@ s_stand_in_locked(dpool_io_state_t *state, dpool_result_t *result)
         if (more)
             continue; // read on: nothing has signalled what still waits
         int timeout = dpool_io_poll_timeout(state);
-        if (timeout <= 0 || poll(fds, DPOOL_IO_FDS, timeout) <= 0)
+        struct epoll_event events[DPOOL_IO_FDS];
+        int n = timeout > 0 ? epoll_wait(state->stand_in_fd, events, DPOOL_IO_FDS, timeout) : 0;
+        if (n <= 0)
             return;
-        for (int i = 0; i < DPOOL_IO_FDS; i++)
-            if (i != DPOOL_IO_FD_DEALER && fds[i].revents)
+        for (int i = 0; i < n; i++)
+            if (events[i].data.u32 != DPOOL_IO_FD_DEALER)
                 return;
     }
 }
