@@ -201,16 +201,25 @@ dpool_task_function(const dpool_task_t *task)
     return task ? task->function : NULL;
 }
 
+// Decodes the msgpack value at *offset in bytes into *value, its memory from zone, and
+// moves *offset past it. True when a whole value was there (more may follow).
+static bool
+s_unpack_value(const char *bytes, size_t size, size_t *offset, msgpack_zone *zone,
+               msgpack_object *value)
+{
+    // msgpack_unpack, not msgpack_unpack_next: that one makes a zone of its own for
+    // each value (a malloc of 8 KiB and its free, the largest cost of a map's items).
+    msgpack_unpack_return rc = msgpack_unpack(bytes, size, offset, zone, value);
+    return rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES;
+}
+
 // True when bytes hold exactly one complete msgpack value, the contract of a result.
 static bool
-s_is_one_value(const char *bytes, size_t size)
+s_is_one_value(const char *bytes, size_t size, msgpack_zone *zone)
 {
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
     size_t offset = 0;
-    msgpack_unpack_return rc = msgpack_unpack_next(&unpacked, bytes, size, &offset);
-    msgpack_unpacked_destroy(&unpacked);
-    return rc == MSGPACK_UNPACK_SUCCESS && offset == size;
+    msgpack_object value;
+    return s_unpack_value(bytes, size, &offset, zone, &value) && offset == size;
 }
 
 static int
@@ -220,11 +229,12 @@ s_fail(char **message_p, int code, char *message)
     return code;
 }
 
-// Calls fn on args, appending its one result value to result. On failure, result is
-// cut back to the size it had, so a chunk keeps the results of the items before.
+// Calls fn on args, appending its one result value to result (checked with memory
+// from zone). On failure, result is cut back to the size it had, so a chunk keeps the
+// results of the items before.
 static int
-s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgpack_sbuffer *result,
-         char **message_p)
+s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgpack_zone *zone,
+         msgpack_sbuffer *result, char **message_p)
 {
     size_t start = result->size;
     dpool_task_t task = {name, NULL};
@@ -241,7 +251,7 @@ s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgp
     free(task.message);
     if (result->size == start)
         msgpack_pack_nil(&packer);
-    else if (!s_is_one_value(result->data + start, result->size - start)) {
+    else if (!s_is_one_value(result->data + start, result->size - start, zone)) {
         result->size = start;
         return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                       s_format("function %s packed a result that is not exactly one value", name));
@@ -249,18 +259,16 @@ s_invoke(dpool_task_fn_t *fn, const char *name, const msgpack_object *args, msgp
     return DPOOL_OK;
 }
 
-// Decodes the one msgpack value args holds into unpacked. Arguments come from any
-// client: sizes are checked before msgpack-c allocates. Returns false, with
-// *message_p set, when args are not one complete value.
+// Decodes the one msgpack value args holds into *value, its memory from zone.
+// Arguments come from any client: sizes are checked before msgpack-c allocates.
+// Returns false, with *message_p set, when args are not one complete value.
 static bool
-s_unpack_args(const char *name, const void *args, size_t args_size, msgpack_unpacked *unpacked,
-              char **message_p)
+s_unpack_args(const char *name, const void *args, size_t args_size, msgpack_zone *zone,
+              msgpack_object *value, char **message_p)
 {
     size_t offset = 0;
-    msgpack_unpack_return rc = dpool_codec_sizes_fit(args, args_size)
-                                   ? msgpack_unpack_next(unpacked, args, args_size, &offset)
-                                   : MSGPACK_UNPACK_PARSE_ERROR;
-    if (rc == MSGPACK_UNPACK_SUCCESS && offset == args_size)
+    if (dpool_codec_sizes_fit(args, args_size) &&
+        s_unpack_value(args, args_size, &offset, zone, value) && offset == args_size)
         return true;
     s_fail(message_p, DPOOL_ERR_TASK_FAILED,
            s_format("arguments of %s are not one complete msgpack value", name));
@@ -276,17 +284,19 @@ dpool_functions_call(const dpool_functions_t *self, const char *name, const void
     if (!fn)
         return s_fail(message_p, DPOOL_ERR_NO_FUNCTION,
                       s_format("no function \"%s\" in this worker", name ? name : "(null)"));
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE))
+        return s_fail(message_p, DPOOL_ERR_NOMEM, NULL);
+    msgpack_object value;
     int rc = DPOOL_ERR_TASK_FAILED;
-    if (!s_unpack_args(name, args, args_size, &unpacked, message_p))
+    if (!s_unpack_args(name, args, args_size, &zone, &value, message_p))
         rc = DPOOL_ERR_TASK_FAILED;
-    else if (unpacked.data.type != MSGPACK_OBJECT_ARRAY)
+    else if (value.type != MSGPACK_OBJECT_ARRAY)
         rc = s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                     s_format("arguments of %s are not a msgpack array", name));
     else
-        rc = s_invoke(fn, name, &unpacked.data, result, message_p);
-    msgpack_unpacked_destroy(&unpacked);
+        rc = s_invoke(fn, name, &value, &zone, result, message_p);
+    msgpack_zone_destroy(&zone);
     return rc;
 }
 
@@ -343,31 +353,37 @@ s_array_head(const uint8_t *bytes, size_t size, uint32_t *count, size_t *offset)
 // Runs one item, the msgpack value at *offset in args, and moves *offset past it.
 static int
 s_invoke_item(dpool_task_fn_t *fn, const char *name, const char *args, size_t args_size,
-              size_t *offset, msgpack_unpacked *item, msgpack_sbuffer *result, char **message_p)
+              size_t *offset, msgpack_zone *zone, msgpack_sbuffer *result, char **message_p)
 {
-    if (msgpack_unpack_next(item, args, args_size, offset) != MSGPACK_UNPACK_SUCCESS)
+    msgpack_object item;
+    if (!s_unpack_value(args, args_size, offset, zone, &item))
         return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                       s_format("arguments of %s are not one complete msgpack value", name));
-    if (item->data.type != MSGPACK_OBJECT_ARRAY)
+    if (item.type != MSGPACK_OBJECT_ARRAY)
         return s_fail(message_p, DPOOL_ERR_TASK_FAILED,
                       s_format("arguments of %s are not a msgpack array", name));
-    return s_invoke(fn, name, &item->data, result, message_p);
+    return s_invoke(fn, name, &item, zone, result, message_p);
 }
 
-// Runs fn on each item of the chunk in order, decoding one item at a time (so memory
-// follows the largest item, not the chunk), appending results; stops at the first
-// failure with its code and "item k: ..." in *message_p.
+// Runs fn on each item of the chunk in order, decoding one item at a time into one
+// zone emptied after each (so memory follows the largest item, not the chunk, and an
+// item costs no allocation), appending results; stops at the first failure with its
+// code and "item k: ..." in *message_p.
 static int
 s_invoke_items(dpool_task_fn_t *fn, const char *name, const char *args, size_t args_size,
                uint32_t count, size_t offset, msgpack_sbuffer *result, char **message_p)
 {
-    msgpack_unpacked item;
-    msgpack_unpacked_init(&item);
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE)) {
+        s_finish_array(result, 0);
+        return s_fail(message_p, DPOOL_ERR_NOMEM, NULL);
+    }
     int rc = DPOOL_OK;
     uint32_t k = 0;
     for (; k < count; k++) {
         char *why = NULL;
-        rc = s_invoke_item(fn, name, args, args_size, &offset, &item, result, &why);
+        rc = s_invoke_item(fn, name, args, args_size, &offset, &zone, result, &why);
+        msgpack_zone_clear(&zone);
         if (rc != DPOOL_OK) {
             *message_p = s_format("item %" PRIu32 ": %s", k, why);
             free(why);
@@ -376,7 +392,7 @@ s_invoke_items(dpool_task_fn_t *fn, const char *name, const char *args, size_t a
             break;
         }
     }
-    msgpack_unpacked_destroy(&item);
+    msgpack_zone_destroy(&zone);
     s_finish_array(result, k);
     return rc;
 }
