@@ -60,7 +60,7 @@ struct dpool_sched_function {
     char *name;
     size_t refs;              // tasks naming it + hosts offering it
     uint32_t offered_by;      // hosts offering it
-    dpool_link_t free_offers; // offers whose host has a credit, in round-robin order
+    dpool_link_t free_offers; // offers whose host has a credit, the next lease's first
     dpool_link_t parked;      // pools waiting for a free offer
 };
 
@@ -162,8 +162,8 @@ dpool_sched_lease_t *dpool_sched_chainable_lease(const dpool_sched_t *self,
 // task has not run past DPOOL_SCHED_CHAIN_OVERDUE_US.
 bool dpool_sched_lease_takes(const dpool_sched_lease_t *lease,
                              const dpool_sched_function_t *function, int64_t now_us);
-// Starts task on the host of offer under a new lease, keeping hosts in round-robin
-// order per function. False when out of memory (nothing changed).
+// Starts task on the host of offer under a new lease; the host goes behind the others
+// with a credit for the function. False when out of memory (nothing changed).
 bool dpool_sched_lease_start(dpool_sched_task_t *task, dpool_sched_offer_t *offer, int64_t now_us);
 // Moves the oldest queued task of its pool into lease, as the lease's newest task.
 void dpool_sched_lease_append(dpool_sched_task_t *task, dpool_sched_lease_t *lease, int64_t now_us);
@@ -183,5 +183,7 @@ bool dpool_sched_host_usable(const dpool_sched_host_t *host);
 void dpool_sched_host_withdraw(dpool_sched_host_t *host);
 // Puts the host's offers back when it became usable (and wakes parked pools).
 void dpool_sched_host_offer(dpool_sched_t *self, dpool_sched_host_t *host);
+// A lease on the usable host ended: its offers go first (a warm host is preferred).
+void dpool_sched_host_prefer(dpool_sched_host_t *host);
 
 #endif

@@ -180,3 +180,36 @@ Test(sched_hosts, removing_a_host_hands_back_its_running_tasks_only)
     cr_assert(s_dispatch(0, &next));
     cr_assert_eq(next.host_data, &host_data[1]);
 }
+
+// Leases that run at once spread over hosts; a lease that starts again goes to the
+// host whose process came free last, whose daemon and processes are warm, instead of
+// touring every host (docs/PROTOCOL.md, "Scheduling rules").
+Test(sched_hosts, spreads_concurrent_leases_and_restarts_on_the_host_freed_last)
+{
+    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 2);
+    dpool_sched_host_t *first = s_add_host(0, 4, "f");
+    dpool_sched_host_t *second = s_add_host(1, 4, "f");
+    cr_assert_eq(dpool_sched_credit(sched, first, 4), 4);
+    cr_assert_eq(dpool_sched_credit(sched, second, 4), 4);
+    int values[6];
+    for (int i = 0; i < 6; i++)
+        s_submit(pool, "f", &values[i], 0);
+    dispatch_t a, b;
+    cr_assert(s_dispatch(0, &a));
+    cr_assert(s_dispatch(0, &b));
+    cr_assert_neq(a.host_data, b.host_data, "two leases at once go to two hosts");
+    cr_assert_not(s_dispatch(0, NULL), "the cap is 2");
+
+    // Each host still has credits; the one whose task ended last gets the next lease,
+    // whichever took a lease before.
+    for (int round = 0; round < 2; round++) {
+        dispatch_t *done = round == 0 ? &b : &a;
+        const dpool_sched_host_t *host = done->host_data == &host_data[0] ? first : second;
+        cr_assert_not_null(dpool_sched_complete(sched, done->task_id, host, true, 0));
+        dispatch_t next;
+        cr_assert(s_dispatch(0, &next), "round %d", round);
+        cr_assert_eq(next.host_data, done->host_data,
+                     "round %d: the next lease goes to the host freed last", round);
+        *done = next;
+    }
+}
