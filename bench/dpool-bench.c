@@ -16,6 +16,7 @@
 #include <dpool_clock.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,7 +226,8 @@ main(int argc, char **argv)
     bool with_warmup = lat && optind + 3 == argc;
     if ((!tput && !lat && !map) || optind + 2 + with_warmup != argc ||
         !s_parse_count(argv[optind + 1], &count) ||
-        (with_warmup && !s_parse_at_least(argv[optind + 2], 0, &warmup)))
+        (with_warmup &&
+         (!s_parse_at_least(argv[optind + 2], 0, &warmup) || warmup > LONG_MAX - count)))
         return s_usage(stderr), 2;
     dpool_error_t err = {0};
     dpool_t *pool = dpool_new_opts(&opts, &err);

@@ -433,7 +433,11 @@ dpool_sched_complete(dpool_sched_t *self, uint64_t task_id, const dpool_sched_ho
     dpool_sched_pool_t *pool = task->pool;
     if (now_us > 0 && task->state == DPOOL_SCHED_RUNNING)
         dpool_sched_lease_timed_end(task, success, now_us);
+    dpool_sched_host_t *host = task->lease->host;
+    bool lease_ends = task->lease->length == 1;
     dpool_sched_unlink_dispatched(self, task);
+    if (success && lease_ends && dpool_sched_host_usable(host))
+        dpool_sched_host_prefer(host);
     if (success)
         pool->done++;
     else

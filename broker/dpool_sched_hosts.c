@@ -101,22 +101,24 @@ dpool_sched_host_usable(const dpool_sched_host_t *host)
     return host->credits > 0 && host->running < host->processes;
 }
 
-/*  Which host a new lease goes to. The host whose process came free last comes first
-    (its processes and its daemon are warm: a pool of 4 on 10 daemons of 100 ran 26%
-    faster when its leases, ending and starting again, stayed on the same daemons
-    instead of touring all ten), while one that has just taken a lease goes behind the
-    others (dpool_sched_lease_start), so leases that run at once still spread over
-    hosts. */
 void
 dpool_sched_host_offer(dpool_sched_t *self, dpool_sched_host_t *host)
 {
     for (size_t i = 0; i < host->offer_count; i++) {
         dpool_sched_offer_t *offer = &host->offers[i];
-        dpool_list_push_front(&offer->function->free_offers, &offer->link);
+        dpool_list_push_back(&offer->function->free_offers, &offer->link);
         dpool_sched_function_wake(self, offer->function);
     }
 }
 
+/*  Which host a new lease goes to. One whose lease has just ended well comes first
+    (its processes and its daemon are warm: a pool of 4 on 10 daemons of 100 ran about
+    20% faster when its leases, ending and starting again, stayed on the same daemons
+    instead of touring all ten), while one that has just taken a lease goes behind the
+    others (dpool_sched_lease_start), so leases that run at once still spread over
+    hosts. A host whose task failed (a process lost, a task refused) or that reports a
+    new idle process goes behind the others too: a task that is run again should not
+    go straight back to where it just failed. */
 void
 dpool_sched_host_prefer(dpool_sched_host_t *host)
 {

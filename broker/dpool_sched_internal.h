@@ -183,7 +183,7 @@ bool dpool_sched_host_usable(const dpool_sched_host_t *host);
 void dpool_sched_host_withdraw(dpool_sched_host_t *host);
 // Puts the host's offers back when it became usable (and wakes parked pools).
 void dpool_sched_host_offer(dpool_sched_t *self, dpool_sched_host_t *host);
-// A lease on the usable host ended: its offers go first (a warm host is preferred).
+// A lease on the host ended well and it can start another: its offers go first.
 void dpool_sched_host_prefer(dpool_sched_host_t *host);
 
 #endif

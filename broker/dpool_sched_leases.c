@@ -138,8 +138,6 @@ dpool_sched_unlink_dispatched(dpool_sched_t *self, dpool_sched_task_t *task)
     host->running--;
     if (!was_usable && dpool_sched_host_usable(host))
         dpool_sched_host_offer(self, host);
-    else if (was_usable)
-        dpool_sched_host_prefer(host);
 }
 
 void

@@ -80,7 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strcmp(name, "echo") == 0)
             s_check_echo(data + 1, size - 1, &result);
     } else {
-        DPOOL_FUZZ_CHECK(rc == DPOOL_ERR_TASK_FAILED || rc == DPOOL_ERR_NO_FUNCTION,
+        DPOOL_FUZZ_CHECK(rc == DPOOL_ERR_TASK_FAILED || rc == DPOOL_ERR_NO_FUNCTION ||
+                             rc == DPOOL_ERR_NOMEM,
                          "%s returned %d", name, rc);
         // fail's message is str() of its argument, which may be empty; others explain.
         DPOOL_FUZZ_CHECK(message && (*message || strcmp(name, "fail") == 0),

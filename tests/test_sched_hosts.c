@@ -213,3 +213,31 @@ Test(sched_hosts, spreads_concurrent_leases_and_restarts_on_the_host_freed_last)
         *done = next;
     }
 }
+
+// A task whose process was lost runs again elsewhere: the host where it failed, even
+// with a replacement process just reported idle, does not go first.
+Test(sched_hosts, a_retry_does_not_go_back_to_the_host_where_it_failed)
+{
+    dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
+    dpool_sched_host_t *first = s_add_host(0, 4, "f");
+    dpool_sched_host_t *second = s_add_host(1, 4, "f");
+    cr_assert_eq(dpool_sched_credit(sched, first, 4), 4);
+    cr_assert_eq(dpool_sched_credit(sched, second, 4), 4);
+    int value = 0;
+    s_submit(pool, "f", &value, 0);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        dispatch_t d;
+        cr_assert(s_dispatch(0, &d), "attempt %d", attempt);
+        dpool_sched_host_t *failed = d.host_data == &host_data[0] ? first : second;
+        cr_assert_eq(dpool_sched_complete(sched, d.task_id, failed, false, 0), &value);
+        cr_assert_eq(dpool_sched_credit(sched, failed, 1), 1, "the replacement process");
+        uint64_t id = 0;
+        cr_assert_eq(dpool_sched_requeue(sched, pool, "f", &value, 0, &id), 0);
+        dispatch_t retry;
+        cr_assert(s_dispatch(0, &retry), "attempt %d", attempt);
+        cr_assert_neq(retry.host_data, d.host_data, "attempt %d: the retry went back", attempt);
+        cr_assert_not_null(dpool_sched_complete(
+            sched, retry.task_id, retry.host_data == &host_data[0] ? first : second, true, 0));
+        s_submit(pool, "f", &value, 0);
+    }
+}

@@ -35,7 +35,8 @@ int dpool_functions_load(dpool_functions_t *self, const char *path, char *error,
 // must be one array). On DPOOL_OK, result (caller-owned, initialised) holds exactly
 // one msgpack value. Otherwise returns DPOOL_ERR_NO_FUNCTION for an unknown name or
 // DPOOL_ERR_TASK_FAILED (bad arguments, the function failed, or it packed something
-// that is not one value), and *message_p receives an owned explanation.
+// that is not one value), or DPOOL_ERR_NOMEM when the process has no memory to decode
+// the arguments in, and *message_p receives an owned explanation.
 int dpool_functions_call(const dpool_functions_t *self, const char *name, const void *args,
                          size_t args_size, msgpack_sbuffer *result, char **message_p);
 
@@ -47,7 +48,8 @@ int dpool_functions_call(const dpool_functions_t *self, const char *name, const 
 // (DPOOL_ERR_TASK_FAILED) and *message_p an owned "item k: <message>" (k counted
 // from 0). When the chunk as a whole is unusable (unknown name: DPOOL_ERR_NO_FUNCTION;
 // not one msgpack array: DPOOL_ERR_TASK_FAILED), result stays empty and *message_p
-// explains. The chunk is decoded once; its items are not copied.
+// explains; with no memory to decode items in, result is an empty array and the code
+// DPOOL_ERR_NOMEM. The chunk is decoded once; its items are not copied.
 int dpool_functions_call_chunk(const dpool_functions_t *self, const char *name, const void *args,
                                size_t args_size, msgpack_sbuffer *result, char **message_p);
 
