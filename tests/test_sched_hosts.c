@@ -9,6 +9,22 @@
 
 TestSuite(sched_hosts, .init = setup, .fini = teardown, .timeout = 10);
 
+// Two hosts offering "f" (slots 0 and 1), each with processes processes, all credited.
+static void
+s_two_hosts(uint32_t processes)
+{
+    for (int slot = 0; slot < 2; slot++)
+        cr_assert_eq(dpool_sched_credit(sched, s_add_host(slot, processes, "f"), processes),
+                     processes);
+}
+
+// The host a dispatch went to.
+static dpool_sched_host_t *
+s_host_of(const dispatch_t *d)
+{
+    return hosts[(const int *)d->host_data - host_data];
+}
+
 Test(sched_hosts, routes_each_task_to_a_host_offering_its_function)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 0);
@@ -142,10 +158,8 @@ Test(sched_hosts, cap_zero_pool_waits_while_the_cluster_is_empty)
 Test(sched_hosts, removing_a_host_hands_back_its_running_tasks_only)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 10);
-    dpool_sched_host_t *leaving = s_add_host(0, 2, "f");
-    dpool_sched_host_t *staying = s_add_host(1, 2, "f");
-    cr_assert_eq(dpool_sched_credit(sched, leaving, 2), 2);
-    cr_assert_eq(dpool_sched_credit(sched, staying, 2), 2);
+    s_two_hosts(2);
+    dpool_sched_host_t *staying = hosts[1];
     int values[6];
     for (int i = 0; i < 6; i++)
         s_submit(pool, "f", &values[i], 0);
@@ -187,10 +201,7 @@ Test(sched_hosts, removing_a_host_hands_back_its_running_tasks_only)
 Test(sched_hosts, spreads_concurrent_leases_and_restarts_on_the_host_freed_last)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 2);
-    dpool_sched_host_t *first = s_add_host(0, 4, "f");
-    dpool_sched_host_t *second = s_add_host(1, 4, "f");
-    cr_assert_eq(dpool_sched_credit(sched, first, 4), 4);
-    cr_assert_eq(dpool_sched_credit(sched, second, 4), 4);
+    s_two_hosts(4);
     int values[6];
     for (int i = 0; i < 6; i++)
         s_submit(pool, "f", &values[i], 0);
@@ -204,8 +215,7 @@ Test(sched_hosts, spreads_concurrent_leases_and_restarts_on_the_host_freed_last)
     // whichever took a lease before.
     for (int round = 0; round < 2; round++) {
         dispatch_t *done = round == 0 ? &b : &a;
-        const dpool_sched_host_t *host = done->host_data == &host_data[0] ? first : second;
-        cr_assert_not_null(dpool_sched_complete(sched, done->task_id, host, true, 0));
+        cr_assert_not_null(dpool_sched_complete(sched, done->task_id, s_host_of(done), true, 0));
         dispatch_t next;
         cr_assert(s_dispatch(0, &next), "round %d", round);
         cr_assert_eq(next.host_data, done->host_data,
@@ -219,16 +229,13 @@ Test(sched_hosts, spreads_concurrent_leases_and_restarts_on_the_host_freed_last)
 Test(sched_hosts, a_retry_does_not_go_back_to_the_host_where_it_failed)
 {
     dpool_sched_pool_t *pool = dpool_sched_pool_new(sched, 1);
-    dpool_sched_host_t *first = s_add_host(0, 4, "f");
-    dpool_sched_host_t *second = s_add_host(1, 4, "f");
-    cr_assert_eq(dpool_sched_credit(sched, first, 4), 4);
-    cr_assert_eq(dpool_sched_credit(sched, second, 4), 4);
+    s_two_hosts(4);
     int value = 0;
     s_submit(pool, "f", &value, 0);
     for (int attempt = 0; attempt < 4; attempt++) {
         dispatch_t d;
         cr_assert(s_dispatch(0, &d), "attempt %d", attempt);
-        dpool_sched_host_t *failed = d.host_data == &host_data[0] ? first : second;
+        dpool_sched_host_t *failed = s_host_of(&d);
         cr_assert_eq(dpool_sched_complete(sched, d.task_id, failed, false, 0), &value);
         cr_assert_eq(dpool_sched_credit(sched, failed, 1), 1, "the replacement process");
         uint64_t id = 0;
@@ -236,8 +243,7 @@ Test(sched_hosts, a_retry_does_not_go_back_to_the_host_where_it_failed)
         dispatch_t retry;
         cr_assert(s_dispatch(0, &retry), "attempt %d", attempt);
         cr_assert_neq(retry.host_data, d.host_data, "attempt %d: the retry went back", attempt);
-        cr_assert_not_null(dpool_sched_complete(
-            sched, retry.task_id, retry.host_data == &host_data[0] ? first : second, true, 0));
+        cr_assert_not_null(dpool_sched_complete(sched, retry.task_id, s_host_of(&retry), true, 0));
         s_submit(pool, "f", &value, 0);
     }
 }
