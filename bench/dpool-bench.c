@@ -9,6 +9,7 @@
                (Python's: ceil(N / (4 x cap))), as Python's Pool.map(noop, range(N)):
                items per second, packing and unpacking included.
       queue N  broker memory per queued task and the drain rate (dpool_bench_cluster.c)
+      backlog N  the drain rate of N tasks queued behind processes already up
       wide K P N  dispatch rate with K worker daemons x P processes connected */
 #include "dpool_bench_cluster.h"
 
@@ -25,7 +26,7 @@
 static void
 s_usage(FILE *out)
 {
-    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat|map|queue) N\n"
+    fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat|map|queue|backlog) N\n"
                  "       dpool-bench [--broker EP] wide K P N\n\n"
                  "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
                  "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"
@@ -38,6 +39,8 @@ s_usage(FILE *out)
                  "  queue N  with no worker connected (broker run with a long --grace),\n"
                  "           queue N no-op tasks: broker RSS growth per task; then start 2\n"
                  "           worker daemons x 2 processes: the drain rate (needs --broker-pid)\n"
+                 "  backlog N  start 2 worker daemons x 2 processes, hold them with sleeps,\n"
+                 "           queue N no-op tasks behind them: the drain rate once released\n"
                  "  wide K P N  start K worker daemons of P processes, then N pipelined\n"
                  "           no-op tasks: RESULT system=dpool mode=wide ... rate=R\n\n"
                  "      --broker-pid PID the broker's pid, for its memory (queue)\n"
@@ -213,6 +216,11 @@ main(int argc, char **argv)
             !s_parse_count(argv[optind + 3], &count))
             return s_usage(stderr), 2;
         return dpool_bench_wide(&env, daemons, per_daemon, count);
+    }
+    if (optind + 2 == argc && strcmp(argv[optind], "backlog") == 0) {
+        if (!s_parse_count(argv[optind + 1], &count))
+            return s_usage(stderr), 2;
+        return dpool_bench_backlog(&env, count);
     }
     if (optind + 2 == argc && strcmp(argv[optind], "queue") == 0) {
         if (!s_parse_count(argv[optind + 1], &count))

@@ -122,6 +122,13 @@ s_queued_at_least(const s_status_t *status, long want)
     return status->queued >= want;
 }
 
+// Every one of want processes is running a task.
+static bool
+s_all_busy(const s_status_t *status, long want)
+{
+    return status->processes == want && status->idle == 0;
+}
+
 static long
 s_rss_kb(pid_t pid)
 {
@@ -254,6 +261,83 @@ dpool_bench_queue(const dpool_bench_env_t *env, long count)
     s_stop_workers(workers, 2);
     dpool_destroy(&pool);
     return ok ? 0 : 1;
+}
+
+// Submits one sleep of seconds in pool; an owned handle, or NULL.
+static dpool_result_t *
+s_submit_sleep(dpool_t *pool, double seconds)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init(&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init(&packer, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_array(&packer, 1);
+    msgpack_pack_double(&packer, seconds);
+    dpool_buf_t args = {buffer.data, buffer.size};
+    dpool_result_t *result = dpool_apply_async(pool, "sleep", &args, NULL);
+    msgpack_sbuffer_destroy(&buffer);
+    return result;
+}
+
+int
+dpool_bench_backlog(const dpool_bench_env_t *env, long count)
+{
+    pid_t workers[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        workers[i] = s_start_worker(env, 2);
+    dpool_t *blocker = NULL, *pool = NULL;
+    dpool_result_t *sleeps[4] = {NULL};
+    dpool_result_t **results = NULL;
+    int code = 1;
+    if (!s_wait_status(env->broker, s_all_idle, 4, 30)) {
+        fprintf(stderr, "dpool-bench: the 4 worker processes did not come up\n");
+        goto done;
+    }
+    // The sleeps outlast the submission (about 200,000 tasks/s from one client).
+    double hold_s = 1.0 + (double)count / 100000.0;
+    if (!(blocker = s_open(env, 4)))
+        goto done;
+    for (int i = 0; i < 4; i++)
+        if (!(sleeps[i] = s_submit_sleep(blocker, hold_s)))
+            goto done;
+    if (!s_wait_status(env->broker, s_all_busy, 4, 30) || !(pool = s_open(env, 4)))
+        goto done;
+    results = s_submit(pool, count);
+    if (!s_wait_status(env->broker, s_queued_at_least, count, hold_s) ||
+        dpool_result_ready(sleeps[0])) {
+        fprintf(stderr, "dpool-bench: the backlog was not queued whole while the processes "
+                        "were held\n");
+        goto done;
+    }
+    bool ok = true;
+    for (int i = 0; i < 4; i++)
+        ok = dpool_result_get(sleeps[i], 2 * hold_s + 30, NULL, NULL) == DPOOL_OK && ok;
+    int64_t released = dpool_clock_us();
+    ok = count > 0 && results && results[0] &&
+         dpool_result_get(results[0], 120, NULL, NULL) == DPOOL_OK && ok;
+    int64_t first = dpool_clock_us();
+    ok = s_collect(results, count) && ok;
+    results = NULL;
+    int64_t end = dpool_clock_us();
+    double secs = (double)(end - released) / 1e6, after_first = (double)(end - first) / 1e6;
+    if (ok) {
+        printf("RESULT system=dpool mode=backlog n=%ld secs=%.3f rate=%.1f "
+               "rate_after_first=%.1f\n",
+               count, secs, (double)count / secs,
+               after_first > 0 ? (double)(count - 1) / after_first : 0.0);
+        code = 0;
+    }
+done:
+    if (results)
+        s_collect(results, count); // the pool's end below fails what is left
+    for (int i = 0; i < 4; i++)
+        dpool_result_destroy(&sleeps[i]);
+    if (pool)
+        dpool_destroy(&pool);
+    if (blocker)
+        dpool_destroy(&blocker);
+    s_stop_workers(workers, 2);
+    return code;
 }
 
 int

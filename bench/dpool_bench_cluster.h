@@ -1,6 +1,7 @@
 /*  dpool_bench_cluster: the dpool-bench modes that need more than one client and the
     broker: `queue` (broker memory per queued task, then the drain rate once workers
-    join) and `wide` (dispatch rate with K worker daemons x P processes connected).
+    join), `backlog` (the drain rate of a queue behind processes already up) and `wide`
+    (dispatch rate with K worker daemons x P processes connected).
     Both start the worker daemons they need themselves (dpool-worker from the same
     folder as dpool-bench) and stop them by PID. */
 #ifndef DPOOL_BENCH_CLUSTER_H
@@ -20,6 +21,12 @@ typedef struct {
 // --grace longer than the run), report broker RSS growth per queued task, then start
 // 2 worker daemons x 2 processes and report the drain rate. Returns an exit code.
 int dpool_bench_queue(const dpool_bench_env_t *env, long count);
+
+// backlog N: start 2 worker daemons x 2 processes, hold all four with the sleeps of
+// another pool, queue N no-op tasks behind them, and report the drain rate from the
+// moment the sleeps end: the broker dispatching a queue of N to processes that are
+// already up, where queue N also times the daemons' start. Returns an exit code.
+int dpool_bench_backlog(const dpool_bench_env_t *env, long count);
 
 // wide K P N: start K worker daemons of P processes, then N pipelined no-op tasks in a
 // pool of env->cap; reports the dispatch rate. Returns an exit code.
