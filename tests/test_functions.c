@@ -468,3 +468,51 @@ Test(functions, chunk_that_is_not_an_array_fails_as_a_whole)
     CALL_CHUNK("no.such.function", msgpack_pack_array(&pk, 0));
     cr_assert_eq(call.rc, DPOOL_ERR_NO_FUNCTION);
 }
+
+// The items of a chunk decode one after another into memory that is reused: nested
+// arrays and maps, a large item between small ones, each echoed byte for byte.
+static void
+s_pack_echo_values(msgpack_packer *pk, bool as_items)
+{
+    msgpack_pack_array(pk, 4);
+    if (as_items)
+        msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 1);
+    s_pack_str(pk, "k");
+    msgpack_pack_array(pk, 3);
+    for (int i = 1; i <= 3; i++)
+        msgpack_pack_int(pk, i);
+    if (as_items)
+        msgpack_pack_array(pk, 1);
+    msgpack_pack_array(pk, 3000); // far past one 8 KiB block of decoded objects
+    for (int i = 0; i < 3000; i++) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_int(pk, i);
+        s_pack_str(pk, "item");
+    }
+    if (as_items)
+        msgpack_pack_array(pk, 1);
+    msgpack_pack_map(pk, 1);
+    s_pack_str(pk, "a");
+    s_pack_str(pk, "b");
+    if (as_items)
+        msgpack_pack_array(pk, 1);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_array(pk, 0);
+}
+
+Test(functions, chunk_items_decode_into_reused_memory_and_echo_intact)
+{
+    msgpack_sbuffer expected;
+    msgpack_sbuffer_init(&expected);
+    msgpack_packer expected_pk;
+    msgpack_packer_init(&expected_pk, &expected, msgpack_sbuffer_write);
+    s_pack_echo_values(&expected_pk, false);
+    for (int round = 0; round < 2; round++) {
+        CALL_CHUNK("echo", s_pack_echo_values(&pk, true));
+        cr_assert_eq(call.rc, DPOOL_OK, "%s", call.message);
+        cr_assert_eq(call.bytes.size, expected.size, "round %d", round);
+        cr_assert(memcmp(call.bytes.data, expected.data, expected.size) == 0, "round %d", round);
+    }
+    msgpack_sbuffer_destroy(&expected);
+}
