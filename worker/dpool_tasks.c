@@ -93,7 +93,15 @@ s_take_job(dpool_msg_t *msg)
     return job;
 }
 
-static void s_run_plain(dpool_worker_t *self, dpool_msg_t *msg);
+// Starts msg's task in slot, an idle process.
+static void
+s_start_in(dpool_worker_t *self, dpool_slot_t *slot, const dpool_msg_t *msg)
+{
+    dpool_job_t job = {msg->task_id, msg->name,          msg->payload,
+                       msg->flags,   msg->time_limit_ms, false};
+    self->idle--;
+    dpool_slots_start(self, slot, &job);
+}
 
 // A TASK with `after`: queued behind that task in its slot. When that task is no
 // slot's newest any more (it ended, or its process died, before this TASK arrived:
@@ -107,8 +115,9 @@ static void
 s_chain(dpool_worker_t *self, dpool_msg_t *msg)
 {
     dpool_slot_t *slot = dpool_slots_find_tail(self, msg->after_id);
-    if (!slot && dpool_slots_find_idle(self)) {
-        s_run_plain(self, msg);
+    dpool_slot_t *idle = slot ? NULL : dpool_slots_find_idle(self);
+    if (idle) {
+        s_start_in(self, idle, msg);
         return;
     }
     if (!slot) {
@@ -132,6 +141,23 @@ s_chain(dpool_worker_t *self, dpool_msg_t *msg)
                                 dpool_tasks_take_credits(self));
 }
 
+// A TASK on a credit: an idle process runs it, or it waits for one.
+static void
+s_run_plain(dpool_worker_t *self, dpool_msg_t *msg)
+{
+    dpool_slot_t *slot = dpool_slots_find_idle(self);
+    if (slot) {
+        s_start_in(self, slot, msg);
+        return;
+    }
+    dpool_job_t *kept = zlist_size(self->pending) < DPOOL_WORKER_QUEUE_MAX ? s_take_job(msg) : NULL;
+    if (!kept || zlist_append(self->pending, kept)) {
+        dpool_tasks_job_destroy(&kept);
+        dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
+                                "worker daemon has no idle process for this task", NULL, 0);
+    }
+}
+
 static void
 s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
 {
@@ -152,26 +178,6 @@ s_on_task(dpool_worker_t *self, dpool_msg_t *msg)
         return;
     }
     s_run_plain(self, msg);
-}
-
-// A TASK on a credit: an idle process runs it, or it waits for one.
-static void
-s_run_plain(dpool_worker_t *self, dpool_msg_t *msg)
-{
-    dpool_job_t job = {msg->task_id, msg->name,          msg->payload,
-                       msg->flags,   msg->time_limit_ms, false};
-    dpool_slot_t *slot = dpool_slots_find_idle(self);
-    if (slot) {
-        self->idle--;
-        dpool_slots_start(self, slot, &job);
-        return;
-    }
-    dpool_job_t *kept = zlist_size(self->pending) < DPOOL_WORKER_QUEUE_MAX ? s_take_job(msg) : NULL;
-    if (!kept || zlist_append(self->pending, kept)) {
-        dpool_tasks_job_destroy(&kept);
-        dpool_tasks_send_result(self, msg->task_id, DPOOL_ERR_QUEUE_FULL,
-                                "worker daemon has no idle process for this task", NULL, 0);
-    }
 }
 
 bool
