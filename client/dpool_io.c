@@ -22,7 +22,6 @@
 
 #include <dpool_clock.h>
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -333,7 +332,7 @@ void
 dpool_io_watch_dealer(dpool_io_state_t *self, bool watch)
 {
     struct epoll_event event = {.events = watch ? EPOLLIN : 0, .data.u32 = DPOOL_IO_FD_DEALER};
-    int rc = epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->fds[DPOOL_IO_FD_DEALER].fd, &event);
+    int rc = epoll_ctl(self->watch_fd, EPOLL_CTL_MOD, self->dealer_fd, &event);
     // Not watched again (out of kernel memory): the thread tries at its next turn.
     self->dealer_unwatched = rc != 0 || !watch;
 }
@@ -352,13 +351,13 @@ s_wait(dpool_io_state_t *self, int timeout, bool ready[DPOOL_IO_FDS])
 static bool
 s_watch_all(dpool_io_state_t *self, zsock_t *pipe)
 {
-    struct pollfd fds[DPOOL_IO_FDS] = {
-        [DPOOL_IO_FD_WAKE] = {.fd = self->wake_fd, .events = POLLIN},
-        [DPOOL_IO_FD_DEALER] = {.fd = s_socket_fd(self->dealer), .events = POLLIN},
-        [DPOOL_IO_FD_MONITOR] = {.fd = s_socket_fd(self->monitor), .events = POLLIN},
-        [DPOOL_IO_FD_PIPE] = {.fd = s_socket_fd(pipe), .events = POLLIN},
+    int fds[DPOOL_IO_FDS] = {
+        [DPOOL_IO_FD_WAKE] = self->wake_fd,
+        [DPOOL_IO_FD_DEALER] = s_socket_fd(self->dealer),
+        [DPOOL_IO_FD_MONITOR] = s_socket_fd(self->monitor),
+        [DPOOL_IO_FD_PIPE] = s_socket_fd(pipe),
     };
-    memcpy(self->fds, fds, sizeof fds);
+    self->dealer_fd = fds[DPOOL_IO_FD_DEALER];
     // Two sets of the same descriptors: the thread's, and one a stand-in waits on
     // (dpool_io_lend.c) while the DEALER is out of the thread's. A set kept between
     // waits spares each wait registering on every descriptor, as a poll does.
@@ -368,7 +367,7 @@ s_watch_all(dpool_io_state_t *self, zsock_t *pipe)
             return false;
         for (uint32_t i = 0; i < DPOOL_IO_FDS; i++) {
             struct epoll_event event = {.events = EPOLLIN, .data.u32 = i};
-            if (fds[i].fd < 0 || epoll_ctl(*sets[set], EPOLL_CTL_ADD, fds[i].fd, &event) != 0)
+            if (fds[i] < 0 || epoll_ctl(*sets[set], EPOLL_CTL_ADD, fds[i], &event) != 0)
                 return false;
         }
     }

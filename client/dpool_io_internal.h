@@ -10,7 +10,6 @@
 #include "dpool_outbox.h"
 #include "dpool_output.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -36,14 +35,14 @@ typedef struct {
     dpool_batch_inbox_t inbox; // the rest of a BATCH from the broker
     char routing_id[18];       // 'C' + 16 hex digits
     int wake_fd;               // eventfd: a post tells the thread there is something to send
-    // Held by the thread except while it waits in poll: whoever holds it may use the
+    // Held by the thread except while it waits in epoll: whoever holds it may use the
     // DEALER and read what follows (a lone task is sent by its own thread: dpool_io_lend.c).
     pthread_mutex_t socket_lock;
-    atomic_bool running;             // s_run's loop is on: the socket is open and the pool too
-    struct pollfd fds[DPOOL_IO_FDS]; // what the thread waits on (s_run), set before running
-    int watch_fd;                    // the thread's epoll set of those descriptors
-    int stand_in_fd;                 // the same descriptors, for a stand-in to wait on
-    bool dealer_unwatched;           // the DEALER is out of that set (a stand-in has it)
+    atomic_bool running;   // s_run's loop is on: the socket is open and the pool too
+    int dealer_fd;         // the DEALER's descriptor, in both epoll sets below
+    int watch_fd;          // the thread's epoll set of those descriptors
+    int stand_in_fd;       // the same descriptors, for a stand-in to wait on
+    bool dealer_unwatched; // the DEALER is out of that set (a stand-in has it)
     zsock_t *dealer;
     zsock_t *monitor;
     uint64_t epoch;     // the broker's, from POOL_OPENED / HEARTBEAT; 0 = take the next

@@ -11,7 +11,6 @@
 #include "dpool_io_internal.h"
 #include "dpool_result.h"
 
-#include <string.h>
 #include <sys/epoll.h>
 
 // Under socket_lock: sends message on the DEALER now, when nothing sent before it
