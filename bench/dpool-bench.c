@@ -9,7 +9,8 @@
                (Python's: ceil(N / (4 x cap))), as Python's Pool.map(noop, range(N)):
                items per second, packing and unpacking included.
       queue N  broker memory per queued task and the drain rate (dpool_bench_cluster.c)
-      backlog N  the drain rate of N tasks queued behind processes already up
+      backlog N [M]  the drain rate of N tasks queued behind processes already up; with
+               M, the dispatch rate over M tasks while the queue stays at N
       wide K P N  dispatch rate with K worker daemons x P processes connected */
 #include "dpool_bench_cluster.h"
 
@@ -41,6 +42,8 @@ s_usage(FILE *out)
                  "           worker daemons x 2 processes: the drain rate (needs --broker-pid)\n"
                  "  backlog N  start 2 worker daemons x 2 processes, hold them with sleeps,\n"
                  "           queue N no-op tasks behind them: the drain rate once released\n"
+                 "  backlog N M  the same, but each of the first M results submits one\n"
+                 "           more task (the queue stays at N): the dispatch rate over them\n"
                  "  wide K P N  start K worker daemons of P processes, then N pipelined\n"
                  "           no-op tasks: RESULT system=dpool mode=wide ... rate=R\n\n"
                  "      --broker-pid PID the broker's pid, for its memory (queue)\n"
@@ -217,10 +220,13 @@ main(int argc, char **argv)
             return s_usage(stderr), 2;
         return dpool_bench_wide(&env, daemons, per_daemon, count);
     }
-    if (optind + 2 == argc && strcmp(argv[optind], "backlog") == 0) {
-        if (!s_parse_count(argv[optind + 1], &count))
+    if (optind + 2 <= argc && strcmp(argv[optind], "backlog") == 0) {
+        long held = 0;
+        if (optind + 3 < argc || !s_parse_count(argv[optind + 1], &count) ||
+            (optind + 3 == argc && !s_parse_count(argv[optind + 2], &held)) || count > 1000000000 ||
+            held > 1000000000)
             return s_usage(stderr), 2;
-        return dpool_bench_backlog(&env, count);
+        return dpool_bench_backlog(&env, count, held);
     }
     if (optind + 2 == argc && strcmp(argv[optind], "queue") == 0) {
         if (!s_parse_count(argv[optind + 1], &count))

@@ -25,8 +25,11 @@ int dpool_bench_queue(const dpool_bench_env_t *env, long count);
 // backlog N: start 2 worker daemons x 2 processes, hold all four with the sleeps of
 // another pool, queue N no-op tasks behind them, and report the drain rate from the
 // moment the sleeps end: the broker dispatching a queue of N to processes that are
-// already up, where queue N also times the daemons' start. Returns an exit code.
-int dpool_bench_backlog(const dpool_bench_env_t *env, long count);
+// already up, where queue N also times the daemons' start. With held > 0 the figure
+// is the dispatch rate while the queue stays at N instead: for each of the first
+// `held` results one more task is submitted, and the last four fifths of those results
+// are timed (a drain of 1,000 is mostly the start of chaining). Returns an exit code.
+int dpool_bench_backlog(const dpool_bench_env_t *env, long count, long held);
 
 // wide K P N: start K worker daemons of P processes, then N pipelined no-op tasks in a
 // pool of env->cap; reports the dispatch rate. Returns an exit code.
