@@ -290,7 +290,7 @@ s_collect_held(dpool_t *pool, dpool_result_t **results, long count, long held, d
     long total = count + held, submitted = count, timed_from = held / 5;
     int64_t start = dpool_clock_us(), end = start;
     bool all = true;
-    for (long i = 0; i < total; i++) {
+    for (long i = 0; i < submitted; i++) { // submitted stops growing after a failure
         if (i == timed_from)
             start = dpool_clock_us();
         all = all && results[i] && dpool_result_get(results[i], 120, NULL, NULL) == DPOOL_OK;
