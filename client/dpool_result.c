@@ -18,7 +18,7 @@ struct _dpool_result_t {
     int refs;   // under lock
     bool ready; // under lock; once true, code, message and value never change
     int code;
-    char message[sizeof(((dpool_error_t *)0)->message)];
+    char *message;              // NULL for none ("" to readers); a handle that failed has one
     zframe_t *value;            // the result's msgpack bytes when code == DPOOL_OK, or
     uint8_t small[32];          // these when they were few (value is NULL then)
     uint8_t small_size;         // 0 = none: no payload came, the value is nil
@@ -28,6 +28,9 @@ struct _dpool_result_t {
     size_t *offsets; // under lock: where each item of an array value starts, made on demand
     size_t item_count;
 };
+
+// The message of a failed task whose own text could not be copied (memory ran out).
+static const char s_message_lost[] = "the task's message was lost: out of memory";
 
 void
 dpool_error_set(dpool_error_t *err, int code, const char *fmt, ...)
@@ -109,6 +112,8 @@ dpool_result_destroy(dpool_result_t **self_p)
     if (refs > 0)
         return;
     zframe_destroy(&self->value);
+    if (self->message != s_message_lost)
+        free(self->message);
     free(self->offsets);
     pthread_cond_destroy(&self->done);
     pthread_mutex_destroy(&self->lock);
@@ -156,10 +161,13 @@ s_set_outcome_locked(dpool_result_t *self, int code, const char *message)
         return false;
     self->ready = true;
     self->code = code;
-    // Most outcomes have no message: no formatting pass for them.
-    size_t length = message ? strnlen(message, sizeof self->message - 1) : 0;
-    memcpy(self->message, message ? message : "", length);
-    self->message[length] = '\0';
+    // Most outcomes have no message, and a handle carries none of its own: a buffer
+    // the size of dpool_error_t's in every handle was most of a pending task's memory.
+    if (message && *message) {
+        self->message = strndup(message, sizeof(((dpool_error_t *)0)->message) - 1);
+        if (!self->message)
+            self->message = (char *)s_message_lost;
+    }
     return true;
 }
 
@@ -232,7 +240,7 @@ dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *si
     // Once ready the outcome never changes, so it is read without the lock.
     *code = self->code;
     s_value(self, data, size);
-    *message = self->message;
+    *message = self->message ? self->message : "";
     return true;
 }
 
@@ -298,7 +306,7 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
         dpool_error_set(err, rc, "task %llu has no result after %.3f s",
                         (unsigned long long)self->task_id, timeout);
     else if (self->code != DPOOL_OK)
-        dpool_error_set(err, rc = self->code, "%s", self->message);
+        dpool_error_set(err, rc = self->code, "%s", self->message ? self->message : "");
     else if ((rc = value ? s_copy_value(self, value) : DPOOL_OK) != DPOOL_OK)
         dpool_error_set(err, rc, "cannot copy a result of %zu bytes", s_value_size(self));
     pthread_mutex_unlock(&self->lock);

@@ -1,6 +1,7 @@
 /*  Tests for result handles completed from borrowed bytes (dpool_result_complete_bytes):
     a few bytes are kept in the handle, more in a frame of their own, none read as nil,
-    and only the first outcome counts, whichever way it came. */
+    and only the first outcome counts, whichever way it came; a failure keeps a copy
+    of its message, cut to what a dpool_error_t holds. */
 #include "dpool_result.h"
 
 #include <criterion/criterion.h>
@@ -74,5 +75,34 @@ Test(result, no_payload_reads_nil_and_only_the_first_outcome_counts)
     cr_assert_eq(dpool_result_get(result, 0, &value, &err), DPOOL_ERR_WORKER_LOST);
     cr_assert_str_eq(err.message, "lost on host h");
     cr_assert_null(value.data, "a failure has no value");
+    dpool_result_destroy(&result);
+}
+
+Test(result, a_failure_keeps_its_message_up_to_what_an_error_holds)
+{
+    char long_message[600];
+    memset(long_message, 'm', sizeof long_message - 1);
+    long_message[sizeof long_message - 1] = '\0';
+    dpool_result_t *result = dpool_result_new(12);
+    cr_assert_not_null(result);
+    dpool_result_complete_bytes(result, DPOOL_ERR_TASK_FAILED, long_message, NULL, 0);
+    long_message[0] = 'x'; // the message came from a BATCH that is gone
+    dpool_error_t err = {0};
+    cr_assert_eq(dpool_result_get(result, 0, NULL, &err), DPOOL_ERR_TASK_FAILED);
+    cr_assert_eq(strlen(err.message), sizeof err.message - 1, "cut to what an error holds");
+    cr_assert_eq(strspn(err.message, "m"), sizeof err.message - 1, "its own copy");
+    int code = 0;
+    const char *data = NULL, *message = NULL;
+    size_t size = 0;
+    cr_assert(dpool_result_peek(result, &code, &data, &size, &message));
+    cr_assert_eq(code, DPOOL_ERR_TASK_FAILED);
+    cr_assert_str_eq(message, err.message);
+    dpool_result_destroy(&result);
+
+    // A failure without a message reads as an empty one.
+    result = dpool_result_new(13);
+    dpool_result_complete_bytes(result, DPOOL_ERR_TASK_FAILED, NULL, NULL, 0);
+    cr_assert_eq(dpool_result_get(result, 0, NULL, &err), DPOOL_ERR_TASK_FAILED);
+    cr_assert_str_empty(err.message);
     dpool_result_destroy(&result);
 }
