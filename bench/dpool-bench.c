@@ -28,6 +28,8 @@ static void
 s_usage(FILE *out)
 {
     fprintf(out, "usage: dpool-bench [--broker EP] [--processes N] (tput|lat|map|queue|backlog) N\n"
+                 "       dpool-bench [--broker EP] lat N W\n"
+                 "       dpool-bench [--broker EP] backlog N M\n"
                  "       dpool-bench [--broker EP] wide K P N\n\n"
                  "  tput N   submit N no-op tasks pipelined, then collect them; prints\n"
                  "           RESULT system=dpool mode=tput n=N secs=S rate=R\n"

@@ -11,6 +11,7 @@
 #include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -332,12 +333,17 @@ dpool_bench_backlog(const dpool_bench_env_t *env, long count, long held)
     if (!s_wait_status(env->broker, s_all_busy, 4, 30) || !(pool = s_open(env, 4)))
         goto done;
     results = s_submit(pool, count);
-    // Room for the tasks that keep the queue at count while held results come.
-    dpool_result_t **grown =
-        results ? realloc(results, (size_t)(count + held) * sizeof *results) : NULL;
-    if (!grown)
+    if (!results)
         goto done;
-    results = grown;
+    if (held > 0) {
+        // Room for the tasks that keep the queue at count while held results come.
+        size_t total = (size_t)count + (size_t)held;
+        dpool_result_t **grown =
+            total <= SIZE_MAX / sizeof *results ? realloc(results, total * sizeof *results) : NULL;
+        if (!grown)
+            goto done;
+        results = grown;
+    }
     if (!s_wait_status(env->broker, s_queued_at_least, count, hold_s) ||
         dpool_result_ready(sleeps[0])) {
         fprintf(stderr, "dpool-bench: the backlog was not queued whole while the processes "
@@ -353,8 +359,9 @@ dpool_bench_backlog(const dpool_bench_env_t *env, long count, long held)
         results = NULL;
         long timed = held - held / 5;
         if (ok && secs > 0.0) {
-            printf("RESULT system=dpool mode=backlog n=%ld held=%ld secs=%.3f rate=%.1f\n", count,
-                   timed, secs, (double)timed / secs);
+            printf("RESULT system=dpool mode=backlog_held n=%ld held=%ld timed=%ld secs=%.3f "
+                   "rate=%.1f\n",
+                   count, held, timed, secs, (double)timed / secs);
             code = 0;
         }
         goto done;

@@ -18,7 +18,7 @@ struct _dpool_result_t {
     int refs;   // under lock
     bool ready; // under lock; once true, code, message and value never change
     int code;
-    char *message;              // NULL for none ("" to readers); a handle that failed has one
+    char *message;              // NULL when the outcome had none ("" to readers)
     zframe_t *value;            // the result's msgpack bytes when code == DPOOL_OK, or
     uint8_t small[32];          // these when they were few (value is NULL then)
     uint8_t small_size;         // 0 = none: no payload came, the value is nil

@@ -101,6 +101,7 @@ Test(result, a_failure_keeps_its_message_up_to_what_an_error_holds)
 
     // A failure without a message reads as an empty one.
     result = dpool_result_new(13);
+    cr_assert_not_null(result);
     dpool_result_complete_bytes(result, DPOOL_ERR_TASK_FAILED, NULL, NULL, 0);
     cr_assert_eq(dpool_result_get(result, 0, NULL, &err), DPOOL_ERR_TASK_FAILED);
     cr_assert_str_empty(err.message);
