@@ -176,7 +176,8 @@ mh_distinct_hosts(const long *pids, size_t count)
     int distinct = 0;
     for (size_t i = 0; i < count; i++) {
         const char *host = mh_host_of_pid(pids[i]);
-        for (size_t w = 0; host && w < worker_count; w++)
+        // Bounded by the array too: GCC's -O2 cannot see that worker_count is.
+        for (size_t w = 0; host && w < worker_count && w < MH_MAX_WORKERS; w++)
             if (strcmp(workers[w].host, host) == 0 && !used[w]) {
                 used[w] = true;
                 distinct++;
