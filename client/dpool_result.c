@@ -144,6 +144,13 @@ s_value(const dpool_result_t *self, const char **data, size_t *size)
     }
 }
 
+// The outcome's message once ready: "" when it came with none.
+static const char *
+s_message(const dpool_result_t *self)
+{
+    return self->message ? self->message : "";
+}
+
 static size_t
 s_value_size(const dpool_result_t *self)
 {
@@ -240,7 +247,7 @@ dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *si
     // Once ready the outcome never changes, so it is read without the lock.
     *code = self->code;
     s_value(self, data, size);
-    *message = self->message ? self->message : "";
+    *message = s_message(self);
     return true;
 }
 
@@ -306,7 +313,7 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
         dpool_error_set(err, rc, "task %llu has no result after %.3f s",
                         (unsigned long long)self->task_id, timeout);
     else if (self->code != DPOOL_OK)
-        dpool_error_set(err, rc = self->code, "%s", self->message ? self->message : "");
+        dpool_error_set(err, rc = self->code, "%s", s_message(self));
     else if ((rc = value ? s_copy_value(self, value) : DPOOL_OK) != DPOOL_OK)
         dpool_error_set(err, rc, "cannot copy a result of %zu bytes", s_value_size(self));
     pthread_mutex_unlock(&self->lock);
