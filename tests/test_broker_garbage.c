@@ -277,14 +277,16 @@ storm_message(rng_t *rng)
     return zmsg;
 }
 
-// True when dpool_proto_decode, which the broker runs on every message, refuses zmsg.
+// True when dpool_proto_decode, which the broker runs on every message, refuses zmsg;
+// otherwise *command is the command the broker will handle.
 static bool
-refused_by_decoder(zmsg_t *zmsg)
+refused_by_decoder(zmsg_t *zmsg, dpool_cmd_t *command)
 {
     zmsg_t *copy = zmsg_dup(zmsg);
     dpool_msg_t msg = {0};
     const char *why = NULL;
     bool refused = dpool_proto_decode(&copy, false, NULL, &msg, &why) != DPOOL_OK;
+    *command = msg.command;
     dpool_msg_reset(&msg);
     return refused;
 }
@@ -297,13 +299,15 @@ connect_peer(const char *routing_id)
     return connect_to(endpoint, routing_id);
 }
 
-// Reads every reply already waiting; returns how many there were.
+// Reads every reply already waiting; returns how many there were and adds the
+// STATUS_REPLYs among them to *status_replies.
 static size_t
-drain(zsock_t *sock)
+drain(zsock_t *sock, size_t *status_replies)
 {
     size_t count = 0;
     dpool_msg_t msg;
     while (recv_msg(sock, &msg, 0)) {
+        *status_replies += msg.command == DPOOL_CMD_STATUS_REPLY;
         dpool_msg_reset(&msg);
         count++;
     }
@@ -317,18 +321,21 @@ typedef struct {
 } status_t;
 
 // Sends STATUS on sock and unpacks the reply into *status (status_done frees it),
-// skipping whatever else was still on its way to sock.
+// skipping whatever else was still on its way to sock, including the replies to the
+// earlier STATUS requests still unanswered on sock: the reply to this one comes only
+// after the broker has handled everything sent on sock before it.
 static void
-ask_status(zsock_t *sock, status_t *status)
+ask_status(zsock_t *sock, size_t earlier, status_t *status)
 {
     send_msg(sock, (dpool_msg_t){.command = DPOOL_CMD_STATUS});
     int64_t deadline = dpool_clock_ms() + 30000;
     dpool_msg_t *reply = &status->reply;
     memset(reply, 0, sizeof *reply);
-    while (reply->command != DPOOL_CMD_STATUS_REPLY) {
+    for (size_t due = earlier + 1; due > 0;) {
         dpool_msg_reset(reply);
         int left = (int)(deadline - dpool_clock_ms());
         cr_assert(left > 0 && recv_msg(sock, reply, left), "no STATUS_REPLY within 30 s");
+        due -= reply->command == DPOOL_CMD_STATUS_REPLY;
     }
     cr_assert_not_null(reply->payload);
     msgpack_unpacked_init(&status->map);
@@ -361,10 +368,10 @@ status_field(const status_t *status, const char *key)
 
 // The status's malformed count, after checking that the map has every documented field.
 static uint64_t
-status_malformed(zsock_t *sock, uint32_t *hosts)
+status_malformed(zsock_t *sock, size_t earlier, uint32_t *hosts)
 {
     status_t status;
-    ask_status(sock, &status);
+    ask_status(sock, earlier, &status);
     cr_assert_eq(status_field(&status, "version")->type, MSGPACK_OBJECT_STR);
     cr_assert_eq(status_field(&status, "pools")->type, MSGPACK_OBJECT_ARRAY);
     cr_assert_eq(status_field(&status, "functions")->type, MSGPACK_OBJECT_ARRAY);
@@ -384,6 +391,7 @@ typedef struct {
     size_t sent;
     size_t refused; // of those sent, how many dpool_proto_decode refuses
     size_t replies;
+    size_t statuses_unanswered[SOCKETS]; // STATUS sent on each socket, less replies read
 } storm_t;
 
 static void
@@ -392,22 +400,30 @@ run_storm(zsock_t **socks, uint64_t seed, storm_t *storm)
     rng_t rng = {seed ? seed : 1};
     int64_t deadline = dpool_clock_ms() + STORM_MS;
     for (size_t i = 0; i < MESSAGES && dpool_clock_ms() < deadline; i++) {
-        zsock_t *sock = socks[i % SOCKETS];
         zmsg_t *zmsg = storm_message(&rng);
-        storm->refused += refused_by_decoder(zmsg);
-        cr_assert_eq(zmsg_send(&zmsg, sock), 0);
+        dpool_cmd_t command = 0;
+        if (refused_by_decoder(zmsg, &command))
+            storm->refused++;
+        else if (command == DPOOL_CMD_STATUS)
+            storm->statuses_unanswered[i % SOCKETS]++;
+        cr_assert_eq(zmsg_send(&zmsg, socks[i % SOCKETS]), 0);
         storm->sent++;
         if (i % 64 == 63)
-            for (size_t s = 0; s < SOCKETS; s++)
-                storm->replies += drain(socks[s]);
+            for (size_t s = 0; s < SOCKETS; s++) {
+                size_t status_replies = 0;
+                storm->replies += drain(socks[s], &status_replies);
+                cr_assert_leq(status_replies, storm->statuses_unanswered[s]);
+                storm->statuses_unanswered[s] -= status_replies;
+            }
     }
     // Each peer leaves (so no fake worker stays registered) and asks for a status: its
-    // answer comes after every message that peer sent before was handled.
+    // answer comes after every message that peer sent before was handled. The storm's
+    // own STATUS requests are answered too, so the answer to this one is the last.
     for (size_t s = 0; s < SOCKETS; s++)
         send_msg(socks[s], (dpool_msg_t){.command = DPOOL_CMD_BYE});
     for (size_t s = 0; s < SOCKETS; s++) {
         uint32_t hosts;
-        status_malformed(socks[s], &hosts);
+        status_malformed(socks[s], storm->statuses_unanswered[s], &hosts);
     }
 }
 
@@ -419,7 +435,7 @@ wait_no_hosts(zsock_t *probe)
     int64_t deadline = dpool_clock_ms() + 15000;
     for (;;) {
         uint32_t hosts;
-        uint64_t malformed = status_malformed(probe, &hosts);
+        uint64_t malformed = status_malformed(probe, 0, &hosts);
         if (hosts == 0)
             return malformed;
         cr_assert(dpool_clock_ms() < deadline, "%u hosts of the storm still registered", hosts);
@@ -458,7 +474,7 @@ Test(broker_garbage, survives_thousands_of_bad_messages_and_still_serves)
     cr_log_info("broker_garbage: seed 0x%llx", (unsigned long long)seed);
     zsock_t *probe = connect_peer("Cgarbage-probe");
     uint32_t hosts;
-    uint64_t malformed_before = status_malformed(probe, &hosts);
+    uint64_t malformed_before = status_malformed(probe, 0, &hosts);
 
     zsock_t *socks[SOCKETS];
     for (size_t s = 0; s < SOCKETS; s++) {
