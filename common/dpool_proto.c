@@ -86,19 +86,26 @@ dpool_proto_buildable(const dpool_msg_t *msg)
     return dpool_proto_buildable_as(msg->command, msg->payload != NULL);
 }
 
+// Encodes msg's body into body (which the caller destroys). msgpack's buffer starts at
+// 8 KiB; a body is rarely over a few dozen bytes, and a small block comes from malloc's
+// per-thread cache, an 8 KiB one does not.
+static int
+s_encode_body(const dpool_msg_t *msg, msgpack_sbuffer *body)
+{
+    msgpack_sbuffer_init(body);
+    body->data = malloc(S_BODY_START_SIZE);
+    body->alloc = body->data ? S_BODY_START_SIZE : 0;
+    return dpool_codec_encode(msg, body);
+}
+
 zmsg_t *
 dpool_proto_build(const dpool_msg_t *msg, zframe_t *routing_id)
 {
     if (!dpool_proto_buildable(msg))
         return NULL;
-    // msgpack's buffer starts at 8 KiB; a body is rarely over a few dozen bytes, and a
-    // small block comes from malloc's per-thread cache, an 8 KiB one does not.
     msgpack_sbuffer body;
-    msgpack_sbuffer_init(&body);
-    body.data = malloc(S_BODY_START_SIZE);
-    body.alloc = body.data ? S_BODY_START_SIZE : 0;
     zmsg_t *zmsg = NULL;
-    if (dpool_codec_encode(msg, &body) != DPOOL_OK)
+    if (s_encode_body(msg, &body) != DPOOL_OK)
         goto fail;
     zmsg = zmsg_new();
     if (!zmsg)
@@ -124,13 +131,31 @@ fail:
 int
 dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id)
 {
-    zmsg_t *zmsg = dpool_proto_build(msg, routing_id);
-    if (!zmsg)
+    // Frame by frame, without building a zmsg_t: on a message alone that is most of the
+    // sender's cost (a list and a frame object allocated and freed per frame). ZeroMQ
+    // copies the routing id, header and body, a few dozen bytes each.
+    if (!dpool_proto_buildable(msg))
         return DPOOL_ERR_INVALID;
-    if (zmsg_send(&zmsg, sock) == 0)
-        return DPOOL_OK;
-    zmsg_destroy(&zmsg); // czmq leaves it with us on failure; it is gone all the same
-    return DPOOL_ERR_IO;
+    msgpack_sbuffer body;
+    int rc = s_encode_body(msg, &body);
+    if (rc != DPOOL_OK) {
+        msgpack_sbuffer_destroy(&body);
+        return rc == DPOOL_ERR_NOMEM ? rc : DPOOL_ERR_INVALID;
+    }
+    void *handle = zsock_resolve(sock);
+    const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
+                                                     (uint8_t)msg->command};
+    int last_flags = msg->payload ? ZMQ_SNDMORE : 0;
+    // A message is accepted or refused whole at its first frame: ZeroMQ counts its
+    // high-water mark in messages, so once one frame is queued the others follow.
+    bool sent = (!routing_id || zmq_send(handle, zframe_data(routing_id), zframe_size(routing_id),
+                                         ZMQ_SNDMORE) >= 0) &&
+                zmq_send(handle, header, sizeof header, ZMQ_SNDMORE) >= 0 &&
+                zmq_send(handle, body.data, body.size, last_flags) >= 0 &&
+                (!msg->payload || zframe_send(&msg->payload, sock, 0) == 0);
+    msgpack_sbuffer_destroy(&body);
+    zframe_destroy(&msg->payload); // moved, or left by a failed send: gone all the same
+    return sent ? DPOOL_OK : DPOOL_ERR_IO;
 }
 
 int

@@ -109,8 +109,10 @@ bool dpool_proto_buildable(const dpool_msg_t *msg);
 // is known and has_payload is what its schema asks for.
 bool dpool_proto_buildable_as(dpool_cmd_t command, bool has_payload);
 
-// Builds and sends msg on sock (see dpool_proto_build for what moves). Returns
-// DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its schema, or DPOOL_ERR_IO.
+// Sends msg on sock, prefixed by routing_id when it is not NULL. msg->payload goes
+// with it, or is dropped when the send fails (it becomes NULL either way) unless msg
+// breaks its schema. Returns DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its
+// schema, DPOOL_ERR_NOMEM, or DPOOL_ERR_IO.
 int dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id);
 
 // Decodes *zmsg_p (consumed, always) into msg, which the caller has zeroed or reset.

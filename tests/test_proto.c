@@ -132,6 +132,65 @@ Test(proto, every_command_round_trips_with_routing_id)
     s_round_trip_all(true);
 }
 
+// dpool_proto_send writes the frames itself: every command crosses a real DEALER ->
+// ROUTER -> DEALER pair and decodes to what was sent, its payload moved.
+Test(proto, every_command_sent_on_sockets_round_trips)
+{
+    zsock_t *router = zsock_new_router("inproc://proto-send");
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert(router && dealer);
+    zsock_set_identity(dealer, ROUTING_ID);
+    cr_assert_eq(zsock_connect(dealer, "inproc://proto-send"), 0);
+    sample_t samples[MAX_SAMPLES];
+    size_t count = s_samples(samples);
+    for (size_t i = 0; i < count; i++) {
+        const char *name = dpool_proto_command_name(samples[i].msg.command);
+        dpool_msg_t msg = samples[i].msg;
+        if (samples[i].payload)
+            msg.payload = s_payload(samples[i].payload, samples[i].payload_size);
+        cr_assert_eq(dpool_proto_send(dealer, &msg, NULL), DPOOL_OK, "%s: send", name);
+        cr_assert_null(msg.payload, "%s: the payload must move", name);
+        zmsg_t *zmsg = zmsg_recv(router);
+        cr_assert_not_null(zmsg);
+        dpool_msg_t got = {0};
+        zframe_t *routing_id = NULL;
+        const char *why = "";
+        cr_assert_eq(dpool_proto_decode(&zmsg, true, &routing_id, &got, &why), DPOOL_OK,
+                     "%s: decode at the router: %s", name, why);
+        cr_assert(zframe_streq(routing_id, ROUTING_ID), "%s: routing id", name);
+        s_assert_same(&samples[i], &got);
+
+        // Back, addressed by the routing id.
+        cr_assert_eq(dpool_proto_send(router, &got, routing_id), DPOOL_OK, "%s: reply", name);
+        cr_assert_null(got.payload);
+        zframe_destroy(&routing_id);
+        dpool_msg_reset(&got);
+        zmsg = zmsg_recv(dealer);
+        cr_assert_not_null(zmsg);
+        cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, &got, &why), DPOOL_OK,
+                     "%s: decode at the dealer: %s", name, why);
+        s_assert_same(&samples[i], &got);
+        dpool_msg_reset(&got);
+    }
+    zsock_destroy(&dealer);
+    zsock_destroy(&router);
+}
+
+// A message that breaks its schema is not sent, and its payload stays with the caller.
+Test(proto, send_refuses_a_message_that_breaks_its_schema)
+{
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert_not_null(dealer);
+    static const uint8_t payload[] = {0x90};
+    dpool_msg_t msg = {.command = DPOOL_CMD_TERMINATE,
+                       .pool_ref = 1,
+                       .payload = s_payload(payload, sizeof payload)};
+    cr_assert_eq(dpool_proto_send(dealer, &msg, NULL), DPOOL_ERR_INVALID);
+    cr_assert_not_null(msg.payload);
+    dpool_msg_reset(&msg);
+    zsock_destroy(&dealer);
+}
+
 Test(proto, decode_drops_the_routing_id_when_the_caller_does_not_want_it)
 {
     dpool_msg_t msg = {.command = DPOOL_CMD_CREDIT, .count = 3};
