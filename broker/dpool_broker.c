@@ -625,7 +625,11 @@ static int
 s_drain(dpool_broker_t *self)
 {
     for (int i = 0; i < DPOOL_BROKER_BATCH; i++) {
-        zmsg_t *zmsg = zmsg_recv(self->router);
+        zmsg_t *zmsg = dpool_proto_recv(self->router);
+        if (!zmsg && zmq_errno() == ENOMEM) {
+            DPOOL_LOG_ERROR("out of memory: a message was dropped");
+            continue;
+        }
         if (!zmsg)
             return (zmq_errno() == EAGAIN || zmq_errno() == EINTR) ? 0 : -1;
         s_handle(self, &zmsg);

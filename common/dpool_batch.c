@@ -538,7 +538,7 @@ dpool_batch_inbox_recv(dpool_batch_inbox_t *inbox, zsock_t *sock, dpool_msg_t *m
     if (dpool_batch_inbox_waiting(inbox))
         return dpool_batch_inbox_next(inbox, msg, why);
     zmsg_t *zmsg;
-    if (!(zsock_events(sock) & ZMQ_POLLIN) || !(zmsg = zmsg_recv(sock)))
+    if (!(zsock_events(sock) & ZMQ_POLLIN) || !(zmsg = dpool_proto_recv(sock)))
         return 1;
     return dpool_batch_inbox_put(inbox, &zmsg, msg, why);
 }

@@ -6,6 +6,7 @@
 #include "dpool_codec.h"
 
 #include <dpool/errors.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,6 +157,56 @@ dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id)
     msgpack_sbuffer_destroy(&body);
     zframe_destroy(&msg->payload); // moved, or left by a failed send: gone all the same
     return sent ? DPOOL_OK : DPOOL_ERR_IO;
+}
+
+// Drops what is left of a message whose first frames were read.
+static void
+s_discard_rest(void *handle, bool more)
+{
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        more = zmq_msg_recv(&part, handle, 0) >= 0 && zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+}
+
+zmsg_t *
+dpool_proto_recv(zsock_t *sock)
+{
+    // The first frame is read into a message on the stack, so that finding none waiting
+    // (how every loop that reads a socket empty ends) allocates nothing, as zmsg_recv
+    // would; it is short (a routing id or a header) and copied. The frames after it
+    // move into frames of their own: a payload is not copied.
+    void *handle = zsock_resolve(sock);
+    zmq_msg_t first;
+    zmq_msg_init(&first);
+    if (zmq_msg_recv(&first, handle, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&first);
+        return NULL;
+    }
+    bool more = zmq_msg_more(&first);
+    zmsg_t *zmsg = zmsg_new();
+    zframe_t *frame = zmsg ? zframe_new(zmq_msg_data(&first), zmq_msg_size(&first)) : NULL;
+    zmq_msg_close(&first);
+    if (!frame || zmsg_append(zmsg, &frame) != 0)
+        goto fail;
+    while (more) {
+        // The rest of a message arrives with its first frame: this never waits.
+        frame = zframe_recv(handle);
+        if (!frame)
+            goto fail; // the context ends: what was read is dropped
+        more = zframe_more(frame);
+        if (zmsg_append(zmsg, &frame) != 0)
+            goto fail;
+    }
+    return zmsg;
+fail:
+    zframe_destroy(&frame);
+    zmsg_destroy(&zmsg);
+    s_discard_rest(handle, more);
+    errno = ENOMEM;
+    return NULL;
 }
 
 int

@@ -109,6 +109,11 @@ bool dpool_proto_buildable(const dpool_msg_t *msg);
 // is known and has_payload is what its schema asks for.
 bool dpool_proto_buildable_as(dpool_cmd_t command, bool has_payload);
 
+// Receives one ZeroMQ message from sock without waiting, as zmsg_recv would but
+// cheaper: NULL when none waits (zmq_errno() says EAGAIN) or memory runs out (the
+// message is dropped whole; errno says ENOMEM).
+zmsg_t *dpool_proto_recv(zsock_t *sock);
+
 // Sends msg on sock, prefixed by routing_id when it is not NULL. msg->payload goes
 // with it, or is dropped when the send fails (it becomes NULL either way) unless msg
 // breaks its schema. Returns DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its

@@ -9,7 +9,9 @@
 
 #include <criterion/criterion.h>
 #include <dpool/errors.h>
+#include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -132,8 +134,20 @@ Test(proto, every_command_round_trips_with_routing_id)
     s_round_trip_all(true);
 }
 
-// dpool_proto_send writes the frames itself: every command crosses a real DEALER ->
-// ROUTER -> DEALER pair and decodes to what was sent, its payload moved.
+// The next message on sock, read by dpool_proto_recv once sock says one is there.
+static zmsg_t *
+s_recv_ready(zsock_t *sock)
+{
+    zmq_pollitem_t item = {.socket = zsock_resolve(sock), .events = ZMQ_POLLIN};
+    cr_assert_eq(zmq_poll(&item, 1, 5000), 1, "nothing arrived within 5 s");
+    zmsg_t *zmsg = dpool_proto_recv(sock);
+    cr_assert_not_null(zmsg);
+    return zmsg;
+}
+
+// dpool_proto_send and dpool_proto_recv handle the frames themselves: every command
+// crosses a real DEALER -> ROUTER -> DEALER pair and decodes to what was sent, its
+// payload moved.
 Test(proto, every_command_sent_on_sockets_round_trips)
 {
     zsock_t *router = zsock_new_router("inproc://proto-send");
@@ -150,8 +164,7 @@ Test(proto, every_command_sent_on_sockets_round_trips)
             msg.payload = s_payload(samples[i].payload, samples[i].payload_size);
         cr_assert_eq(dpool_proto_send(dealer, &msg, NULL), DPOOL_OK, "%s: send", name);
         cr_assert_null(msg.payload, "%s: the payload must move", name);
-        zmsg_t *zmsg = zmsg_recv(router);
-        cr_assert_not_null(zmsg);
+        zmsg_t *zmsg = s_recv_ready(router);
         dpool_msg_t got = {0};
         zframe_t *routing_id = NULL;
         const char *why = "";
@@ -165,8 +178,7 @@ Test(proto, every_command_sent_on_sockets_round_trips)
         cr_assert_null(got.payload);
         zframe_destroy(&routing_id);
         dpool_msg_reset(&got);
-        zmsg = zmsg_recv(dealer);
-        cr_assert_not_null(zmsg);
+        zmsg = s_recv_ready(dealer);
         cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, &got, &why), DPOOL_OK,
                      "%s: decode at the dealer: %s", name, why);
         s_assert_same(&samples[i], &got);
@@ -174,6 +186,44 @@ Test(proto, every_command_sent_on_sockets_round_trips)
     }
     zsock_destroy(&dealer);
     zsock_destroy(&router);
+}
+
+// dpool_proto_recv never waits, and keeps every frame of a message, a large one too,
+// and each message apart from the next.
+Test(proto, recv_takes_whole_messages_without_waiting)
+{
+    zsock_t *pull = zsock_new_pull("inproc://proto-recv");
+    zsock_t *push = zsock_new_push("inproc://proto-recv");
+    cr_assert(pull && push);
+    cr_assert_null(dpool_proto_recv(pull));
+    cr_assert_eq(zmq_errno(), EAGAIN);
+    size_t big_size = 3 * 1024 * 1024;
+    uint8_t *big = malloc(big_size);
+    cr_assert_not_null(big);
+    for (size_t i = 0; i < big_size; i++)
+        big[i] = (uint8_t)(i * 7 + 1);
+    zmsg_t *sent = s_frames(4, "id", (size_t)2, "", (size_t)0, big, big_size, "tail", (size_t)4);
+    cr_assert_eq(zmsg_send(&sent, push), 0);
+    sent = s_frames(1, "next", (size_t)4);
+    cr_assert_eq(zmsg_send(&sent, push), 0);
+
+    zmsg_t *got = s_recv_ready(pull);
+    cr_assert_eq(zmsg_size(got), 4);
+    cr_assert(zframe_streq(zmsg_first(got), "id"));
+    cr_assert_eq(zframe_size(zmsg_next(got)), 0);
+    zframe_t *frame = zmsg_next(got);
+    cr_assert_eq(zframe_size(frame), big_size);
+    cr_assert_arr_eq(zframe_data(frame), big, big_size);
+    cr_assert(zframe_streq(zmsg_next(got), "tail"));
+    zmsg_destroy(&got);
+    got = s_recv_ready(pull);
+    cr_assert_eq(zmsg_size(got), 1);
+    cr_assert(zframe_streq(zmsg_first(got), "next"));
+    zmsg_destroy(&got);
+    cr_assert_null(dpool_proto_recv(pull));
+    free(big);
+    zsock_destroy(&push);
+    zsock_destroy(&pull);
 }
 
 // A message that breaks its schema is not sent, and its payload stays with the caller.
