@@ -15,18 +15,14 @@
 
 // Under socket_lock: sends message on the DEALER now, when nothing sent before it
 // still waits in the outbox and the pool is open to a broker that is there. Returns
-// DPOOL_OK, DPOOL_ERR_NOMEM, or 1 when it must go through the outbox.
+// DPOOL_OK, or 1 when it must go through the outbox.
 static int
 s_send_direct_locked(dpool_io_state_t *state, const uint8_t *message)
 {
     if (!atomic_load(&state->running) || !state->connected || state->lost || state->released ||
         !dpool_outbox_empty(state->outbox))
         return 1;
-    zmsg_t *zmsg = dpool_batch_plain(message);
-    if (!zmsg)
-        return DPOOL_ERR_NOMEM;
-    zmsg_send(&zmsg, state->dealer); // a failed send is lost like any other
-    zmsg_destroy(&zmsg);
+    dpool_batch_send_plain(state->dealer, message); // a failed send is lost like any other
     // The send may have taken the descriptor's signal for a message that waits, and
     // the thread sleeps on that descriptor.
     if (zsock_events(state->dealer) & ZMQ_POLLIN)

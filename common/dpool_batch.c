@@ -332,11 +332,69 @@ dpool_batch_take(dpool_batch_t *self, zframe_t *routing_id)
     return taken;
 }
 
+// Sends the message that starts at message (as a run holds it) in its plain form on
+// handle, after whatever frames of it were sent before (a routing id).
+static bool
+s_send_plain(void *handle, const uint8_t *message)
+{
+    dpool_batch_part_t part;
+    size_t at = 0;
+    s_part_at(message, &at, &part);
+    // Once the first frame is queued the others follow: ZeroMQ counts its high-water
+    // mark in whole messages.
+    return zmq_send(handle, part.header, DPOOL_PROTO_HEADER_SIZE, ZMQ_SNDMORE) >= 0 &&
+           zmq_send(handle, part.body, part.body_size, part.payload ? ZMQ_SNDMORE : 0) >= 0 &&
+           (!part.payload || zmq_send(handle, part.payload, part.payload_size, 0) >= 0);
+}
+
+int
+dpool_batch_send_plain(zsock_t *sock, const uint8_t *message)
+{
+    return s_send_plain(zsock_resolve(sock), message) ? DPOOL_OK : DPOOL_ERR_IO;
+}
+
+// Empties the batch when only its run was left in it.
+static void
+s_forget_run(dpool_batch_t *self)
+{
+    self->run.size = 0;
+    self->run_count = 0;
+    self->count = 0;
+    self->bytes = 0;
+}
+
+// Sends the run, which is all that waits, straight from its buffer (the plain form for
+// one message, a BATCH for more), prefixed by routing_id when not NULL, and empties the
+// batch. Building a zmsg_t for it would allocate a list and a frame object per frame.
+static int
+s_send_run(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id)
+{
+    void *handle = zsock_resolve(sock);
+    bool sent = !routing_id || zmq_send(handle, zframe_data(routing_id), zframe_size(routing_id),
+                                        ZMQ_SNDMORE) >= 0;
+    if (sent && self->run_count == 1)
+        sent = s_send_plain(handle, (const uint8_t *)self->run.data);
+    else if (sent) {
+        const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
+                                                         DPOOL_CMD_BATCH};
+        sent = zmq_send(handle, header, sizeof header, ZMQ_SNDMORE) >= 0 &&
+               zmq_send(handle, self->run.data, self->run.size, 0) >= 0;
+    }
+    s_forget_run(self);
+    return sent ? DPOOL_OK : DPOOL_ERR_IO;
+}
+
 int
 dpool_batch_send(dpool_batch_t *self, zsock_t *sock, zframe_t *routing_id)
 {
     int rc = DPOOL_OK;
     while (self->count > 0) {
+        if (zlist_size(self->ready) == 0 && self->run_count > 0) {
+            if (rc == DPOOL_OK)
+                return s_send_run(self, sock, routing_id);
+            s_forget_run(self);
+            break;
+        }
         zmsg_t *zmsg = dpool_batch_take(self, routing_id);
         if (rc == DPOOL_OK && !zmsg)
             rc = DPOOL_ERR_NOMEM;

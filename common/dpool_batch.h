@@ -61,6 +61,11 @@ bool dpool_batch_goes_alone(const uint8_t *message);
 // runs out.
 zmsg_t *dpool_batch_plain(const uint8_t *message);
 
+// Sends a message that dpool_batch_encode wrote (borrowed) on sock in its plain form,
+// as dpool_batch_plain then zmsg_send would, without building the zmsg_t. Returns
+// DPOOL_OK or DPOOL_ERR_IO.
+int dpool_batch_send_plain(zsock_t *sock, const uint8_t *message);
+
 // The command of a plain message (its header frame first), or 0 when it has no header.
 int dpool_batch_plain_command(zmsg_t *zmsg);
 

@@ -346,3 +346,95 @@ Test(batch, an_inbox_that_lends_payloads_keeps_its_batch_until_the_next_read)
     dpool_batch_inbox_clear(&inbox);
     dpool_batch_destroy(&batch);
 }
+
+// What dpool_batch_send put on a socket, read at a ROUTER: each ZeroMQ message split
+// and decoded into msgs (at most max); returns how many messages, and how many ZeroMQ
+// messages carried them in *zmq_messages.
+static size_t
+s_receive_sent(zsock_t *router, dpool_msg_t *msgs, size_t max, size_t *zmq_messages)
+{
+    size_t count = 0;
+    *zmq_messages = 0;
+    zmsg_t *zmsg;
+    zsock_set_rcvtimeo(router, 200);
+    while ((zmsg = zmsg_recv(router))) {
+        (*zmq_messages)++;
+        zlist_t *out = zlist_new();
+        const char *why = NULL;
+        int split = dpool_batch_split(&zmsg, true, out, &why);
+        cr_assert_geq(split, 0, "%s", why ? why : "");
+        if (split == 0)
+            zlist_append(out, zmsg); // a plain message
+        count += s_decode_all(out, true, msgs + count, max - count);
+        zlist_destroy(&out);
+    }
+    return count;
+}
+
+// dpool_batch_send writes a batch's frames itself: a lone message in its plain form, a
+// large payload alone in its turn, the rest as one BATCH, in order, prefixed by the
+// routing id, and nothing left behind.
+Test(batch, send_puts_every_message_on_the_socket_in_order)
+{
+    zsock_t *router = zsock_new_router("inproc://batch-send");
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert(router && dealer);
+    zsock_set_identity(dealer, "peer-7");
+    cr_assert_eq(zsock_connect(dealer, "inproc://batch-send"), 0);
+    dpool_batch_t *batch = dpool_batch_new();
+    cr_assert_not_null(batch);
+    static uint8_t big[20000];
+    big[0] = 0xc5; // msgpack bin 16: length 19997
+    big[1] = (uint8_t)(19997 >> 8);
+    big[2] = (uint8_t)(19997 & 0xff);
+    dpool_msg_t msgs[8] = {0};
+    size_t zmq_messages = 0;
+
+    dpool_msg_t lone = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 1, .payload = s_payload(9)};
+    cr_assert_eq(dpool_batch_add(batch, &lone), DPOOL_OK);
+    cr_assert_eq(dpool_batch_send(batch, dealer, NULL), DPOOL_OK);
+    cr_assert_eq(dpool_batch_count(batch), 0);
+    cr_assert_eq(s_receive_sent(router, msgs, 8, &zmq_messages), 1);
+    cr_assert_eq(zmq_messages, 1);
+    cr_assert_eq(msgs[0].task_id, 1);
+    cr_assert_eq(zframe_data(msgs[0].payload)[0], 9);
+    dpool_msg_reset(&msgs[0]);
+
+    dpool_msg_t sent[4] = {
+        {.command = DPOOL_CMD_CREDIT, .count = 1},
+        {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 2, .payload = zframe_new(big, sizeof big)},
+        {.command = DPOOL_CMD_CREDIT, .count = 3},
+        {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 4, .payload = s_payload(4)},
+    };
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(dpool_batch_add(batch, &sent[i]), DPOOL_OK);
+    cr_assert_eq(dpool_batch_send(batch, dealer, NULL), DPOOL_OK);
+    cr_assert_eq(dpool_batch_count(batch), 0);
+    cr_assert_eq(s_receive_sent(router, msgs, 8, &zmq_messages), 4);
+    cr_assert_eq(zmq_messages, 3, "the first, the large one alone, a BATCH of the last two");
+    cr_assert_eq(msgs[0].count, 1);
+    cr_assert_eq(msgs[1].task_id, 2);
+    cr_assert_eq(zframe_size(msgs[1].payload), sizeof big);
+    cr_assert_eq(msgs[2].count, 3);
+    cr_assert_eq(msgs[3].task_id, 4);
+    cr_assert_eq(zframe_data(msgs[3].payload)[0], 4);
+    for (size_t i = 0; i < 4; i++)
+        dpool_msg_reset(&msgs[i]);
+
+    // An encoded message sent alone, as a client's stand-in sends a SUBMIT.
+    msgpack_sbuffer encoded;
+    msgpack_sbuffer_init(&encoded);
+    dpool_msg_t submit = {.command = DPOOL_CMD_SUBMIT, .pool_ref = 1, .task_id = 5, .name = "f"};
+    cr_assert_eq(dpool_batch_encode(&submit, big, sizeof big, &encoded), DPOOL_OK);
+    cr_assert_eq(dpool_batch_send_plain(dealer, (const uint8_t *)encoded.data), DPOOL_OK);
+    msgpack_sbuffer_destroy(&encoded);
+    cr_assert_eq(s_receive_sent(router, msgs, 8, &zmq_messages), 1);
+    cr_assert_eq(msgs[0].task_id, 5);
+    cr_assert_str_eq(msgs[0].name, "f");
+    cr_assert_eq(zframe_size(msgs[0].payload), sizeof big);
+    cr_assert_arr_eq(zframe_data(msgs[0].payload), big, sizeof big);
+    dpool_msg_reset(&msgs[0]);
+    dpool_batch_destroy(&batch);
+    zsock_destroy(&dealer);
+    zsock_destroy(&router);
+}
