@@ -5,7 +5,7 @@
       echo    the first argument              add     the sum of the integer arguments
       fail17  fails at the item whose first argument is 17: "item k: boom 17", the k
               results before it as the payload (as workers do)
-      delay   answers the chunk after 300 - 50 x (first argument of its first item) ms
+      delay   answers the chunk after 1000 - 150 x (first argument of its first item) ms
       never   no answer (until TERMINATE: -13 for each)
     A plain (non-chunk) SUBMIT of echo answers its arguments. */
 #ifndef DPOOL_FAKE_CHUNK_BROKER_H
@@ -134,7 +134,7 @@ s_on_chunk(server_t *self, zframe_t *peer, dpool_msg_t *msg)
     msgpack_unpacked_destroy(&items);
     msgpack_sbuffer_destroy(&sbuf);
     if (streq(msg->name, "never") || streq(msg->name, "delay")) {
-        int64_t due = streq(msg->name, "never") ? 0 : dpool_clock_ms() + 300 - 50 * first;
+        int64_t due = streq(msg->name, "never") ? 0 : dpool_clock_ms() + 1000 - 150 * first;
         s_hold(self, peer, msg->task_id, due, results);
         return;
     }
@@ -145,23 +145,35 @@ s_on_chunk(server_t *self, zframe_t *peer, dpool_msg_t *msg)
 }
 
 static void
+s_release_one(server_t *self, held_t *held, bool terminate)
+{
+    if (terminate) {
+        zframe_destroy(&held->payload);
+        s_result(self, held->peer, held->task_id, DPOOL_ERR_TERMINATED, "terminated", NULL);
+    } else
+        s_result(self, held->peer, held->task_id, DPOOL_OK, NULL, held->payload);
+    zframe_destroy(&held->peer);
+    *held = self->held[--self->held_count];
+}
+
+// Answers the held tasks that are due, earliest due first (a turn that comes late, on a
+// loaded machine, finds several due at once: they go in the order of their due times,
+// not of their arrival), or all of them on TERMINATE.
+static void
 s_release_held(server_t *self, bool terminate)
 {
-    size_t kept = 0;
-    for (size_t i = 0; i < self->held_count; i++) {
-        held_t *held = &self->held[i];
-        if (terminate) {
-            zframe_destroy(&held->payload);
-            s_result(self, held->peer, held->task_id, DPOOL_ERR_TERMINATED, "terminated", NULL);
-        } else if (held->due_ms && held->due_ms <= dpool_clock_ms())
-            s_result(self, held->peer, held->task_id, DPOOL_OK, NULL, held->payload);
-        else {
-            self->held[kept++] = *held;
-            continue;
+    for (;;) {
+        held_t *next = NULL;
+        for (size_t i = 0; i < self->held_count; i++) {
+            held_t *held = &self->held[i];
+            bool due = terminate || (held->due_ms && held->due_ms <= dpool_clock_ms());
+            if (due && (!next || held->due_ms < next->due_ms))
+                next = held;
         }
-        zframe_destroy(&held->peer);
+        if (!next)
+            return;
+        s_release_one(self, next, terminate);
     }
-    self->held_count = kept;
 }
 
 static void

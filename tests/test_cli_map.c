@@ -256,8 +256,9 @@ s_busy_daemon(void)
     return busy;
 }
 
-// Starts a 1.5 s test.span in a pool with `retries`, SIGKILLs the daemon running it,
-// and returns the task's outcome (*value: its result).
+// Starts a 4 s test.span in a pool with `retries`, SIGKILLs the daemon running it,
+// and returns the task's outcome (*value: its result). The span outlasts finding the
+// busy daemon through `dpool status` runs, slow under sanitizers on a loaded machine.
 static int
 s_span_through_a_killed_daemon(unsigned retries, dpool_buf_t *value, dpool_error_t *err)
 {
@@ -265,7 +266,7 @@ s_span_through_a_killed_daemon(unsigned retries, dpool_buf_t *value, dpool_error
         .broker = dpool_harness_endpoint(harness), .processes = 1, .retries = retries};
     dpool_t *pool = dpool_new_opts(&opts, NULL);
     cr_assert_not_null(pool);
-    dpool_result_t *result = dpool_apply_asyncf(pool, "test.span", "d", 1.5);
+    dpool_result_t *result = dpool_apply_asyncf(pool, "test.span", "d", 4.0);
     pid_t busy = 0;
     for (int i = 0; i < 50 && !busy; i++) {
         zclock_sleep(50);

@@ -216,7 +216,7 @@ Test(map, imap_yields_in_order_then_the_failure_at_its_index)
 Test(map, imap_unordered_yields_in_completion_order)
 {
     dpool_t *pool = s_open(2);
-    dpool_buf_t items = s_ints(0, 6); // "delay": item v answers after 300 - 50 v ms
+    dpool_buf_t items = s_ints(0, 6); // "delay": item v answers after 1000 - 150 v ms
     dpool_error_t err = {0};
     dpool_imap_t *it = dpool_imap_unordered(pool, "delay", &items, 1, &err);
     cr_assert_not_null(it);

@@ -247,10 +247,11 @@ Test(pool, crashed_process_fails_its_task_with_the_signal_and_is_replaced)
               err.message);
     long crashed = pid_in_message(err.message);
     cr_assert_gt(crashed, 0, "message names no pid: %s", err.message);
-    // Two overlapping tasks prove both processes are there again, the dead one replaced.
+    // Two overlapping tasks prove both processes are there again, the dead one replaced
+    // (long enough that a replacement slow to start on a loaded machine still takes one).
     dpool_result_t *spans[2];
     for (int i = 0; i < 2; i++)
-        spans[i] = dpool_apply_asyncf(pool, "test.span", "d", 0.5);
+        spans[i] = dpool_apply_asyncf(pool, "test.span", "d", 2.0);
     long pids[2];
     for (int i = 0; i < 2; i++) {
         dpool_buf_t value = {0};

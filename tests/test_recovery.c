@@ -214,13 +214,14 @@ Test(recovery, a_vanished_client_loses_its_private_tasks_but_not_its_named_pool_
     int64_t killed = dpool_clock_ms();
     s_kill_cli(private_client);
     s_kill_cli(named_client);
-    json_t *status = s_wait_private_gone(8);
+    json_t *status = s_wait_private_gone(12);
     int64_t elapsed = dpool_clock_ms() - killed;
     json_t *survivor = s_pool(status, "survivor");
     cr_assert_not_null(survivor, "the named pool lives on with its task");
     cr_assert_eq(json_integer_value(json_object_get(survivor, "running")), 1);
     json_decref(status);
-    cr_assert_lt(elapsed, 7000, "dropped after the 3 s liveness (+ a heartbeat), not %lld ms",
+    // 3 s of liveness, a tick, the KILL and a replacement's credit, with slack for load.
+    cr_assert_lt(elapsed, 10000, "dropped after the 3 s liveness (+ a heartbeat), not %lld ms",
                  (long long)elapsed);
     // The freed processes serve another client at once: nothing of the vanished private
     // pool (queued or running) is left to compete.
