@@ -8,6 +8,7 @@
 #include "dpool_codec.h"
 
 #include <dpool/errors.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -595,10 +596,16 @@ dpool_batch_inbox_recv(dpool_batch_inbox_t *inbox, zsock_t *sock, dpool_msg_t *m
 {
     if (dpool_batch_inbox_waiting(inbox))
         return dpool_batch_inbox_next(inbox, msg, why);
-    zmsg_t *zmsg;
-    if (!(zsock_events(sock) & ZMQ_POLLIN) || !(zmsg = dpool_proto_recv(sock)))
+    if (!(zsock_events(sock) & ZMQ_POLLIN))
         return 1;
-    return dpool_batch_inbox_put(inbox, &zmsg, msg, why);
+    zmsg_t *zmsg = dpool_proto_recv(sock);
+    if (!zmsg && zmq_errno() == ENOMEM) {
+        // Dropped, and not the last: the caller reads on rather than sleeping on a
+        // descriptor whose signal this read took.
+        *why = "out of memory: a message was dropped";
+        return DPOOL_ERR_NOMEM;
+    }
+    return zmsg ? dpool_batch_inbox_put(inbox, &zmsg, msg, why) : 1;
 }
 
 void

@@ -144,7 +144,8 @@ int dpool_batch_inbox_next(dpool_batch_inbox_t *inbox, dpool_msg_t *msg, const c
 
 // The next message for inbox's owner, decoded into msg: the next waiting one of a
 // BATCH, else what sock has received (without waiting). Returns as
-// dpool_batch_inbox_put, or 1 when nothing waits anywhere.
+// dpool_batch_inbox_put, DPOOL_ERR_NOMEM when a message was dropped for want of
+// memory (more may wait), or 1 when nothing waits anywhere.
 int dpool_batch_inbox_recv(dpool_batch_inbox_t *inbox, zsock_t *sock, dpool_msg_t *msg,
                            const char **why);
 

@@ -138,10 +138,9 @@ dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id)
     if (!dpool_proto_buildable(msg))
         return DPOOL_ERR_INVALID;
     msgpack_sbuffer body;
-    int rc = s_encode_body(msg, &body);
-    if (rc != DPOOL_OK) {
+    if (s_encode_body(msg, &body) != DPOOL_OK) {
         msgpack_sbuffer_destroy(&body);
-        return rc == DPOOL_ERR_NOMEM ? rc : DPOOL_ERR_INVALID;
+        return DPOOL_ERR_INVALID;
     }
     void *handle = zsock_resolve(sock);
     const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
@@ -176,7 +175,8 @@ dpool_proto_recv(zsock_t *sock)
 {
     // The first frame is read into a message on the stack, so that finding none waiting
     // (how every loop that reads a socket empty ends) allocates nothing, as zmsg_recv
-    // would; it is short (a routing id or a header) and copied. The frames after it
+    // would; it is short (a routing id or a header) and copied, without its metadata
+    // (CURVE's User-Id is read from the frame after a routing id). The frames after it
     // move into frames of their own: a payload is not copied.
     void *handle = zsock_resolve(sock);
     zmq_msg_t first;
@@ -191,11 +191,16 @@ dpool_proto_recv(zsock_t *sock)
     zmq_msg_close(&first);
     if (!frame || zmsg_append(zmsg, &frame) != 0)
         goto fail;
+    int error = ENOMEM;
     while (more) {
         // The rest of a message arrives with its first frame: this never waits.
         frame = zframe_recv(handle);
-        if (!frame)
-            goto fail; // the context ends: what was read is dropped
+        if (!frame && zmq_errno() == EINTR)
+            continue;
+        if (!frame) {
+            error = zmq_errno(); // the context ends: what was read is dropped
+            goto fail;
+        }
         more = zframe_more(frame);
         if (zmsg_append(zmsg, &frame) != 0)
             goto fail;
@@ -205,7 +210,7 @@ fail:
     zframe_destroy(&frame);
     zmsg_destroy(&zmsg);
     s_discard_rest(handle, more);
-    errno = ENOMEM;
+    errno = error;
     return NULL;
 }
 

@@ -110,14 +110,15 @@ bool dpool_proto_buildable(const dpool_msg_t *msg);
 bool dpool_proto_buildable_as(dpool_cmd_t command, bool has_payload);
 
 // Receives one ZeroMQ message from sock without waiting, as zmsg_recv would but
-// cheaper: NULL when none waits (zmq_errno() says EAGAIN) or memory runs out (the
-// message is dropped whole; errno says ENOMEM).
+// cheaper; its first frame is a copy, without the metadata ZeroMQ attaches. NULL when
+// none waits (zmq_errno() says EAGAIN), when memory runs out (the message is dropped
+// whole; ENOMEM), or on the socket's or context's end (ETERM, ENOTSOCK, EINTR...).
 zmsg_t *dpool_proto_recv(zsock_t *sock);
 
 // Sends msg on sock, prefixed by routing_id when it is not NULL. msg->payload goes
 // with it, or is dropped when the send fails (it becomes NULL either way) unless msg
 // breaks its schema. Returns DPOOL_OK, DPOOL_ERR_INVALID for a message that breaks its
-// schema, DPOOL_ERR_NOMEM, or DPOOL_ERR_IO.
+// schema, or DPOOL_ERR_IO.
 int dpool_proto_send(zsock_t *sock, dpool_msg_t *msg, zframe_t *routing_id);
 
 // Decodes *zmsg_p (consumed, always) into msg, which the caller has zeroed or reset.

@@ -438,3 +438,94 @@ Test(batch, send_puts_every_message_on_the_socket_in_order)
     zsock_destroy(&dealer);
     zsock_destroy(&router);
 }
+
+// From a ROUTER, each ZeroMQ message is prefixed by the peer's routing id: a lone
+// message and a BATCH reach that peer whole.
+Test(batch, send_from_a_router_reaches_the_peer_named_by_the_routing_id)
+{
+    zsock_t *router = zsock_new_router("inproc://batch-send-back");
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert(router && dealer);
+    zsock_set_identity(dealer, "peer-7");
+    cr_assert_eq(zsock_connect(dealer, "inproc://batch-send-back"), 0);
+    // The router knows the peer once it has heard from it.
+    cr_assert_eq(zstr_send(dealer, "hello"), 0);
+    zmsg_t *hello = zmsg_recv(router);
+    cr_assert_not_null(hello);
+    zmsg_destroy(&hello);
+    zframe_t *routing_id = zframe_from("peer-7");
+    dpool_batch_t *batch = dpool_batch_new();
+    cr_assert_not_null(batch);
+    zsock_set_rcvtimeo(dealer, 2000);
+    for (int count = 1; count <= 3; count += 2) {
+        for (int i = 0; i < count; i++) {
+            dpool_msg_t task = {.command = DPOOL_CMD_RESULT,
+                                .task_id = (uint64_t)(10 * count + i),
+                                .payload = s_payload((uint8_t)i)};
+            cr_assert_eq(dpool_batch_add(batch, &task), DPOOL_OK);
+        }
+        cr_assert_eq(dpool_batch_send(batch, router, routing_id), DPOOL_OK);
+        zmsg_t *zmsg = zmsg_recv(dealer);
+        cr_assert_not_null(zmsg, "nothing reached the peer");
+        zlist_t *out = zlist_new();
+        const char *why = NULL;
+        int split = dpool_batch_split(&zmsg, false, out, &why);
+        cr_assert_eq(split, count > 1, "%d messages: %s", count, why ? why : "");
+        if (split == 0)
+            zlist_append(out, zmsg);
+        dpool_msg_t msgs[3] = {0};
+        size_t got = 0;
+        for (zmsg_t *one; (one = zlist_pop(out)); got++)
+            cr_assert_eq(dpool_proto_decode(&one, false, NULL, &msgs[got], &why), DPOOL_OK);
+        cr_assert_eq(got, (size_t)count);
+        for (int i = 0; i < count; i++) {
+            cr_assert_eq(msgs[i].task_id, (uint64_t)(10 * count + i));
+            cr_assert_eq(zframe_data(msgs[i].payload)[0], (uint8_t)i);
+            dpool_msg_reset(&msgs[i]);
+        }
+        zlist_destroy(&out);
+    }
+    zframe_destroy(&routing_id);
+    dpool_batch_destroy(&batch);
+    zsock_destroy(&dealer);
+    zsock_destroy(&router);
+}
+
+// A send that fails (no peer to take it, no time to wait) loses the batch's messages
+// whole and leaves it empty; the next message still arrives whole once a peer is there.
+Test(batch, a_failed_send_empties_the_batch_and_the_next_arrives_whole)
+{
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert_not_null(dealer);
+    zsock_set_sndtimeo(dealer, 0);
+    dpool_batch_t *batch = dpool_batch_new();
+    cr_assert_not_null(batch);
+    for (int count = 1; count <= 2; count++) {
+        for (int i = 0; i < count; i++) {
+            dpool_msg_t result = {
+                .command = DPOOL_CMD_WORKER_RESULT, .task_id = 1, .payload = s_payload(1)};
+            cr_assert_eq(dpool_batch_add(batch, &result), DPOOL_OK);
+        }
+        cr_assert_eq(dpool_batch_send(batch, dealer, NULL), DPOOL_ERR_IO);
+        cr_assert_eq(dpool_batch_count(batch), 0);
+        cr_assert_not(dpool_batch_full(batch));
+    }
+    zsock_t *router = zsock_new_router("inproc://batch-send-fail");
+    cr_assert_not_null(router);
+    cr_assert_eq(zsock_connect(dealer, "inproc://batch-send-fail"), 0);
+    dpool_msg_t last = {.command = DPOOL_CMD_WORKER_RESULT, .task_id = 2, .payload = s_payload(2)};
+    cr_assert_eq(dpool_batch_add(batch, &last), DPOOL_OK);
+    cr_assert_eq(dpool_batch_send(batch, dealer, NULL), DPOOL_OK);
+    zsock_set_rcvtimeo(router, 2000);
+    zmsg_t *zmsg = zmsg_recv(router);
+    cr_assert_not_null(zmsg);
+    cr_assert_eq(zmsg_size(zmsg), 4, "routing id, header, body, payload: nothing glued on");
+    dpool_msg_t msg = {0};
+    const char *why = NULL;
+    cr_assert_eq(dpool_proto_decode(&zmsg, true, NULL, &msg, &why), DPOOL_OK);
+    cr_assert_eq(msg.task_id, 2);
+    dpool_msg_reset(&msg);
+    dpool_batch_destroy(&batch);
+    zsock_destroy(&router);
+    zsock_destroy(&dealer);
+}

@@ -226,6 +226,37 @@ Test(proto, recv_takes_whole_messages_without_waiting)
     zsock_destroy(&pull);
 }
 
+// A send that fails loses the message whole, payload too; the next arrives whole.
+Test(proto, a_failed_send_drops_the_payload_and_the_next_arrives_whole)
+{
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert_not_null(dealer);
+    zsock_set_sndtimeo(dealer, 0);
+    static const uint8_t payload[] = {0x90};
+    dpool_msg_t msg = {.command = DPOOL_CMD_SUBMIT,
+                       .pool_ref = 1,
+                       .task_id = 1,
+                       .name = "f",
+                       .payload = s_payload(payload, sizeof payload)};
+    cr_assert_eq(dpool_proto_send(dealer, &msg, NULL), DPOOL_ERR_IO);
+    cr_assert_null(msg.payload);
+    zsock_t *router = zsock_new_router("inproc://proto-send-fail");
+    cr_assert_not_null(router);
+    cr_assert_eq(zsock_connect(dealer, "inproc://proto-send-fail"), 0);
+    msg.task_id = 2;
+    msg.payload = s_payload(payload, sizeof payload);
+    cr_assert_eq(dpool_proto_send(dealer, &msg, NULL), DPOOL_OK);
+    zmsg_t *zmsg = s_recv_ready(router);
+    cr_assert_eq(zmsg_size(zmsg), 4, "routing id, header, body, payload: nothing glued on");
+    dpool_msg_t got = {0};
+    const char *why = NULL;
+    cr_assert_eq(dpool_proto_decode(&zmsg, true, NULL, &got, &why), DPOOL_OK);
+    cr_assert_eq(got.task_id, 2);
+    dpool_msg_reset(&got);
+    zsock_destroy(&router);
+    zsock_destroy(&dealer);
+}
+
 // A message that breaks its schema is not sent, and its payload stays with the caller.
 Test(proto, send_refuses_a_message_that_breaks_its_schema)
 {
