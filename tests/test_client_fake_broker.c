@@ -5,7 +5,7 @@
       echo   RESULT 0 with the arguments as the result
       fail   RESULT -10 "boom on host-a pid 42"
       print  OUTPUT stdout "hello\n", OUTPUT stderr "oops\n", then RESULT 0 nil
-      delay  RESULT 0 nil after 200 ms
+      delay  RESULT 0 nil after 1 s (a loaded machine still sees it pending at first)
       never  no answer (until TERMINATE, which answers -13 for each) */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -112,7 +112,7 @@ s_on_submit(server_t *self, zframe_t *peer, dpool_msg_t *msg)
         s_send(self, peer, &out);
         s_result(self, peer, msg->task_id, DPOOL_OK, NULL, NULL);
     } else
-        s_hold(self, peer, msg->task_id, streq(function, "delay") ? dpool_clock_ms() + 200 : 0);
+        s_hold(self, peer, msg->task_id, streq(function, "delay") ? dpool_clock_ms() + 1000 : 0);
 }
 
 static void

@@ -98,7 +98,8 @@ Test(worker_daemon, printed_output_arrives_before_the_result)
     cr_assert_eq(sscanf(second_line + 1, "hi 执行完毕,耗时%lf%n", &seconds, &n), 1, "output: %s",
                  out);
     cr_assert_str_eq(second_line + 1 + n, "\n", "exactly two lines: %s", out);
-    cr_assert(seconds >= 0 && seconds < 2.5, "slept %f s", seconds);
+    // demo.worker sleeps up to 2 s; a loaded machine may wake it late.
+    cr_assert(seconds >= 0 && seconds < 10, "slept %f s", seconds);
     cr_assert_gt(pid, 0);
     cr_assert_neq(pid, s_pid, "the task ran in a worker process, not the daemon");
     dpool_msg_reset(&msg);
