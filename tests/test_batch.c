@@ -371,16 +371,24 @@ s_receive_sent(zsock_t *router, dpool_msg_t *msgs, size_t max, size_t *zmq_messa
     return count;
 }
 
+// A ROUTER bound at endpoint and a DEALER connected to it as "peer-7".
+static void
+s_socket_pair(const char *endpoint, zsock_t **router, zsock_t **dealer)
+{
+    *router = zsock_new_router(endpoint);
+    *dealer = zsock_new(ZMQ_DEALER);
+    cr_assert(*router && *dealer);
+    zsock_set_identity(*dealer, "peer-7");
+    cr_assert_eq(zsock_connect(*dealer, endpoint), 0);
+}
+
 // dpool_batch_send writes a batch's frames itself: a lone message in its plain form, a
 // large payload alone in its turn, the rest as one BATCH, in order, prefixed by the
 // routing id, and nothing left behind.
 Test(batch, send_puts_every_message_on_the_socket_in_order)
 {
-    zsock_t *router = zsock_new_router("inproc://batch-send");
-    zsock_t *dealer = zsock_new(ZMQ_DEALER);
-    cr_assert(router && dealer);
-    zsock_set_identity(dealer, "peer-7");
-    cr_assert_eq(zsock_connect(dealer, "inproc://batch-send"), 0);
+    zsock_t *router, *dealer;
+    s_socket_pair("inproc://batch-send", &router, &dealer);
     dpool_batch_t *batch = dpool_batch_new();
     cr_assert_not_null(batch);
     static uint8_t big[20000];
@@ -443,11 +451,8 @@ Test(batch, send_puts_every_message_on_the_socket_in_order)
 // message and a BATCH reach that peer whole.
 Test(batch, send_from_a_router_reaches_the_peer_named_by_the_routing_id)
 {
-    zsock_t *router = zsock_new_router("inproc://batch-send-back");
-    zsock_t *dealer = zsock_new(ZMQ_DEALER);
-    cr_assert(router && dealer);
-    zsock_set_identity(dealer, "peer-7");
-    cr_assert_eq(zsock_connect(dealer, "inproc://batch-send-back"), 0);
+    zsock_t *router, *dealer;
+    s_socket_pair("inproc://batch-send-back", &router, &dealer);
     // The router knows the peer once it has heard from it.
     cr_assert_eq(zstr_send(dealer, "hello"), 0);
     zmsg_t *hello = zmsg_recv(router);
