@@ -347,17 +347,41 @@ s_batches_to(dpool_broker_t *self, zframe_t *routing_id)
     }
 }
 
+// The end of a send: a failure logged, a full batch sent.
+static void
+s_sent(dpool_broker_t *self, zframe_t *routing_id, dpool_batch_t *batch, const dpool_msg_t *msg,
+       int rc)
+{
+    if (rc != DPOOL_OK)
+        DPOOL_LOG_WARN("cannot send %s: %s", dpool_proto_command_name(msg->command),
+                       dpool_strerror(rc));
+    else if (batch && dpool_batch_full(batch))
+        s_send_batch(self, routing_id, batch);
+}
+
 void
 dpool_broker_send(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg)
 {
     dpool_batch_t *batch = zhashx_lookup(self->outbox, routing_id);
     int rc = batch ? dpool_batch_add(batch, msg) : dpool_proto_send(self->router, msg, routing_id);
     zframe_destroy(&msg->payload); // left with us when the message broke its schema
-    if (rc != DPOOL_OK)
-        DPOOL_LOG_WARN("cannot send %s: %s", dpool_proto_command_name(msg->command),
-                       dpool_strerror(rc));
-    else if (batch && dpool_batch_full(batch))
-        s_send_batch(self, routing_id, batch);
+    s_sent(self, routing_id, batch, msg, rc);
+}
+
+void
+dpool_broker_send_copy(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg,
+                       const void *payload, size_t payload_size)
+{
+    dpool_batch_t *batch = zhashx_lookup(self->outbox, routing_id);
+    if (!batch) {
+        // Sent alone: the payload needs a frame of its own.
+        msg->payload = zframe_new(payload, payload_size);
+        dpool_broker_send(self, routing_id, msg);
+        return;
+    }
+    int rc = dpool_batch_add_copy(batch, msg, payload, payload_size);
+    zframe_destroy(&msg->payload); // made for a message too large to share the batch
+    s_sent(self, routing_id, batch, msg, rc);
 }
 
 void
@@ -438,8 +462,7 @@ s_dispatch(dpool_broker_t *self)
                            .time_limit_ms = task->pool->time_limit_ms};
         // A copy: the task keeps its arguments for a retry, and holding them inline costs
         // less memory per queued task than a frame of their own.
-        msg.payload = zframe_new(task->args, task->args_size);
-        dpool_broker_send(self, host->routing_id, &msg);
+        dpool_broker_send_copy(self, host->routing_id, &msg, task->args, task->args_size);
     }
 }
 

@@ -111,6 +111,11 @@ struct dpool_broker {
 // It leaves with everything else for that peer when the loop turn ends (a BATCH).
 void dpool_broker_send(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg);
 
+// As dpool_broker_send, for a msg without a payload frame whose payload is payload_size
+// bytes at payload (borrowed): copied once, into the peer's batch or a frame.
+void dpool_broker_send_copy(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *msg,
+                            const void *payload, size_t payload_size);
+
 // Sends what waits in the outbox, one message per peer.
 void dpool_broker_flush(dpool_broker_t *self);
 

@@ -263,18 +263,27 @@ dpool_batch_encode(const dpool_msg_t *msg, const void *payload, size_t payload_s
     return s_write_end(out, start, payload, payload_size) ? DPOOL_OK : DPOOL_ERR_NOMEM;
 }
 
-int
-dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
+// Appends msg built as a plain message, for one too large to share a run; a payload
+// given as bytes becomes its frame first.
+static int
+s_add_alone(dpool_batch_t *self, dpool_msg_t *msg, const void *payload, size_t payload_size)
 {
-    if (!dpool_proto_buildable(msg))
-        return DPOOL_ERR_INVALID;
-    size_t payload = msg->payload ? zframe_size(msg->payload) : 0;
-    if (payload + msg->text_size > DPOOL_BATCH_INLINE_MAX) {
+    if (!msg->payload && payload && !(msg->payload = zframe_new(payload, payload_size)))
+        return DPOOL_ERR_NOMEM;
+    zmsg_t *zmsg = dpool_proto_build(msg, NULL);
+    return zmsg ? dpool_batch_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
+}
+
+// dpool_batch_add, the payload being payload_size bytes at payload (msg->payload's, or
+// the caller's when msg has none).
+static int
+s_add(dpool_batch_t *self, dpool_msg_t *msg, const void *payload, size_t payload_size)
+{
+    if (payload_size + msg->text_size > DPOOL_BATCH_INLINE_MAX) {
         // Large (the body is mostly its text): alone, built as a plain message.
-        zmsg_t *zmsg = dpool_proto_build(msg, NULL);
-        return zmsg ? dpool_batch_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
+        return s_add_alone(self, msg, payload, payload_size);
     }
-    if (!s_room_in_run(self, payload + msg->text_size))
+    if (!s_room_in_run(self, payload_size + msg->text_size))
         return DPOOL_ERR_NOMEM;
     // Header and body straight into the run: the body's length is written once known.
     const uint8_t header[DPOOL_PROTO_HEADER_SIZE] = {'D', 'P', DPOOL_PROTO_VERSION,
@@ -287,16 +296,33 @@ dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
         return DPOOL_ERR_INVALID;
     }
     size_t body = self->run.size - start - DPOOL_PROTO_HEADER_SIZE - 4;
-    if (body + payload > DPOOL_BATCH_INLINE_MAX) {
+    if (body + payload_size > DPOOL_BATCH_INLINE_MAX) {
         // Larger than its text said (a long list of functions): alone after all.
         self->run.size = start;
-        zmsg_t *zmsg = dpool_proto_build(msg, NULL);
-        return zmsg ? dpool_batch_add_alone(self, &zmsg) : DPOOL_ERR_NOMEM;
+        return s_add_alone(self, msg, payload, payload_size);
     }
-    int rc = s_end(self, start, msg->payload ? zframe_data(msg->payload) : NULL, payload);
+    int rc = s_end(self, start, payload, payload_size);
     if (rc == DPOOL_OK)
         zframe_destroy(&msg->payload); // copied into the run
     return rc;
+}
+
+int
+dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg)
+{
+    if (!dpool_proto_buildable(msg))
+        return DPOOL_ERR_INVALID;
+    return msg->payload ? s_add(self, msg, zframe_data(msg->payload), zframe_size(msg->payload))
+                        : s_add(self, msg, NULL, 0);
+}
+
+int
+dpool_batch_add_copy(dpool_batch_t *self, dpool_msg_t *msg, const void *payload,
+                     size_t payload_size)
+{
+    if (msg->payload || !dpool_proto_buildable_as(msg->command, payload != NULL))
+        return DPOOL_ERR_INVALID;
+    return s_add(self, msg, payload, payload_size);
 }
 
 size_t

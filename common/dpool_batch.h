@@ -41,6 +41,12 @@ void dpool_batch_destroy(dpool_batch_t **self_p);
 // DPOOL_ERR_NOMEM.
 int dpool_batch_add(dpool_batch_t *self, dpool_msg_t *msg);
 
+// As dpool_batch_add, for a msg without a payload frame whose payload is payload_size
+// bytes at payload (borrowed; NULL for none): copied into the batch without a frame
+// made for it first, as the broker sends a queued task's arguments.
+int dpool_batch_add_copy(dpool_batch_t *self, dpool_msg_t *msg, const void *payload,
+                         size_t payload_size);
+
 // Writes msg at the end of out as a BATCH holds it (header, body length, body, payload
 // length, payload), with payload_size bytes of payload (borrowed; msg->payload must be
 // NULL). A message encoded once can then be kept and added to batches by copying.

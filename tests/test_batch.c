@@ -534,3 +534,49 @@ Test(batch, a_failed_send_empties_the_batch_and_the_next_arrives_whole)
     zsock_destroy(&router);
     zsock_destroy(&dealer);
 }
+
+// A payload given as bytes joins the batch as a payload frame would: small ones in the
+// run, a large one alone in its turn; the bytes stay the caller's.
+Test(batch, add_copy_takes_a_payload_given_as_bytes)
+{
+    dpool_batch_t *batch = dpool_batch_new();
+    cr_assert_not_null(batch);
+    static uint8_t big[20000];
+    big[0] = 0xc5; // msgpack bin 16: length 19997
+    big[1] = (uint8_t)(19997 >> 8);
+    big[2] = (uint8_t)(19997 & 0xff);
+    const uint8_t small[] = {0x91, 0x07}; // [7]
+    dpool_msg_t task = {.command = DPOOL_CMD_TASK, .task_id = 1, .name = "f"};
+    cr_assert_eq(dpool_batch_add_copy(batch, &task, small, sizeof small), DPOOL_OK);
+    task.task_id = 2;
+    cr_assert_eq(dpool_batch_add_copy(batch, &task, big, sizeof big), DPOOL_OK);
+    cr_assert_null(task.payload, "the frame made for the large one moved into the batch");
+    task.task_id = 3;
+    cr_assert_eq(dpool_batch_add_copy(batch, &task, small, sizeof small), DPOOL_OK);
+    cr_assert_eq(dpool_batch_count(batch), 3);
+    dpool_msg_t credit = {.command = DPOOL_CMD_CREDIT, .count = 1};
+    cr_assert_eq(dpool_batch_add_copy(batch, &credit, small, sizeof small), DPOOL_ERR_INVALID,
+                 "a payload on a command that takes none");
+    task.payload = s_payload(1);
+    cr_assert_eq(dpool_batch_add_copy(batch, &task, small, sizeof small), DPOOL_ERR_INVALID,
+                 "a payload frame and bytes both");
+    zframe_destroy(&task.payload);
+    cr_assert_eq(dpool_batch_count(batch), 3);
+
+    const size_t sizes[] = {sizeof small, sizeof big, sizeof small};
+    const uint8_t *bytes[] = {small, big, small};
+    for (uint64_t id = 1; id <= 3; id++) {
+        zmsg_t *zmsg = dpool_batch_take(batch, NULL);
+        cr_assert_not_null(zmsg, "message %llu", (unsigned long long)id);
+        dpool_msg_t msg = {0};
+        const char *why = NULL;
+        cr_assert_eq(dpool_proto_decode(&zmsg, false, NULL, &msg, &why), DPOOL_OK, "%s",
+                     why ? why : "");
+        cr_assert_eq(msg.task_id, id);
+        cr_assert_eq(zframe_size(msg.payload), sizes[id - 1]);
+        cr_assert_arr_eq(zframe_data(msg.payload), bytes[id - 1], sizes[id - 1]);
+        dpool_msg_reset(&msg);
+    }
+    cr_assert_null(dpool_batch_take(batch, NULL), "nothing waits");
+    dpool_batch_destroy(&batch);
+}
