@@ -182,10 +182,9 @@ s_replay_entry(void *ctx, const dpool_journal_entry_t *entry)
     dpool_pool_ref_t *ref = dpool_pools_open(self, client, &spec);
     dpool_msg_t submit = {
         .task_id = entry->task_id, .name = (char *)entry->function, .flags = entry->flags};
-    zframe_t *args = zframe_new(entry->args, entry->args_size);
-    if (!ref || !args || dpool_pools_accept(self, client, ref, &submit, &args) != DPOOL_OK)
+    if (!ref ||
+        dpool_pools_accept(self, client, ref, &submit, entry->args, entry->args_size) != DPOOL_OK)
         DPOOL_LOG_ERROR("cannot rebuild a journalled task: out of memory");
-    zframe_destroy(&args);
 }
 
 static int
@@ -406,7 +405,7 @@ dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int code, co
 
 void
 dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, const char *text,
-                         zframe_t **payload_p)
+                         dpool_msg_t *result)
 {
     dpool_client_t *client = task->client;
     dpool_msg_t msg = {.command = DPOOL_CMD_RESULT,
@@ -414,11 +413,16 @@ dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, con
                        .code = code,
                        .text = (char *)text};
     // A failed chunk still carries the results of the items before the failing one.
-    if (payload_p) {
-        msg.payload = *payload_p;
-        *payload_p = NULL;
+    if (result && !result->payload && result->payload_lent)
+        dpool_broker_send_copy(self, client->routing_id, &msg, result->payload_lent,
+                               result->payload_lent_size);
+    else {
+        if (result) {
+            msg.payload = result->payload; // moves on as it came
+            result->payload = NULL;
+        }
+        dpool_broker_send(self, client->routing_id, &msg);
     }
-    dpool_broker_send(self, client->routing_id, &msg);
     zframe_destroy(&msg.payload);
     if (client->task_ids)
         zhashx_delete(client->task_ids, &task->client_task_id);
@@ -590,7 +594,7 @@ s_handle_decoded(dpool_broker_t *self, zframe_t *routing_id, int rc, dpool_msg_t
 }
 
 // The messages of a BATCH (count of them, checked whole in run), each as if it had come
-// alone. They are decoded in place: only a payload is copied out, into its own frame.
+// alone. They are decoded in place, payloads too.
 static void
 s_handle_batch(dpool_broker_t *self, zframe_t *routing_id, zframe_t *run, int count, unsigned roles,
                const char *key)
@@ -602,7 +606,9 @@ s_handle_batch(dpool_broker_t *self, zframe_t *routing_id, zframe_t *run, int co
         dpool_batch_part(run, &at, &part);
         dpool_msg_t msg = {0};
         const char *why = "unknown";
-        int rc = dpool_batch_decode_part(&part, &msg, &why);
+        // The payload stays where it lies: a SUBMIT's is copied into its task, a result's
+        // into its client's BATCH (or a frame when the client takes messages one by one).
+        int rc = dpool_batch_decode_part_lent(&part, &msg, &why);
         size_t size =
             zframe_size(routing_id) + DPOOL_PROTO_HEADER_SIZE + part.body_size + part.payload_size;
         s_handle_decoded(self, routing_id, rc, &msg, why, size, roles, key);

@@ -123,11 +123,12 @@ void dpool_broker_flush(dpool_broker_t *self);
 void dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int code,
                              const char *text);
 
-// Sends RESULT [client_task_id, code, text] + payload (moved; may be NULL) to the task's
-// client, updates its counters and frees the task record (and its client record when
-// the client has nothing left).
+// Sends RESULT [client_task_id, code, text] to the task's client with result's payload
+// (its frame moved, or its lent bytes copied; result may be NULL for none), updates the
+// client's counters and frees the task record (and its client record when the client
+// has nothing left).
 void dpool_broker_finish_task(dpool_broker_t *self, dpool_task_t *task, int code, const char *text,
-                              zframe_t **payload_p);
+                              dpool_msg_t *result);
 
 // Frees a task record and what it owns (no message is sent).
 void dpool_broker_free_task(dpool_task_t *task);
@@ -151,12 +152,12 @@ dpool_pool_ref_t *dpool_pools_open(dpool_broker_t *self, dpool_client_t *client,
                                    const dpool_pool_spec_t *spec);
 // The client's open ref with this number, or NULL.
 dpool_pool_ref_t *dpool_pools_find(dpool_client_t *client, uint32_t ref);
-// Queues submit's task with the arguments in *args_p (copied; the frame is consumed
-// always). Returns DPOOL_OK
-// (also for a re-send of a task still held, which is dropped), DPOOL_ERR_QUEUE_FULL or
-// DPOOL_ERR_NOMEM. Journals the task when the broker has a journal.
+// Queues submit's task with the args_size bytes of arguments at args (copied). Returns
+// DPOOL_OK (also for a re-send of a task still held, which is dropped),
+// DPOOL_ERR_QUEUE_FULL or DPOOL_ERR_NOMEM. Journals the task when the broker has a
+// journal.
 int dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_pool_ref_t *ref,
-                       const dpool_msg_t *submit, zframe_t **args_p);
+                       const dpool_msg_t *submit, const uint8_t *args, size_t args_size);
 // Fails every task of client in pool as terminated; running ones are killed.
 void dpool_pools_terminate(dpool_broker_t *self, dpool_client_t *client, dpool_pool_t *pool);
 // Frees a pool nobody holds once its last task is gone; keeps it otherwise.

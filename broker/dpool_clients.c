@@ -153,7 +153,10 @@ s_on_submit(dpool_broker_t *self, dpool_client_t *client, dpool_msg_t *msg)
         s_reply_result(self, client, msg->task_id, DPOOL_ERR_INVALID, text);
         return;
     }
-    int rc = dpool_pools_accept(self, client, ref, msg, &msg->payload);
+    // A SUBMIT always has its arguments: in a frame of their own, or lent from a BATCH.
+    const uint8_t *args = msg->payload ? zframe_data(msg->payload) : msg->payload_lent;
+    size_t args_size = msg->payload ? zframe_size(msg->payload) : msg->payload_lent_size;
+    int rc = dpool_pools_accept(self, client, ref, msg, args, args_size);
     if (rc == DPOOL_ERR_QUEUE_FULL)
         // Back-pressure: refused before anything is kept, so nothing accepted is dropped.
         s_reply_result(self, client, msg->task_id, rc,

@@ -113,7 +113,7 @@ s_on_result(dpool_broker_t *self, dpool_host_t *host, dpool_msg_t *msg)
     if (msg->code == DPOOL_ERR_WORKER_LOST)
         s_retry_or_fail(self, task, msg->text);
     else
-        dpool_broker_finish_task(self, task, msg->code, msg->text, &msg->payload);
+        dpool_broker_finish_task(self, task, msg->code, msg->text, msg);
 }
 
 static void

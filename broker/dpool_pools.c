@@ -138,18 +138,13 @@ s_is_resent(dpool_broker_t *self, dpool_client_t *client, uint64_t client_task_i
 
 int
 dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_pool_ref_t *ref,
-                   const dpool_msg_t *submit, zframe_t **args_p)
+                   const dpool_msg_t *submit, const uint8_t *args, size_t args_size)
 {
     uint64_t client_task_id = submit->task_id;
-    size_t args_size = zframe_size(*args_p);
-    if (s_is_resent(self, client, client_task_id)) {
-        zframe_destroy(args_p); // a re-send of a task still held: it runs once
-        return DPOOL_OK;
-    }
-    if ((int64_t)dpool_sched_task_count(self->sched) >= self->config.max_queued) {
-        zframe_destroy(args_p);
+    if (s_is_resent(self, client, client_task_id))
+        return DPOOL_OK; // a re-send of a task still held: it runs once
+    if ((int64_t)dpool_sched_task_count(self->sched) >= self->config.max_queued)
         return DPOOL_ERR_QUEUE_FULL;
-    }
     dpool_task_t *task = calloc(1, sizeof *task + args_size);
     uint64_t task_id;
     bool keep_name = task && ref->pool->retries > 0;
@@ -157,7 +152,6 @@ dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_poo
         dpool_sched_submit(self->sched, ref->pool->sched_pool, submit->name, task, self->now_ms,
                            &task_id) != 0) {
         dpool_broker_free_task(task);
-        zframe_destroy(args_p);
         return DPOOL_ERR_NOMEM;
     }
     task->client = client;
@@ -166,8 +160,7 @@ dpool_pools_accept(dpool_broker_t *self, dpool_client_t *client, const dpool_poo
     task->flags = submit->flags;
     task->client_task_id = client_task_id;
     task->args_size = args_size;
-    memcpy(task->args, zframe_data(*args_p), args_size);
-    zframe_destroy(args_p);
+    memcpy(task->args, args, args_size);
     if (client->task_ids)
         zhashx_insert(client->task_ids, &task->client_task_id, task);
     client->tasks++;

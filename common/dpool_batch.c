@@ -564,6 +564,18 @@ dpool_batch_decode_part(const dpool_batch_part_t *part, dpool_msg_t *msg, const 
     return rc;
 }
 
+int
+dpool_batch_decode_part_lent(const dpool_batch_part_t *part, dpool_msg_t *msg, const char **why)
+{
+    int rc = dpool_proto_decode_parts(part->header, DPOOL_PROTO_HEADER_SIZE, part->body,
+                                      part->body_size, part->payload != NULL, msg, why);
+    if (rc == DPOOL_OK && part->payload) {
+        msg->payload_lent = part->payload;
+        msg->payload_lent_size = part->payload_size;
+    }
+    return rc;
+}
+
 bool
 dpool_batch_inbox_waiting(const dpool_batch_inbox_t *inbox)
 {
@@ -579,16 +591,8 @@ dpool_batch_inbox_next(dpool_batch_inbox_t *inbox, dpool_msg_t *msg, const char 
     }
     dpool_batch_part_t part;
     dpool_batch_part(inbox->run, &inbox->at, &part);
-    int rc;
-    if (inbox->lend) {
-        rc = dpool_proto_decode_parts(part.header, DPOOL_PROTO_HEADER_SIZE, part.body,
-                                      part.body_size, part.payload != NULL, msg, why);
-        if (rc == DPOOL_OK && part.payload) {
-            msg->payload_lent = part.payload;
-            msg->payload_lent_size = part.payload_size;
-        }
-    } else
-        rc = dpool_batch_decode_part(&part, msg, why);
+    int rc = inbox->lend ? dpool_batch_decode_part_lent(&part, msg, why)
+                         : dpool_batch_decode_part(&part, msg, why);
     // A lent payload lies in the BATCH: it stays until the next read (or a clear).
     if (--inbox->left == 0 && !inbox->lend)
         dpool_batch_inbox_clear(inbox);

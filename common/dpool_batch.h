@@ -121,6 +121,11 @@ size_t dpool_batch_part_size(const dpool_batch_part_t *part);
 // dpool_proto_decode_parts returns, or DPOOL_ERR_NOMEM; msg then needs no freeing.
 int dpool_batch_decode_part(const dpool_batch_part_t *part, dpool_msg_t *msg, const char **why);
 
+// As dpool_batch_decode_part, its payload lent instead (msg->payload_lent points into
+// the run, valid while the run is): no frame made, nothing copied.
+int dpool_batch_decode_part_lent(const dpool_batch_part_t *part, dpool_msg_t *msg,
+                                 const char **why);
+
 // What a peer receives, read one message at a time: the messages of a BATCH are
 // decoded in place, without a message object each. Zero it to start.
 typedef struct {

@@ -627,3 +627,89 @@ Test(broker, a_batch_larger_than_max_message_whose_messages_are_not_is_served_wh
     zsock_destroy(&peer);
     dpool_harness_destroy(&small);
 }
+
+// Whether frame holds the payload dpool_peer_payload_str makes of text.
+static bool
+payload_is(zframe_t *frame, const char *text)
+{
+    zframe_t *expected = dpool_peer_payload_str(text);
+    bool same = frame && zframe_eq(frame, expected);
+    zframe_destroy(&expected);
+    return same;
+}
+
+// A BATCH's payloads are read where they lie in it: a SUBMIT's arguments reach the
+// worker intact, and a WORKER_RESULT's payload reaches the client intact both when the
+// client takes BATCHes and when it takes messages one by one.
+Test(broker, payloads_in_batches_cross_the_broker_intact)
+{
+    const char *functions[] = {"f"};
+    register_worker(functions, 1, 4);
+    open_pool(1, 4);
+    zsock_t *plain = connect_to(endpoint, "Cplain");
+    send_msg(plain, (dpool_msg_t){.command = DPOOL_CMD_POOL_OPEN, .pool_ref = 1, .count = 4});
+    dpool_msg_t reply;
+    expect(plain, DPOOL_CMD_POOL_OPENED, &reply, 5000);
+    dpool_msg_reset(&reply);
+
+    // The batching client's three SUBMITs in one BATCH, the plain one's alone.
+    dpool_batch_t *batch = dpool_batch_new();
+    cr_assert_not_null(batch);
+    for (uint64_t id = 1; id <= 3; id++) {
+        char text[16];
+        snprintf(text, sizeof text, "arg-%llu", (unsigned long long)id);
+        dpool_msg_t submit = {.command = DPOOL_CMD_SUBMIT,
+                              .pool_ref = 1,
+                              .task_id = id,
+                              .name = "f",
+                              .payload = dpool_peer_payload_str(text)};
+        cr_assert_eq(dpool_batch_add(batch, &submit), DPOOL_OK);
+    }
+    cr_assert_eq(dpool_batch_send(batch, client, NULL), DPOOL_OK);
+    send_msg(plain, (dpool_msg_t){.command = DPOOL_CMD_SUBMIT,
+                                  .pool_ref = 1,
+                                  .task_id = 4,
+                                  .name = "f",
+                                  .payload = dpool_peer_payload_str("arg-4")});
+
+    // Each TASK carries its arguments; the worker answers all four in one BATCH.
+    bool seen[5] = {false};
+    for (int i = 0; i < 4; i++) {
+        dpool_msg_t task;
+        expect(worker, DPOOL_CMD_TASK, &task, 5000);
+        int arg = 0;
+        for (int k = 1; k <= 4 && !arg; k++) {
+            char text[16];
+            snprintf(text, sizeof text, "arg-%d", k);
+            if (payload_is(task.payload, text))
+                arg = k;
+        }
+        cr_assert(arg > 0 && !seen[arg], "TASK %d carries arguments never sent, or twice", i);
+        seen[arg] = true;
+        char text[16];
+        snprintf(text, sizeof text, "res-%d", arg);
+        dpool_msg_t result = {.command = DPOOL_CMD_WORKER_RESULT,
+                              .task_id = task.task_id,
+                              .count = 1,
+                              .payload = dpool_peer_payload_str(text)};
+        cr_assert_eq(dpool_batch_add(batch, &result), DPOOL_OK);
+        dpool_msg_reset(&task);
+    }
+    cr_assert_eq(dpool_batch_send(batch, worker, NULL), DPOOL_OK);
+    dpool_batch_destroy(&batch);
+
+    for (int i = 0; i < 3; i++) {
+        expect(client, DPOOL_CMD_RESULT, &reply, 5000);
+        char text[16];
+        snprintf(text, sizeof text, "res-%llu", (unsigned long long)reply.task_id);
+        cr_assert_eq(reply.code, DPOOL_OK);
+        cr_assert(payload_is(reply.payload, text), "result of task %llu",
+                  (unsigned long long)reply.task_id);
+        dpool_msg_reset(&reply);
+    }
+    expect(plain, DPOOL_CMD_RESULT, &reply, 5000);
+    cr_assert_eq(reply.task_id, 4);
+    cr_assert(payload_is(reply.payload, "res-4"), "result of the plain client's task");
+    dpool_msg_reset(&reply);
+    zsock_destroy(&plain);
+}
