@@ -372,14 +372,14 @@ dpool_broker_send_copy(dpool_broker_t *self, zframe_t *routing_id, dpool_msg_t *
                        const void *payload, size_t payload_size)
 {
     dpool_batch_t *batch = zhashx_lookup(self->outbox, routing_id);
-    if (!batch) {
-        // Sent alone: the payload needs a frame of its own.
-        msg->payload = zframe_new(payload, payload_size);
-        dpool_broker_send(self, routing_id, msg);
-        return;
-    }
-    int rc = dpool_batch_add_copy(batch, msg, payload, payload_size);
-    zframe_destroy(&msg->payload); // made for a message too large to share the batch
+    int rc;
+    if (batch)
+        rc = dpool_batch_add_copy(batch, msg, payload, payload_size);
+    else if (!(msg->payload = zframe_new(payload, payload_size)))
+        rc = DPOOL_ERR_NOMEM;
+    else // sent alone: the payload needs a frame of its own
+        rc = dpool_proto_send(self->router, msg, routing_id);
+    zframe_destroy(&msg->payload); // made for a message sent alone, if not sent
     s_sent(self, routing_id, batch, msg, rc);
 }
 
