@@ -3,6 +3,7 @@
 #include "dpool_harness.h"
 
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <dpool/dpool.h>
 #include <msgpack.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 static dpool_harness_t *harness;
 static const char *endpoint;
 static dpool_t *pool;
+static pid_t worker_pid;
 
 static void
 start_cluster(void)
@@ -27,7 +29,8 @@ start_cluster(void)
     endpoint = dpool_harness_start_broker(harness, broker_args);
     cr_assert_not_null(endpoint, "the broker did not start");
     const char *worker_args[] = {"--module", DPOOL_LIB_DIR "/dpool_test_module.so", NULL};
-    cr_assert_gt(dpool_harness_start_worker(harness, 2, worker_args), 0);
+    worker_pid = dpool_harness_start_worker(harness, 2, worker_args);
+    cr_assert_gt(worker_pid, 0);
     cr_assert(dpool_harness_wait_processes(harness, 2, 20), "the worker did not register");
 }
 
@@ -237,6 +240,41 @@ pid_in_message(const char *message)
 {
     const char *at = strstr(message, "process ");
     return at ? strtol(at + strlen("process "), NULL, 10) : -1;
+}
+
+// The daemon's log (the one worker-*.log in dpool_harness_dir), NUL-terminated; free it.
+static char *
+worker_log(void)
+{
+    char pattern[512];
+    snprintf(pattern, sizeof pattern, "%s/worker-*.log", dpool_harness_dir(harness));
+    glob_t found;
+    cr_assert_eq(glob(pattern, 0, NULL, &found), 0, "no log matches %s", pattern);
+    cr_assert_eq(found.gl_pathc, 1);
+    FILE *file = fopen(found.gl_pathv[0], "r");
+    globfree(&found);
+    cr_assert_not_null(file);
+    char *text = calloc(1, 65536);
+    cr_assert_not_null(text);
+    size_t got = fread(text, 1, 65535, file);
+    text[got] = '\0';
+    fclose(file);
+    return text;
+}
+
+// The harness starts the daemon with only descriptors 0-2 open, as a shell does, so
+// the pipes of its first processes take low numbers, next to those a process sets up
+// (0-5: dpool_proc.h): a process that set them up in the wrong order would exit at
+// once and be replaced, a loss the other tests would not see.
+Test(pool, the_first_processes_start_and_run_without_being_replaced)
+{
+    dpool_error_t err = {0};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(dpool_apply(pool, "noop", NULL, NULL, &err), DPOOL_OK, "%s", err.message);
+    cr_assert_eq(dpool_harness_stop(harness, worker_pid), 0);
+    char *log = worker_log();
+    cr_assert_null(strstr(log, "worker process"), "a process was lost:\n%s", log);
+    free(log);
 }
 
 Test(pool, crashed_process_fails_its_task_with_the_signal_and_is_replaced)

@@ -26,6 +26,9 @@
 #include <unistd.h>
 
 #define S_CHANNEL_FD 3
+_Static_assert(DPOOL_PROC_STDOUT_PEEK_FD == S_CHANNEL_FD + 1 &&
+                   DPOOL_PROC_STDERR_PEEK_FD == S_CHANNEL_FD + 2,
+               "s_child places descriptors 0 to 5 in this order");
 
 struct dpool_proc_t {
     pid_t pid;
@@ -47,8 +50,8 @@ s_close(int *fd)
 
 // Runs in the child right after fork; never returns.
 static void
-s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn *main_fn,
-        void *arg, dpool_proc_shared_t *shared)
+s_child(pid_t parent, const int out[2], const int err[2], int channel_fd,
+        dpool_proc_main_fn *main_fn, void *arg, dpool_proc_shared_t *shared)
 {
     // A process outliving its daemon would hold a slot nobody supervises.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -61,13 +64,20 @@ s_child(pid_t parent, int out_fd, int err_fd, int channel_fd, dpool_proc_main_fn
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
-        dup2(err_fd, STDERR_FILENO) < 0 || dup2(channel_fd, S_CHANNEL_FD) < 0)
-        _exit(71);
-    if (close_range(S_CHANNEL_FD + 1, ~0U, 0) != 0) {
+    // Each descriptor lands on its number from a copy above them all, so that none is
+    // overwritten before it is moved (a pipe may have been made on 3, 4 or 5).
+    const int from[] = {open("/dev/null", O_RDONLY), out[1], err[1], channel_fd, out[0], err[0]};
+    int copies[6];
+    for (int fd = 0; fd < 6; fd++)
+        if (from[fd] < 0 || (copies[fd] = fcntl(from[fd], F_DUPFD_CLOEXEC, 6)) < 0)
+            _exit(71);
+    for (int fd = 0; fd < 6; fd++)
+        if (dup3(copies[fd], fd, fd > S_CHANNEL_FD ? O_CLOEXEC : 0) < 0)
+            _exit(71);
+    if (close_range(DPOOL_PROC_STDERR_PEEK_FD + 1, ~0U, 0) != 0) {
         long max = sysconf(_SC_OPEN_MAX);
-        for (long fd = S_CHANNEL_FD + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+        for (long fd = DPOOL_PROC_STDERR_PEEK_FD + 1; fd < (max > 0 && max < 65536 ? max : 65536);
+             fd++)
             close((int)fd);
     }
     // Output reaches the client while the task runs, a line at a time, instead of
@@ -108,7 +118,7 @@ dpool_proc_spawn(dpool_proc_main_fn *main_fn, void *arg)
     if (pid < 0)
         goto fail;
     if (pid == 0)
-        s_child(parent, out[1], err[1], chan[1], main_fn, arg, self->shared);
+        s_child(parent, out, err, chan[1], main_fn, arg, self->shared);
     self->pid = pid;
     // Processes forked later do not see this one's page (nor could scribble on it).
     madvise(self->shared, sizeof *self->shared, MADV_DONTFORK);

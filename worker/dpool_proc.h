@@ -2,9 +2,10 @@
     channel to it, and the read ends of its stdout and stderr pipes.
 
     The process starts in a clean state: it dies with the daemon (PR_SET_PDEATHSIG),
-    has /dev/null as stdin, the pipes as stdout and stderr, the channel as fd 3 and
-    no other inherited descriptor (in particular none of ZeroMQ's), default signal
-    handlers, and it never returns into the daemon's code: it ends with _exit. */
+    has /dev/null as stdin, the pipes as stdout and stderr, the channel as fd 3, the
+    pipes' read ends as fds 4 and 5 (to poll) and no other inherited descriptor (in
+    particular none of ZeroMQ's), default signal handlers, and it never returns into
+    the daemon's code: it ends with _exit. */
 #ifndef DPOOL_PROC_H
 #define DPOOL_PROC_H
 
@@ -43,6 +44,13 @@ typedef struct {
     _Atomic uint32_t kept_size;
     uint8_t kept[DPOOL_PROC_KEPT_MAX];
 } dpool_proc_shared_t;
+
+// The process holds the read ends of its own stdout and stderr pipes here (close on
+// exec), to poll them, never to read: an empty pipe is told in one system call
+// (dpool_runner.c). They keep no writer from seeing EPIPE while the daemon lives, and
+// the process dies with the daemon.
+#define DPOOL_PROC_STDOUT_PEEK_FD 4
+#define DPOOL_PROC_STDERR_PEEK_FD 5
 
 // What the new process runs: main_fn(arg, channel_fd, shared). It must not return;
 // if it does, the process exits with status 70.

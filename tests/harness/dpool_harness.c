@@ -128,6 +128,9 @@ s_spawn(dpool_harness_t *self, const char *const *argv, const char *log_path)
             dup2(log, STDERR_FILENO);
             close(log);
         }
+        // Started as from a shell, with only 0-2 open: the descriptors a daemon makes
+        // then take the lowest numbers, as they do in use.
+        close_range(3, ~0U, 0);
         char program[512];
         snprintf(program, sizeof program, "%s/%s", DPOOL_BIN_DIR, argv[0]);
         execv(program, (char *const *)argv);
@@ -338,6 +341,7 @@ s_child_exec(const char *const *argv, int in_fd, int out_fd, int err_fd, const c
     dup2(in_fd, STDIN_FILENO);
     dup2(out_fd, STDOUT_FILENO);
     dup2(err_fd, STDERR_FILENO);
+    close_range(3, ~0U, 0); // as from a shell (s_spawn)
     if (endpoint)
         setenv("DPOOL_BROKER", endpoint, 1);
     char program[512];

@@ -54,7 +54,7 @@ pid_t dpool_harness_broker_pid(const dpool_harness_t *self);
 const char *dpool_harness_endpoint(const dpool_harness_t *self);
 
 // The path of the scratch folder (borrowed), where process logs are written as
-// broker.log and worker-<pid>.log.
+// broker.log and worker-<n>.log (n: how many processes the harness had started before).
 const char *dpool_harness_dir(const dpool_harness_t *self);
 
 // Runs a program from the build's bin folder with arguments (NULL-terminated), feeding
