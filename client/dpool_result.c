@@ -1,7 +1,14 @@
 /*  Result handles: one outcome per task, waited for with a condition variable on the
     monotonic clock (a wall-clock jump must not stretch or cut a get's timeout). The
     outcome is written once by the pool's I/O thread (or by terminate / destroy when
-    the broker is gone) and read by any number of user threads. */
+    the broker is gone) and read by any number of user threads.
+
+    The mutexes and condition variables are the process's, S_STRIPES of them, and a
+    handle uses the pair its task id picks: a pair of its own was 88 of a handle's 200
+    bytes, and a pipelined client holds a handle per task (the memory of 100,000 of
+    them is most of its page faults, which cost as much as its work on a virtual
+    machine). A completion wakes the other waiters of its stripe too; they look at
+    their own handle and wait again. */
 #include "dpool_result.h"
 #include "dpool_walk.h"
 
@@ -13,8 +20,6 @@
 #include <time.h>
 
 struct _dpool_result_t {
-    pthread_mutex_t lock;
-    pthread_cond_t done;
     int refs;   // under lock
     bool ready; // under lock; once true, code, message and value never change
     int code;
@@ -28,6 +33,40 @@ struct _dpool_result_t {
     size_t *offsets; // under lock: where each item of an array value starts, made on demand
     size_t item_count;
 };
+
+#define S_STRIPES 64
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done; // on the monotonic clock
+} s_stripe_t;
+
+static s_stripe_t s_stripes[S_STRIPES];
+static pthread_once_t s_stripes_once = PTHREAD_ONCE_INIT;
+static bool s_stripes_ready;
+
+static void
+s_stripes_init(void)
+{
+    for (size_t i = 0; i < S_STRIPES; i++)
+        if (pthread_mutex_init(&s_stripes[i].lock, NULL) != 0 ||
+            !dpool_cond_init_monotonic(&s_stripes[i].done))
+            return; // never torn down: they live as long as the process
+    s_stripes_ready = true;
+}
+
+// The lock that guards self's refs and outcome, and the condition its waiters wait on.
+static pthread_mutex_t *
+s_lock(const dpool_result_t *self)
+{
+    return &s_stripes[self->task_id % S_STRIPES].lock;
+}
+
+static pthread_cond_t *
+s_done(const dpool_result_t *self)
+{
+    return &s_stripes[self->task_id % S_STRIPES].done;
+}
 
 // The message of a failed task whose own text could not be copied (memory ran out).
 static const char s_message_lost[] = "the task's message was lost: out of memory";
@@ -73,29 +112,21 @@ dpool_cond_init_monotonic(pthread_cond_t *cond)
 dpool_result_t *
 dpool_result_new(uint64_t task_id)
 {
-    dpool_result_t *self = calloc(1, sizeof *self);
+    pthread_once(&s_stripes_once, s_stripes_init);
+    dpool_result_t *self = s_stripes_ready ? calloc(1, sizeof *self) : NULL;
     if (!self)
         return NULL;
-    if (!dpool_cond_init_monotonic(&self->done))
-        goto fail_free;
-    if (pthread_mutex_init(&self->lock, NULL) != 0)
-        goto fail_cond;
     self->refs = 1;
     self->task_id = task_id;
     return self;
-fail_cond:
-    pthread_cond_destroy(&self->done);
-fail_free:
-    free(self);
-    return NULL;
 }
 
 dpool_result_t *
 dpool_result_ref(dpool_result_t *self)
 {
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     self->refs++;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return self;
 }
 
@@ -106,17 +137,15 @@ dpool_result_destroy(dpool_result_t **self_p)
         return;
     dpool_result_t *self = *self_p;
     *self_p = NULL;
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     int refs = --self->refs;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     if (refs > 0)
         return;
     zframe_destroy(&self->value);
     if (self->message != s_message_lost)
         free(self->message);
     free(self->offsets);
-    pthread_cond_destroy(&self->done);
-    pthread_mutex_destroy(&self->lock);
     free(self);
 }
 
@@ -160,7 +189,7 @@ s_value_size(const dpool_result_t *self)
     return size;
 }
 
-// Under self->lock: the outcome, the first time. Returns whether it was the first.
+// Under s_lock(self): the outcome, the first time. Returns whether it was the first.
 static bool
 s_set_outcome_locked(dpool_result_t *self, int code, const char *message)
 {
@@ -184,7 +213,7 @@ s_announce(dpool_result_t *self)
 {
     // Woken after the unlock: a waiter woken under the lock would only block again on
     // it, one more context switch per result. The caller's reference keeps self alive.
-    pthread_cond_broadcast(&self->done);
+    pthread_cond_broadcast(s_done(self));
     if (self->hook)
         self->hook(self->hook_arg, self);
 }
@@ -198,7 +227,7 @@ dpool_result_complete_bytes(dpool_result_t *self, int code, const char *message,
     zframe_t *frame = NULL;
     if (code == DPOOL_OK && data && size > sizeof self->small)
         frame = zframe_new(data, size); // NULL when out of memory: the value reads nil
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     bool first = s_set_outcome_locked(self, code, message);
     if (first && code == DPOOL_OK && data && size <= sizeof self->small) {
         memcpy(self->small, data, size);
@@ -207,7 +236,7 @@ dpool_result_complete_bytes(dpool_result_t *self, int code, const char *message,
         self->value = frame;
         frame = NULL;
     }
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     zframe_destroy(&frame);
     if (first)
         s_announce(self);
@@ -216,13 +245,13 @@ dpool_result_complete_bytes(dpool_result_t *self, int code, const char *message,
 void
 dpool_result_complete(dpool_result_t *self, int code, const char *message, zframe_t **payload_p)
 {
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     bool first = s_set_outcome_locked(self, code, message);
     if (first && code == DPOOL_OK && payload_p) {
         self->value = *payload_p;
         *payload_p = NULL;
     }
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     if (payload_p)
         zframe_destroy(payload_p);
     if (first)
@@ -239,9 +268,9 @@ bool
 dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *size,
                   const char **message)
 {
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     bool ready = self->ready;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     if (!ready)
         return false;
     // Once ready the outcome never changes, so it is read without the lock.
@@ -251,7 +280,7 @@ dpool_result_peek(dpool_result_t *self, int *code, const char **data, size_t *si
     return true;
 }
 
-// Waits with self->lock held until ready or the timeout runs out; returns ready.
+// Waits with s_lock(self) held until ready or the timeout runs out; returns ready.
 static bool
 s_wait_locked(dpool_result_t *self, double timeout)
 {
@@ -259,13 +288,13 @@ s_wait_locked(dpool_result_t *self, double timeout)
         return self->ready;
     if (timeout < 0) {
         while (!self->ready)
-            pthread_cond_wait(&self->done, &self->lock);
+            pthread_cond_wait(s_done(self), s_lock(self));
         return true;
     }
     struct timespec deadline;
     dpool_deadline_in(timeout, &deadline);
     while (!self->ready)
-        if (pthread_cond_timedwait(&self->done, &self->lock, &deadline) == ETIMEDOUT)
+        if (pthread_cond_timedwait(s_done(self), s_lock(self), &deadline) == ETIMEDOUT)
             break;
     return self->ready;
 }
@@ -275,9 +304,9 @@ dpool_result_wait(dpool_result_t *self, double timeout)
 {
     if (!self)
         return DPOOL_ERR_INVALID;
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     bool ready = s_wait_locked(self, timeout);
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return ready ? DPOOL_OK : DPOOL_ERR_TIMEOUT;
 }
 
@@ -307,7 +336,7 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
         dpool_error_set(err, DPOOL_ERR_INVALID, "result handle is NULL");
         return DPOOL_ERR_INVALID;
     }
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     int rc = DPOOL_ERR_TIMEOUT;
     if (!s_wait_locked(self, timeout))
         dpool_error_set(err, rc, "task %llu has no result after %.3f s",
@@ -316,7 +345,7 @@ dpool_result_get(dpool_result_t *self, double timeout, dpool_buf_t *value, dpool
         dpool_error_set(err, rc = self->code, "%s", s_message(self));
     else if ((rc = value ? s_copy_value(self, value) : DPOOL_OK) != DPOOL_OK)
         dpool_error_set(err, rc, "cannot copy a result of %zu bytes", s_value_size(self));
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return rc;
 }
 
@@ -325,9 +354,9 @@ dpool_result_ready(dpool_result_t *self)
 {
     if (!self)
         return false;
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     bool ready = self->ready;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return ready;
 }
 
@@ -336,9 +365,9 @@ dpool_result_successful(dpool_result_t *self)
 {
     if (!self)
         return DPOOL_ERR_INVALID;
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     int rc = !self->ready ? DPOOL_ERR_NOT_READY : self->code == DPOOL_OK ? 1 : 0;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return rc;
 }
 
@@ -348,7 +377,7 @@ dpool_result_task_id(const dpool_result_t *self)
     return self ? self->task_id : 0;
 }
 
-// Under self->lock, ready and successful: finds where each item of the array value
+// Under s_lock(self), ready and successful: finds where each item of the array value
 // starts (once). Returns DPOOL_OK or DPOOL_ERR_INVALID when the value is no array.
 static int
 s_index_locked(dpool_result_t *self)
@@ -392,10 +421,10 @@ dpool_result_count(dpool_result_t *self, size_t *count)
 {
     if (!self || !count)
         return DPOOL_ERR_INVALID;
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     int rc = s_items_locked(self);
     *count = rc == DPOOL_OK ? self->item_count : 0;
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return rc;
 }
 
@@ -404,7 +433,7 @@ dpool_result_item(dpool_result_t *self, size_t index, const char **data, size_t 
 {
     if (!self || !data || !size)
         return DPOOL_ERR_INVALID;
-    pthread_mutex_lock(&self->lock);
+    pthread_mutex_lock(s_lock(self));
     int rc = s_items_locked(self);
     if (rc == DPOOL_OK && index >= self->item_count)
         rc = DPOOL_ERR_INVALID;
@@ -415,6 +444,6 @@ dpool_result_item(dpool_result_t *self, size_t index, const char **data, size_t 
         *data = bytes + self->offsets[index];
         *size = self->offsets[index + 1] - self->offsets[index];
     }
-    pthread_mutex_unlock(&self->lock);
+    pthread_mutex_unlock(s_lock(self));
     return rc;
 }
