@@ -45,14 +45,29 @@ static s_stripe_t s_stripes[S_STRIPES];
 static pthread_once_t s_stripes_once = PTHREAD_ONCE_INIT;
 static bool s_stripes_ready;
 
-static void
-s_stripes_init(void)
+// Never torn down: they live as long as the process.
+static bool
+s_stripes_make(void)
 {
     for (size_t i = 0; i < S_STRIPES; i++)
         if (pthread_mutex_init(&s_stripes[i].lock, NULL) != 0 ||
             !dpool_cond_init_monotonic(&s_stripes[i].done))
-            return; // never torn down: they live as long as the process
-    s_stripes_ready = true;
+            return false;
+    return true;
+}
+
+// A child of fork has the stripes as they were, held by threads it does not have or
+// waited on by them: it gets new ones (only its own handles use them from then on).
+static void
+s_stripes_after_fork(void)
+{
+    s_stripes_ready = s_stripes_make();
+}
+
+static void
+s_stripes_init(void)
+{
+    s_stripes_ready = s_stripes_make() && pthread_atfork(NULL, NULL, s_stripes_after_fork) == 0;
 }
 
 // The lock that guards self's refs and outcome, and the condition its waiters wait on.

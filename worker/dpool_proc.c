@@ -2,8 +2,8 @@
 
     The daemon holds a ZeroMQ context with I/O threads by the time it respawns a
     process, and a context does not survive fork. So the child touches nothing of
-    the daemon's past the fork: it moves its three descriptors to 1, 2 and 3, closes
-    every other one (the context's sockets and eventfds among them), runs main_fn and
+    the daemon's past the fork: it places its six descriptors on 0 to 5, closes every
+    other one (the context's sockets and eventfds among them), runs main_fn and
     leaves with _exit, so no atexit handler (czmq's shutdown, LeakSanitizer's check)
     ever runs in it. */
 #define _GNU_SOURCE // pipe2, close_range and prctl with C11 on

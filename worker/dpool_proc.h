@@ -47,8 +47,9 @@ typedef struct {
 
 // The process holds the read ends of its own stdout and stderr pipes here (close on
 // exec), to poll them, never to read: an empty pipe is told in one system call
-// (dpool_runner.c). They keep no writer from seeing EPIPE while the daemon lives, and
-// the process dies with the daemon.
+// (dpool_runner.c). While the daemon lives it holds them too, and the process dies with
+// it; but a child a task forks without exec inherits them, and once its worker process
+// and the daemon are gone its writes to a full pipe block instead of failing (EPIPE).
 #define DPOOL_PROC_STDOUT_PEEK_FD 4
 #define DPOOL_PROC_STDERR_PEEK_FD 5
 

@@ -215,6 +215,9 @@ dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
     const dpool_runner_config_t *config = arg;
     // Every process draws its own random() sequence (demo.worker's sleeps).
     srandom((unsigned)getpid() ^ (unsigned)time(NULL) ^ (unsigned)dpool_clock_us());
+    // Out of the way before the initializer, a task module's code, opens anything.
+    int peek_fds[2] = {s_move_high(DPOOL_PROC_STDOUT_PEEK_FD),
+                       s_move_high(DPOOL_PROC_STDERR_PEEK_FD)};
     dpool_channel_t *channel = dpool_channel_new(channel_fd);
     if (channel) {
         dpool_channel_keep_in(channel, shared->kept, sizeof shared->kept, &shared->kept_size,
@@ -225,8 +228,7 @@ dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
     // of ours. High, out of the way of the descriptors a task opens and closes.
     s_ahead_t ahead = {.shared = shared,
                        .output_fds = {s_dup_high(STDOUT_FILENO), s_dup_high(STDERR_FILENO)},
-                       .peek_fds = {s_move_high(DPOOL_PROC_STDOUT_PEEK_FD),
-                                    s_move_high(DPOOL_PROC_STDERR_PEEK_FD)}};
+                       .peek_fds = {peek_fds[0], peek_fds[1]}};
     // A count taken while the daemon reads the initializer's output is not trusted:
     // looked at again, briefly, before this process says whether it runs ahead.
     for (int tries = 0; tries < 100; tries++) {

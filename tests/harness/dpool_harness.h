@@ -54,7 +54,8 @@ pid_t dpool_harness_broker_pid(const dpool_harness_t *self);
 const char *dpool_harness_endpoint(const dpool_harness_t *self);
 
 // The path of the scratch folder (borrowed), where process logs are written as
-// broker.log and worker-<n>.log (n: how many processes the harness had started before).
+// broker.log and worker-<n>.log (n: how many processes the harness held when it started
+// that worker; after a stop, two workers may share a log).
 const char *dpool_harness_dir(const dpool_harness_t *self);
 
 // Runs a program from the build's bin folder with arguments (NULL-terminated), feeding
