@@ -1,5 +1,6 @@
-/*  The broker's records, shared by its modules (dpool_broker.c: socket, loop and
-    timers; dpool_clients.c: client commands; dpool_hosts.c: worker-daemon commands;
+/*  The broker's records, shared by its modules (dpool_broker.c: socket, loop, outbox
+    and timers; dpool_broker_inbound.c: admitting, decoding and routing what arrives;
+    dpool_clients.c: client commands; dpool_hosts.c: worker-daemon commands;
     dpool_status.c: the status map). Not installed, not used outside broker/. */
 #ifndef DPOOL_BROKER_INTERNAL_H
 #define DPOOL_BROKER_INTERNAL_H
@@ -118,6 +119,15 @@ void dpool_broker_send_copy(dpool_broker_t *self, zframe_t *routing_id, dpool_ms
 
 // Sends what waits in the outbox, one message per peer.
 void dpool_broker_flush(dpool_broker_t *self);
+
+// The peer sent a BATCH, so it reads them: from now on what this broker has for it
+// leaves at the end of each turn as one message. (A peer that never batches, a simple
+// one written against the protocol, gets every message on its own.)
+void dpool_broker_batches_to(dpool_broker_t *self, zframe_t *routing_id);
+
+// One ZeroMQ message from the socket, consumed (dpool_broker_inbound.c): its sender's
+// key is checked once, then each message of a BATCH is handled as if it had come alone.
+void dpool_broker_handle(dpool_broker_t *self, zmsg_t **zmsg_p);
 
 // Answers a peer's bad message with ERROR [code, text].
 void dpool_broker_send_error(dpool_broker_t *self, zframe_t *routing_id, int code,
