@@ -1,12 +1,19 @@
 /*  dpool-worker end to end, chained TASKs: a TASK with `after` runs in the process of
     the task it follows, right after it, without a credit; it is refused with -22 when
     that task had ended; KILL drops it from its queue; a crash or time limit of the
-    task before it leaves it to the replacement process. The test plays the broker
-    (test_worker_play.h); the daemon is stopped by its pid in .fini. */
+    task before it leaves it to the replacement process. Output stays with its task
+    while processes run ahead, whether they watch their pipes through io_uring or poll
+    them (DPOOL_NO_IO_URING). The test plays the broker (test_worker_play.h); the
+    daemon is stopped by its pid in .fini. */
 #include "test_worker_play.h"
 
+#include "dpool_output_watch.h"
+
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
@@ -255,10 +262,11 @@ Test(worker_chain, silent_tasks_run_ahead_and_output_between_them_stays_with_its
     cr_assert_eq(s_credits, 1);
 }
 
-Test(worker_chain, a_long_mixed_chain_keeps_every_output_with_its_task)
+// 120 chained tasks, printing and silent ones interleaved, handed ahead in batches:
+// the process goes on past silent ones and stops after each printing one.
+static void
+s_check_mixed_chain(void)
 {
-    // 120 chained tasks, printing and silent ones interleaved, handed ahead in batches:
-    // the process goes on past silent ones and stops after each printing one.
     enum { S_LAST = 121 };
     s_start_ready("1", NULL);
     s_send_raw_task(1, "sleep", S_ONE, S_SIZE(S_ONE));
@@ -281,6 +289,109 @@ Test(worker_chain, a_long_mixed_chain_keeps_every_output_with_its_task)
     }
     s_expect_quiet(300);
     cr_assert_eq(s_credits, 1);
+}
+
+Test(worker_chain, a_long_mixed_chain_keeps_every_output_with_its_task)
+{
+    s_check_mixed_chain();
+}
+
+Test(worker_chain, a_long_mixed_chain_keeps_every_output_with_its_task_when_pipes_are_polled)
+{
+    setenv(DPOOL_OUTPUT_WATCH_OFF_ENV, "1", 1); // the daemon and its processes inherit it
+    s_check_mixed_chain();
+}
+
+// The parent of process pid, from /proc/PID/stat ("pid (comm) state ppid ..."); -1 if gone.
+static pid_t
+s_parent_of(const char *pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    FILE *stat = fopen(path, "r");
+    if (!stat)
+        return -1;
+    bool read = fgets(line, sizeof line, stat) != NULL;
+    fclose(stat);
+    const char *after_comm = read ? strrchr(line, ')') : NULL;
+    int parent = -1;
+    if (!after_comm || sscanf(after_comm, ") %*c %d", &parent) != 1)
+        return -1;
+    return (pid_t)parent;
+}
+
+// Whether process pid holds an io_uring (a descriptor of anon_inode:[io_uring]).
+static bool
+s_holds_a_ring(const char *pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%s/fd", pid);
+    DIR *fds = opendir(path);
+    cr_assert_not_null(fds, "cannot list %s", path);
+    bool ring = false;
+    for (struct dirent *fd; !ring && (fd = readdir(fds));) {
+        char link[400], target[128] = "";
+        snprintf(link, sizeof link, "%s/%s", path, fd->d_name);
+        ssize_t size = readlink(link, target, sizeof target - 1);
+        ring = size > 0 && strstr(target, "io_uring") != NULL;
+    }
+    closedir(fds);
+    return ring;
+}
+
+// Counts the daemon's processes and, in *with_ring, those that hold an io_uring.
+static unsigned
+s_count_processes(unsigned *with_ring)
+{
+    DIR *proc = opendir("/proc");
+    cr_assert_not_null(proc);
+    unsigned processes = 0;
+    *with_ring = 0;
+    for (struct dirent *entry; (entry = readdir(proc));) {
+        if (atoi(entry->d_name) <= 0 || s_parent_of(entry->d_name) != s_pid)
+            continue;
+        processes++;
+        *with_ring += s_holds_a_ring(entry->d_name);
+    }
+    closedir(proc);
+    return processes;
+}
+
+// Skips the test where this kernel gives this process no io_uring to watch with.
+static void
+s_need_io_uring(void)
+{
+    int pipe_fds[2];
+    cr_assert_eq(pipe(pipe_fds), 0);
+    int read_ends[2] = {pipe_fds[0], pipe_fds[0]};
+    errno = 0;
+    dpool_output_watch_t *watch = dpool_output_watch_new(read_ends);
+    int error = errno;
+    bool watched = watch != NULL;
+    dpool_output_watch_destroy(&watch);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    if (!watched)
+        cr_skip_test("SKIPPED, no io_uring here: %s", strerror(error));
+}
+
+Test(worker_chain, processes_watch_their_pipes_through_io_uring)
+{
+    s_need_io_uring();
+    s_start_ready("2", NULL);
+    unsigned with_ring = 0;
+    cr_assert_eq(s_count_processes(&with_ring), 2);
+    cr_assert_eq(with_ring, 2, "every process that runs ahead watches its pipes");
+}
+
+Test(worker_chain, processes_told_not_to_use_io_uring_poll_their_pipes)
+{
+    s_need_io_uring();
+    setenv(DPOOL_OUTPUT_WATCH_OFF_ENV, "1", 1);
+    s_start_ready("2", NULL);
+    unsigned with_ring = 0;
+    cr_assert_eq(s_count_processes(&with_ring), 2);
+    cr_assert_eq(with_ring, 0);
 }
 
 Test(worker_chain, output_larger_than_a_pipe_between_silent_tasks_stays_with_its_task)

@@ -15,12 +15,18 @@
     the task counts as one that wrote (a skip, never a wrong owner). Output that
     reaches the pipes after the task returned (a child still running) is not seen; it
     was attributed to whichever task ran when it arrived before, too. A process whose
-    standard streams are not pipes (FIONREAD fails) runs one task at a time. */
+    standard streams are not pipes (FIONREAD fails) runs one task at a time.
+
+    Where the kernel can tell it without a system call (dpool_output_watch.h: an
+    io_uring poll of the pipes' read ends completes in memory at each write), that is
+    asked instead of counting: any write to the pipes since the last task ended means
+    the task wrote, which is what a changed count means. */
 #define _GNU_SOURCE // srandom with C11 on
 #include "dpool_runner.h"
 
 #include "dpool_channel.h"
 #include "dpool_clock.h"
+#include "dpool_output_watch.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -44,6 +50,7 @@ typedef struct {
     dpool_proc_shared_t *shared;
     int output_fds[2];     // stdout and stderr as the process started with them
     int peek_fds[2];       // the read ends of those pipes, polled (dpool_proc.h)
+    dpool_output_watch_t *watch; // tells writes to those pipes; NULL: counted instead
     uint64_t output_total; // bytes of output so far, as counted after the last task
     bool total_known;      // false: the next task counts as one that wrote
     bool skipping;         // TASKs of skip_epoch are dropped: the daemon sends them again
@@ -96,6 +103,14 @@ s_move_high(int fd)
 static bool
 s_task_wrote(s_ahead_t *ahead)
 {
+    if (ahead->watch) {
+        int fired = dpool_output_watch_fired(ahead->watch);
+        if (fired >= 0)
+            return fired == 1;
+        // Counted from now on; the count kept is older than this task: it wrote.
+        dpool_output_watch_destroy(&ahead->watch);
+        ahead->total_known = false;
+    }
     uint64_t total = 0;
     bool known = s_count_output(ahead, &total);
     bool wrote = !known || !ahead->total_known || total != ahead->output_total;
@@ -238,6 +253,8 @@ dpool_runner_main(void *arg, int channel_fd, dpool_proc_shared_t *shared)
         usleep(100);
     }
     uint8_t ready = ahead.total_known ? DPOOL_CHANNEL_RUNS_AHEAD : 0;
+    if (ready)
+        ahead.watch = dpool_output_watch_new(ahead.peek_fds);
     if (!channel ||
         dpool_channel_send(channel, DPOOL_CHANNEL_READY, &ready, 1, NULL, 0) != DPOOL_OK)
         _exit(1);
