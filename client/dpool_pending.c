@@ -23,10 +23,11 @@ typedef struct {
     uint64_t task_id;
     dpool_result_t *result; // a reference of the table's own, or NULL for a sink
     dpool_sink_t sink;
-    // The task's SUBMIT, kept for a re-send, as dpool_batch_encode wrote it. NULL until
-    // kept.
+    // The task's SUBMIT, kept for a re-send, as dpool_batch_encode wrote it: in the
+    // entry's own tail, or a block of its own for a large one.
     uint8_t *submit;
     size_t submit_size;
+    uint8_t submit_inline[];
 } s_entry_t;
 
 dpool_pending_t *
@@ -77,32 +78,31 @@ s_insert(dpool_pending_t *self, s_entry_t *entry)
 }
 
 int
-dpool_pending_add(dpool_pending_t *self, dpool_result_t *result)
+dpool_pending_add(dpool_pending_t *self, const dpool_pending_task_t *task, uint8_t **large_p)
 {
-    s_entry_t *entry = calloc(1, sizeof *entry);
-    if (!entry)
+    uint8_t *large = large_p ? *large_p : NULL;
+    if (large_p)
+        *large_p = NULL;
+    // One allocation per task for the entry and its SUBMIT: a client with many tasks
+    // in flight spends less on malloc and on new pages.
+    s_entry_t *entry = malloc(sizeof *entry + (large ? 0 : task->submit_size));
+    if (!entry) {
+        free(large);
         return DPOOL_ERR_NOMEM;
-    entry->task_id = dpool_result_task_id(result);
-    entry->result = dpool_result_ref(result);
+    }
+    *entry = (s_entry_t){.task_id = task->task_id,
+                         .result = task->result ? dpool_result_ref(task->result) : NULL,
+                         .sink = task->sink,
+                         .submit = large ? large : entry->submit_inline,
+                         .submit_size = task->submit_size};
+    if (!large)
+        memcpy(entry->submit_inline, task->submit, task->submit_size);
     int rc = s_insert(self, entry);
     if (rc != DPOOL_OK) {
         dpool_result_destroy(&entry->result);
+        free(large);
         free(entry);
     }
-    return rc;
-}
-
-int
-dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink_t *sink)
-{
-    s_entry_t *entry = calloc(1, sizeof *entry);
-    if (!entry)
-        return DPOOL_ERR_NOMEM;
-    entry->task_id = task_id;
-    entry->sink = *sink;
-    int rc = s_insert(self, entry);
-    if (rc != DPOOL_OK)
-        free(entry);
     return rc;
 }
 
@@ -112,7 +112,8 @@ static void
 s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p, const void *data,
           size_t size)
 {
-    free(entry->submit);
+    if (entry->submit != entry->submit_inline)
+        free(entry->submit);
     zframe_t *frame = NULL;
     if (entry->result && !payload_p)
         dpool_result_complete_bytes(entry->result, code, message, data, size);
@@ -131,24 +132,6 @@ s_deliver(s_entry_t *entry, int code, const char *message, zframe_t **payload_p,
     free(entry);
 }
 
-bool
-dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, uint8_t **submit_p, size_t size)
-{
-    uint8_t *submit = *submit_p;
-    *submit_p = NULL;
-    pthread_mutex_lock(&self->lock);
-    s_entry_t *entry = submit ? dpool_idmap_lookup(self->tasks, task_id) : NULL;
-    bool kept = entry && !entry->submit;
-    if (kept) {
-        entry->submit = submit;
-        entry->submit_size = size;
-        submit = NULL;
-    }
-    pthread_mutex_unlock(&self->lock);
-    free(submit);
-    return kept;
-}
-
 typedef struct {
     dpool_pending_send_fn *send;
     void *arg;
@@ -161,8 +144,6 @@ s_resend_one(void *arg, uint64_t task_id, void *value)
     (void)task_id;
     s_resend_t *resend = arg;
     s_entry_t *entry = value;
-    if (!entry->submit)
-        return;
     resend->send(resend->arg, entry->submit, entry->submit_size);
     resend->count++;
 }

@@ -37,18 +37,22 @@ dpool_pending_t *dpool_pending_new(void);
 // references and frees it. NULL-safe; sets *self_p to NULL.
 void dpool_pending_destroy(dpool_pending_t **self_p);
 
-// Adds result under its task id, taking a reference of its own. Returns DPOOL_OK or
-// DPOOL_ERR_NOMEM.
-int dpool_pending_add(dpool_pending_t *self, dpool_result_t *result);
+// A task as it enters the table: its outcome goes to result (the table takes a
+// reference of its own) or, when result is NULL, to sink (copied); submit is its
+// SUBMIT as dpool_batch_encode wrote it, kept until its outcome for
+// dpool_pending_resend.
+typedef struct {
+    uint64_t task_id;
+    dpool_result_t *result;
+    dpool_sink_t sink;
+    const uint8_t *submit;
+    size_t submit_size;
+} dpool_pending_task_t;
 
-// Adds a task whose outcome goes to sink (copied). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
-int dpool_pending_add_sink(dpool_pending_t *self, uint64_t task_id, const dpool_sink_t *sink);
-
-// Keeps *submit_p (the task's SUBMIT as dpool_batch_encode wrote it, size bytes, a
-// malloc'd block that moves in, always) with task_id's entry until its outcome, for
-// dpool_pending_resend. A task already answered (or unknown) keeps nothing. Returns
-// true when it was kept.
-bool dpool_pending_keep(dpool_pending_t *self, uint64_t task_id, uint8_t **submit_p, size_t size);
+// Adds task, with a copy of its SUBMIT in the same allocation as its entry; or, when
+// large_p is not NULL, with *large_p instead (a malloc'd block holding the SUBMIT,
+// which moves in, always). Returns DPOOL_OK or DPOOL_ERR_NOMEM.
+int dpool_pending_add(dpool_pending_t *self, const dpool_pending_task_t *task, uint8_t **large_p);
 
 // Calls send(arg, submit, size) with every kept SUBMIT of a task still without a
 // result (borrowed), in task id order, with the table locked (send must not call back

@@ -225,47 +225,48 @@ s_check_open_locked(dpool_t *self, const char *function, dpool_error_t *err)
     return DPOOL_ERR_CLOSED;
 }
 
-// Under self->lock: sends the task already recorded in the pending table under task_id
-// (payload_size bytes of payload, borrowed), after keeping a copy of the SUBMIT in the
-// table for a re-send to a restarted broker: kept first, so a resync that comes at any
-// time after has it. A large SUBMIT goes on in its plain form and the table keeps the
-// encoding itself, so its arguments are copied twice, as a small one's are.
+// Under self->lock: records task in the pending table with its SUBMIT (payload_size
+// bytes of payload, borrowed), then sends it: recorded first, so a resync that comes at
+// any time after has it to send again. A large SUBMIT goes on in its plain form and the
+// table keeps the encoding itself, so its arguments are copied twice, as a small one's
+// are. Returns DPOOL_OK, or an error with *recorded telling whether the task is in the
+// table (the caller fails it there) or not (memory ran out, or it could not be encoded).
 static int
-s_send_locked(dpool_t *self, uint64_t task_id, const char *function, uint32_t flags,
-              const void *payload, size_t payload_size)
+s_send_locked(dpool_t *self, dpool_pending_task_t *task, const char *function, uint32_t flags,
+              const void *payload, size_t payload_size, bool *recorded)
 {
+    *recorded = false;
     dpool_msg_t msg = {.command = DPOOL_CMD_SUBMIT,
                        .pool_ref = DPOOL_IO_POOL_REF,
-                       .task_id = task_id,
+                       .task_id = task->task_id,
                        .name = (char *)function,
                        .flags = flags};
     self->encoded.size = 0;
     int rc = dpool_batch_encode(&msg, payload, payload_size, &self->encoded);
     if (rc != DPOOL_OK)
         return rc;
-    const uint8_t *submit = (const uint8_t *)self->encoded.data;
-    size_t size = self->encoded.size;
-    bool large = dpool_batch_goes_alone(submit);
+    task->submit = (const uint8_t *)self->encoded.data;
+    task->submit_size = self->encoded.size;
     zmsg_t *alone = NULL;
-    uint8_t *kept;
-    if (large) {
-        alone = dpool_batch_plain(submit);
-        kept = (uint8_t *)msgpack_sbuffer_release(&self->encoded);
-    } else if ((kept = malloc(size)))
-        memcpy(kept, submit, size);
-    // The entry was just added and the task is not out yet: not kept means no memory.
-    if ((large && !alone) || !dpool_pending_keep(self->pending, task_id, &kept, size)) {
-        free(kept);
-        zmsg_destroy(&alone);
-        return DPOOL_ERR_NOMEM;
+    uint8_t *large = NULL;
+    if (dpool_batch_goes_alone(task->submit)) {
+        if (!(alone = dpool_batch_plain(task->submit)))
+            return DPOOL_ERR_NOMEM;
+        large = (uint8_t *)msgpack_sbuffer_release(&self->encoded);
     }
+    rc = dpool_pending_add(self->pending, task, large ? &large : NULL);
+    if (rc != DPOOL_OK) {
+        zmsg_destroy(&alone);
+        return rc;
+    }
+    *recorded = true;
     if (alone)
         return dpool_io_send_alone(self->io, &alone);
     // A task alone in flight (a synchronous apply) goes out from this thread at once;
     // many in flight go through the outbox, which sends them in BATCHes.
     if (dpool_pending_count(self->pending) == 1)
-        return dpool_io_send_direct(self->io, submit, size);
-    return dpool_io_send_encoded(self->io, submit, size);
+        return dpool_io_send_direct(self->io, task->submit, task->submit_size);
+    return dpool_io_send_encoded(self->io, task->submit, task->submit_size);
 }
 
 // Under self->lock: numbers, records and sends one task. Returns an owned handle.
@@ -280,9 +281,12 @@ s_submit_locked(dpool_t *self, const char *function, const void *payload, size_t
     int rc = result ? DPOOL_OK : DPOOL_ERR_NOMEM;
     if (rc == DPOOL_OK && callbacks)
         rc = dpool_cbq_watch(self->cbq, result, callbacks);
-    if (rc == DPOOL_OK)
-        rc = dpool_pending_add(self->pending, result);
-    if (rc != DPOOL_OK) {
+    bool recorded = false;
+    if (rc == DPOOL_OK) {
+        dpool_pending_task_t task = {.task_id = task_id, .result = result};
+        rc = s_send_locked(self, &task, function, 0, payload, payload_size, &recorded);
+    }
+    if (rc == DPOOL_ERR_NOMEM && !recorded) {
         // a watched handle must still complete, so its job and hold are let go
         if (result)
             dpool_result_complete(result, DPOOL_ERR_NOMEM, "out of memory", NULL);
@@ -290,9 +294,11 @@ s_submit_locked(dpool_t *self, const char *function, const void *payload, size_t
         dpool_error_set(err, DPOOL_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    rc = s_send_locked(self, task_id, function, 0, payload, payload_size);
     if (rc != DPOOL_OK) {
-        dpool_pending_complete(self->pending, task_id, rc, "cannot pass the task on", NULL);
+        if (recorded)
+            dpool_pending_complete(self->pending, task_id, rc, "cannot pass the task on", NULL);
+        else
+            dpool_result_complete(result, rc, "cannot pass the task on", NULL);
         dpool_error_set(err, rc, "cannot pass task %llu to the I/O thread",
                         (unsigned long long)task_id);
     }
@@ -305,19 +311,21 @@ dpool_pool_submit_chunk(dpool_t *self, const char *function, zframe_t **payload_
 {
     pthread_mutex_lock(&self->lock);
     int rc = s_check_open_locked(self, function, err);
-    uint64_t task_id = 0;
     if (rc == DPOOL_OK) {
-        task_id = ++self->last_task_id;
-        rc = dpool_pending_add_sink(self->pending, task_id, sink);
-        if (rc != DPOOL_OK)
+        dpool_pending_task_t task = {.task_id = ++self->last_task_id, .sink = *sink};
+        bool recorded = false;
+        int sent = s_send_locked(self, &task, function, DPOOL_FLAG_CHUNK, zframe_data(*payload_p),
+                                 zframe_size(*payload_p), &recorded);
+        if (sent == DPOOL_ERR_NOMEM && !recorded) {
+            rc = sent;
             dpool_error_set(err, rc, "out of memory");
-    }
-    if (rc == DPOOL_OK &&
-        s_send_locked(self, task_id, function, DPOOL_FLAG_CHUNK, zframe_data(*payload_p),
-                      zframe_size(*payload_p)) != DPOOL_OK) {
-        // the sink is in the table: it gets the failure like any outcome
-        dpool_pending_complete(self->pending, task_id, DPOOL_ERR_IO, "cannot pass the task on",
-                               NULL);
+        } else if (sent != DPOOL_OK && recorded) {
+            // the sink is in the table: it gets the failure like any outcome
+            dpool_pending_complete(self->pending, task.task_id, DPOOL_ERR_IO,
+                                   "cannot pass the task on", NULL);
+        } else if (sent != DPOOL_OK) {
+            sink->fn(sink->arg, DPOOL_ERR_IO, "cannot pass the task on", NULL);
+        }
     }
     pthread_mutex_unlock(&self->lock);
     zframe_destroy(payload_p);
