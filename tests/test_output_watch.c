@@ -1,6 +1,8 @@
 /*  Tests for dpool_output_watch: a look says whether a pipe was written to since the
-    last one, whoever wrote (this process, stdio once flushed, a child), also after more
-    writes than its ring holds, and it is off when DPOOL_NO_IO_URING is set. On a
+    last one, whoever wrote (this process, stdio once flushed, a child, another thread
+    or process that said so through memory alone), also after more writes than its ring
+    holds; a write interrupts none of the task's own waits; and it is off when
+    DPOOL_NO_IO_URING is set. On a
     kernel that offers no io_uring (or forbids it) there is nothing to watch with, and
     the tests that need it are skipped, saying so. */
 #define _GNU_SOURCE // pipe2
@@ -9,6 +11,14 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +137,123 @@ Test(output_watch, a_write_by_a_child_process_fires)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     cr_assert_eq(dpool_output_watch_fired(s_watch), 1);
     cr_assert_eq(dpool_output_watch_fired(s_watch), 0);
+}
+
+// A writer that writes one byte each time it is asked, and says so in shared memory.
+typedef struct {
+    _Atomic int asked, written, stop;
+} s_handoff_t;
+
+static void
+s_write_when_asked(s_handoff_t *handoff)
+{
+    while (!atomic_load(&handoff->stop)) {
+        if (!atomic_load(&handoff->asked))
+            continue;
+        atomic_store(&handoff->asked, 0);
+        if (write(s_out[1], "w", 1) != 1)
+            return;
+        atomic_store(&handoff->written, 1);
+    }
+}
+
+static void *
+s_writer_thread(void *handoff)
+{
+    s_write_when_asked(handoff);
+    return NULL;
+}
+
+static int64_t
+s_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+// Asks the writer for a byte `rounds` times, each time waiting for its word in memory
+// (no system call between the write and the look, as a task whose thread or child
+// wrote and then told it through memory), and looks: each look must see the write.
+static void
+s_check_handoffs(s_handoff_t *handoff, int rounds)
+{
+    int64_t deadline = s_now_ms() + 10000;
+    int missed = 0, done = 0;
+    for (; done < rounds && s_now_ms() < deadline; done++) {
+        atomic_store(&handoff->written, 0);
+        atomic_store(&handoff->asked, 1);
+        for (long spins = 0; !atomic_load(&handoff->written) && spins < 2000000000L; spins++)
+            ;
+        if (!atomic_load(&handoff->written))
+            break;
+        missed += dpool_output_watch_fired(s_watch) != 1;
+        if (done % 256 == 255)
+            s_drain(s_out[0]);
+    }
+    bool wrote = atomic_load(&handoff->written);
+    atomic_store(&handoff->stop, 1);
+    cr_assert(wrote, "the writer did not write");
+    cr_assert_gt(done, 1000, "only %d rounds within 10 s", done);
+    cr_assert_eq(missed, 0, "%d of %d writes not seen at the look after them", missed, done);
+}
+
+Test(output_watch, a_write_another_thread_reported_through_memory_is_seen)
+{
+    s_watch_pipes();
+    s_handoff_t handoff = {0};
+    pthread_t writer;
+    cr_assert_eq(pthread_create(&writer, NULL, s_writer_thread, &handoff), 0);
+    s_check_handoffs(&handoff, 100000);
+    pthread_join(writer, NULL);
+}
+
+Test(output_watch, a_write_another_process_reported_through_memory_is_seen)
+{
+    s_watch_pipes();
+    s_handoff_t *handoff =
+        mmap(NULL, sizeof *handoff, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(handoff, MAP_FAILED);
+    memset(handoff, 0, sizeof *handoff);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); // gone with the test, whatever happens
+        s_write_when_asked(handoff);
+        _exit(0);
+    }
+    s_check_handoffs(handoff, 100000);
+    waitpid(child, NULL, 0);
+    munmap(handoff, sizeof *handoff);
+}
+
+static void *
+s_write_later(void *unused)
+{
+    (void)unused;
+    usleep(50000);
+    return (void *)(intptr_t)write(s_out[1], "late", 4);
+}
+
+Test(output_watch, a_write_does_not_interrupt_the_tasks_own_waits)
+{
+    // A task waiting in a call that fails with EINTR when interrupted (epoll_wait,
+    // semop, ...) while its thread or child writes must not be interrupted for the watch.
+    s_watch_pipes();
+    int waiting = epoll_create1(EPOLL_CLOEXEC);
+    cr_assert_geq(waiting, 0);
+    pthread_t writer;
+    cr_assert_eq(pthread_create(&writer, NULL, s_write_later, NULL), 0);
+    struct epoll_event event;
+    errno = 0;
+    int got = epoll_wait(waiting, &event, 1, 300);
+    int error = errno;
+    void *written = NULL;
+    pthread_join(writer, &written);
+    close(waiting);
+    cr_assert_eq((intptr_t)written, 4);
+    cr_assert_eq(got, 0, "epoll_wait gave %d (%s) instead of its timeout", got, strerror(error));
+    cr_assert_eq(dpool_output_watch_fired(s_watch), 1);
 }
 
 Test(output_watch, more_writes_than_the_ring_holds_fire_and_the_watch_goes_on)

@@ -1,11 +1,23 @@
 /*  The io_uring behind dpool_output_watch. The ring is set up by hand (io_uring_setup,
     mmap of its three areas, io_uring_enter): liburing is not among our dependencies,
-    and two requests and a counter read are all this needs. Completions are posted
-    from the kernel's task work, which runs before a system call of the writing
-    process returns (never deferred: no IORING_SETUP_DEFER_TASKRUN), so a task's own
-    write is in the ring when the task returns. */
+    and two requests and a flag read are all this needs.
+
+    When a pipe is written to, the poll's wake-up runs in the writer's system call and
+    queues work for the ring's owner (this process's thread); the completion entry is
+    made only when that work runs. Left to the kernel, it runs when the owner next
+    enters the kernel or is interrupted to: a write by another thread or process that
+    a task learned of through memory alone could then still be missing from the ring
+    when the task returned, and the interruption would fail the task's own blocking
+    calls with EINTR. So the work is deferred until asked for
+    (IORING_SETUP_DEFER_TASKRUN) and the kernel flags it in the ring as it queues it
+    (IORING_SETUP_TASKRUN_FLAG), in the writer's system call: a look reads that flag,
+    and only a look that finds it set enters the kernel, to make the entries and take
+    them (a task that wrote, which does not run ahead anyway). Kernels before 6.1 lack
+    those flags and their processes poll. */
 #define _GNU_SOURCE // F_DUPFD_CLOEXEC, syscall
 #include "dpool_output_watch.h"
+
+#include "dpool_proc.h"
 
 #include <dpool/errors.h>
 #include <endian.h>
@@ -27,10 +39,13 @@
 // overflows the ring, which the kernel keeps (IORING_FEAT_NODROP) until asked, at
 // the cost of one system call then.
 #define S_CQ_ENTRIES 64
-// Overflowed completions taken in one look at most; any left say "written" next time.
+// Rounds of deferred work and overflowed completions one look takes at most; any left
+// say "written" at the next look.
 #define S_FLUSH_ROUNDS 4
-// The ring's descriptor goes high, out of the way of those a task opens and closes.
-#define S_FD_LOW_MARK 512
+// Deferred work, flagged in the ring; one submitter, this process's thread.
+#define S_SETUP_FLAGS                                                                             \
+    (IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |                      \
+     IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
 struct dpool_output_watch_t {
     int ring_fd;
@@ -57,7 +72,7 @@ s_enter(int ring_fd, unsigned to_submit, unsigned flags)
 static void
 s_queue_poll(dpool_output_watch_t *self, unsigned which)
 {
-    uint32_t tail = *self->sq_tail; // written by this process only
+    uint32_t tail = __atomic_load_n(self->sq_tail, __ATOMIC_RELAXED); // ours alone to write
     uint32_t index = tail & self->sq_mask;
     struct io_uring_sqe *sqe = &self->sqes[index];
     memset(sqe, 0, sizeof *sqe);
@@ -128,7 +143,8 @@ static bool
 s_refused(const dpool_output_watch_t *self, int *error)
 {
     uint32_t tail = __atomic_load_n(self->cq_tail, __ATOMIC_ACQUIRE);
-    for (uint32_t head = *self->cq_head; head != tail; head++) {
+    uint32_t head = __atomic_load_n(self->cq_head, __ATOMIC_RELAXED);
+    for (; head != tail; head++) {
         const struct io_uring_cqe *cqe = &self->cqes[head & self->cq_mask];
         if (cqe->res < 0) {
             *error = -cqe->res;
@@ -156,24 +172,30 @@ dpool_output_watch_new(const int fds[2])
     self->fds[1] = fds[1];
     struct io_uring_params params;
     memset(&params, 0, sizeof params);
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    params.flags = S_SETUP_FLAGS;
     params.cq_entries = S_CQ_ENTRIES;
     self->ring_fd = (int)syscall(__NR_io_uring_setup, S_SQ_ENTRIES, &params);
-    int error = errno;
-    if (self->ring_fd >= 0) {
-        int high = fcntl(self->ring_fd, F_DUPFD_CLOEXEC, S_FD_LOW_MARK);
+    int error = errno; // EINVAL: a kernel before 6.1; EPERM: forbidden
+    bool usable = self->ring_fd >= 0;
+    if (usable) {
+        int high = fcntl(self->ring_fd, F_DUPFD_CLOEXEC, DPOOL_PROC_FD_LOW_MARK);
         if (high >= 0) {
             close(self->ring_fd);
             self->ring_fd = high;
         }
+        usable = params.features & IORING_FEAT_NODROP;
         error = ENOTSUP;
     }
-    bool usable = self->ring_fd >= 0 && (params.features & IORING_FEAT_NODROP) &&
-                  s_map(self, &params) == DPOOL_OK;
+    if (usable && s_map(self, &params) != DPOOL_OK) {
+        usable = false;
+        error = errno;
+    }
     if (usable) {
         s_queue_poll(self, 0);
         s_queue_poll(self, 1);
-        usable = s_submit(self, 2) == DPOOL_OK && !s_refused(self, &error);
+        usable = s_submit(self, 2) == DPOOL_OK;
+        error = usable ? error : errno;
+        usable = usable && !s_refused(self, &error);
     }
     if (!usable) {
         dpool_output_watch_destroy(&self);
@@ -182,34 +204,50 @@ dpool_output_watch_new(const int fds[2])
     return self;
 }
 
+// Takes the completions in the ring: *fired when there was any, ended[which] for a
+// poll the kernel ended; false when one ended in a way that asking again would not mend.
+static bool
+s_take_completions(dpool_output_watch_t *self, int *fired, bool ended[2])
+{
+    bool mendable = true;
+    uint32_t head = __atomic_load_n(self->cq_head, __ATOMIC_RELAXED); // ours alone to write
+    uint32_t tail = __atomic_load_n(self->cq_tail, __ATOMIC_ACQUIRE);
+    for (; head != tail; head++) {
+        const struct io_uring_cqe *cqe = &self->cqes[head & self->cq_mask];
+        *fired = 1;
+        // A poll the kernel ended for want of room in the ring is asked again; one it
+        // ended with any other error would only end again.
+        if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->user_data < 2) {
+            ended[cqe->user_data] = true;
+            mendable = mendable && (cqe->res >= 0 || cqe->res == -ECANCELED);
+        }
+    }
+    __atomic_store_n(self->cq_head, head, __ATOMIC_RELEASE);
+    return mendable;
+}
+
 int
 dpool_output_watch_fired(dpool_output_watch_t *self)
 {
     int fired = 0;
     bool ended[2] = {false, false};
-    bool broken = false;
+    bool mendable = s_take_completions(self, &fired, ended);
     for (int round = 0; round < S_FLUSH_ROUNDS; round++) {
-        uint32_t head = *self->cq_head; // written by this process only
-        uint32_t tail = __atomic_load_n(self->cq_tail, __ATOMIC_ACQUIRE);
-        for (; head != tail; head++) {
-            const struct io_uring_cqe *cqe = &self->cqes[head & self->cq_mask];
-            fired = 1;
-            // A poll the kernel ended for want of room in the ring is asked again; one
-            // it ended with any other error would only end again.
-            if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->user_data < 2) {
-                ended[cqe->user_data] = true;
-                broken = broken || (cqe->res < 0 && cqe->res != -ECANCELED);
-            }
-        }
-        __atomic_store_n(self->cq_head, head, __ATOMIC_RELEASE);
-        if (!(__atomic_load_n(self->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW))
+        uint32_t flags = __atomic_load_n(self->sq_flags, __ATOMIC_ACQUIRE);
+        if (!(flags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
             break;
-        fired = 1; // completions wait in the kernel: writes, in any case
+        // A write, at least: its work waits to be run, or its completion in the kernel.
+        fired = 1;
         if (s_enter(self->ring_fd, 0, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR &&
-            errno != EBUSY)
+            errno != EBUSY) {
+            // The descriptor is gone (a task closed it) or is another file now: not
+            // ours to close.
+            self->ring_fd = -1;
             return DPOOL_ERR_IO;
+        }
+        mendable = s_take_completions(self, &fired, ended) && mendable;
     }
-    if (broken)
+    if (!mendable)
         return DPOOL_ERR_IO;
     unsigned again = 0;
     for (unsigned which = 0; which < 2; which++)

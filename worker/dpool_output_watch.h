@@ -5,15 +5,14 @@
     (dpool_runner.c); asked of the kernel, that is one poll per task, about a tenth of
     a no-op task's cost on a virtual machine where a system call takes a microsecond.
     Here the kernel says it instead: an io_uring instance holds a multishot poll of each
-    pipe's read end, so every write to a pipe (by the task, a library, a child)
-    completes an entry in the ring the process shares with the kernel, and a look is a
-    read of two counters. A write by the process itself is in the ring when its write
-    returns; one by another process is there by the next time this process enters the
-    kernel, as late as a poll would have seen it.
+    pipe's read end, and every write to a pipe (by the task, a library, a thread, a
+    child) sets a flag in the memory the process shares with the ring, in the writer's
+    own system call, so it is there once the write has returned. A look reads that flag
+    and the ring's counters; only one that finds a write enters the kernel.
 
-    Where io_uring is missing or forbidden (kernels before 5.13, Docker's default
-    seccomp profile, kernel.io_uring_disabled) or DPOOL_NO_IO_URING is set, there is no
-    watch and the process polls. */
+    Where io_uring lacks what this needs or is forbidden (kernels before 6.1, Docker's
+    default seccomp profile, kernel.io_uring_disabled) or DPOOL_NO_IO_URING is set,
+    there is no watch and the process polls. */
 #ifndef DPOOL_OUTPUT_WATCH_H
 #define DPOOL_OUTPUT_WATCH_H
 
@@ -29,8 +28,8 @@ dpool_output_watch_t *dpool_output_watch_new(const int fds[2]);
 
 // Whether either pipe was written to, or its write end closed, since the last call:
 // 0 for no, 1 for yes or cannot tell. Negative when the watch no longer works (the
-// kernel ended a poll and it could not be asked again): the caller destroys it and
-// polls from then on.
+// kernel ended a poll and it could not be asked again, or a task closed the ring's
+// descriptor): the caller destroys it and polls from then on.
 int dpool_output_watch_fired(dpool_output_watch_t *self);
 
 // NULL-safe; sets *self_p to NULL.

@@ -53,6 +53,10 @@ typedef struct {
 #define DPOOL_PROC_STDOUT_PEEK_FD 4
 #define DPOOL_PROC_STDERR_PEEK_FD 5
 
+// Where a worker process keeps the descriptors it holds for itself (copies of its
+// output pipes, its io_uring), out of the way of those its tasks open and close.
+#define DPOOL_PROC_FD_LOW_MARK 512
+
 // What the new process runs: main_fn(arg, channel_fd, shared). It must not return;
 // if it does, the process exits with status 70.
 typedef void dpool_proc_main_fn(void *arg, int channel_fd, dpool_proc_shared_t *shared);

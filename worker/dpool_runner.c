@@ -27,6 +27,7 @@
 #include "dpool_channel.h"
 #include "dpool_clock.h"
 #include "dpool_output_watch.h"
+#include "dpool_proc.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -86,7 +87,7 @@ s_count_output(const s_ahead_t *ahead, uint64_t *total)
 static int
 s_dup_high(int fd)
 {
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, DPOOL_PROC_FD_LOW_MARK);
     return copy >= 0 ? copy : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
