@@ -25,13 +25,15 @@
 #define WORKER_BIN DPOOL_BIN_DIR "/dpool-worker"
 #define EXAMPLE_MODULE DPOOL_LIB_DIR "/libdpool_example.so"
 
-static pid_t s_pid = -1;         // the daemon under test
-static zsock_t *s_router = NULL; // the test's broker socket
-static zframe_t *s_peer = NULL;  // the daemon's routing id, from its first message
-static unsigned s_credits = 0;   // credits received (CREDIT and WORKER_RESULT)
-static dpool_msg_t s_hello;      // the daemon's WORKER_HELLO
-static bool s_bye = false;       // a BYE arrived
-static zlist_t *s_held = NULL;   // the rest of a BATCH the daemon sent
+static pid_t s_pid = -1;                 // the daemon under test
+static zsock_t *s_router = NULL;         // the test's broker socket
+static zframe_t *s_peer = NULL;          // the daemon's routing id, from its first message
+static unsigned s_credits = 0;           // credits received (CREDIT and WORKER_RESULT)
+static dpool_msg_t s_hello;              // the daemon's WORKER_HELLO
+static bool s_bye = false;               // a BYE arrived
+static zlist_t *s_held = NULL;           // the rest of a BATCH the daemon sent
+static unsigned s_batch_results = 0;     // WORKER_RESULTs read so far from the last BATCH
+static unsigned s_batch_results_max = 0; // the most any one BATCH carried
 
 // Waits up to timeout_ms for the daemon to exit; returns true when it did.
 static inline bool
@@ -121,6 +123,7 @@ s_recv(dpool_msg_t *msg, int timeout_ms)
             zlist_destroy(&s_held);
             s_held = dpool_peer_split(&received, true);
             cr_assert_not_null(s_held, "the daemon sent a malformed BATCH");
+            s_batch_results = 0;
             zmsg = zlist_pop(s_held);
         }
         zframe_t *peer = NULL;
@@ -133,6 +136,8 @@ s_recv(dpool_msg_t *msg, int timeout_ms)
         zframe_destroy(&peer);
         if (msg->command == DPOOL_CMD_CREDIT || msg->command == DPOOL_CMD_WORKER_RESULT)
             s_credits += msg->count;
+        if (msg->command == DPOOL_CMD_WORKER_RESULT && ++s_batch_results > s_batch_results_max)
+            s_batch_results_max = s_batch_results;
         if (msg->command == DPOOL_CMD_BYE)
             s_bye = true;
         got = msg->command != DPOOL_CMD_HEARTBEAT;

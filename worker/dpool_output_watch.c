@@ -43,8 +43,8 @@
 // say "written" at the next look.
 #define S_FLUSH_ROUNDS 4
 // Deferred work, flagged in the ring; one submitter, this process's thread.
-#define S_SETUP_FLAGS                                                                             \
-    (IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |                      \
+#define S_SETUP_FLAGS                                                                              \
+    (IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SINGLE_ISSUER |                       \
      IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
 struct dpool_output_watch_t {

@@ -49,12 +49,12 @@
 
 typedef struct {
     dpool_proc_shared_t *shared;
-    int output_fds[2];     // stdout and stderr as the process started with them
-    int peek_fds[2];       // the read ends of those pipes, polled (dpool_proc.h)
+    int output_fds[2];           // stdout and stderr as the process started with them
+    int peek_fds[2];             // the read ends of those pipes, polled (dpool_proc.h)
     dpool_output_watch_t *watch; // tells writes to those pipes; NULL: counted instead
-    uint64_t output_total; // bytes of output so far, as counted after the last task
-    bool total_known;      // false: the next task counts as one that wrote
-    bool skipping;         // TASKs of skip_epoch are dropped: the daemon sends them again
+    uint64_t output_total;       // bytes of output so far, as counted after the last task
+    bool total_known;            // false: the next task counts as one that wrote
+    bool skipping;               // TASKs of skip_epoch are dropped: the daemon sends them again
     uint32_t skip_epoch;
     int64_t kept_since; // when the first result kept back was, in us
 } s_ahead_t;
