@@ -18,9 +18,9 @@
     standard streams are not pipes (FIONREAD fails) runs one task at a time.
 
     Where the kernel can tell it without a system call (dpool_output_watch.h: an
-    io_uring poll of the pipes' read ends completes in memory at each write), that is
-    asked instead of counting: any write to the pipes since the last task ended means
-    the task wrote, which is what a changed count means. */
+    io_uring poll of the pipes' read ends flags each write in memory the process shares
+    with the kernel), that is asked instead of counting: any write to the pipes since
+    the last task ended means the task wrote, which is what a changed count means. */
 #define _GNU_SOURCE // srandom with C11 on
 #include "dpool_runner.h"
 
